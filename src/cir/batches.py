@@ -1,0 +1,65 @@
+"""Token batches for training: fact sentences (forget) and general text (retain)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from cir.data.mcq import MCQ
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T), 1 on real tokens
+    token_mask: torch.Tensor  # (B, T) bool: real tokens that are not special tokens (BOS, padding)
+    answer_mask: torch.Tensor  # (B, T) bool: tokens of the answer inside the sentence
+
+    def inputs(self) -> dict:
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
+
+    def to(self, device) -> "Batch":
+        return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.token_mask, self.answer_mask)))
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+def _answer_span_mask(offsets: list[tuple[int, int]], text: str, answer: str | None) -> list[bool]:
+    if answer:
+        start = text.rfind(answer)
+        if start >= 0:
+            end = start + len(answer)
+            marks = [s < end and e > start and e > s for s, e in offsets]
+            if any(marks):
+                return marks
+    return [e > s for s, e in offsets]  # no answer given or found: every real token
+
+
+def encode(tokenizer, texts: list[str], answers: list[str | None] | None = None, max_length: int = 64) -> Batch:
+    """Tokenise and pad right. Only special tokens and padding are masked out of `token_mask`:
+    some tokenizers (SmolLM2's) add no BOS, so the first position can be a real word."""
+    answers = answers or [None] * len(texts)
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
+                    return_special_tokens_mask=True, return_offsets_mapping=True)
+    attention = enc["attention_mask"]
+    token_mask = attention.bool() & ~enc["special_tokens_mask"].bool()
+    answer_mask = torch.zeros_like(token_mask)
+    for row, (text, answer) in enumerate(zip(texts, answers)):
+        offsets = [tuple(o) for o in enc["offset_mapping"][row].tolist()]
+        answer_mask[row] = torch.tensor(_answer_span_mask(offsets, text, answer))
+    answer_mask &= token_mask
+    return Batch(enc["input_ids"], attention, token_mask, answer_mask)
+
+
+def forget_batches(tokenizer, items: list[MCQ], batch_size: int = 32, max_length: int = 64) -> list[Batch]:
+    """Every fact sentence of every item, in file order, with its answer tokens marked."""
+    pairs = [(sentence, item.answer_text) for item in items for sentence in item.sentences()]
+    return [encode(tokenizer, [p[0] for p in pairs[i : i + batch_size]], [p[1] for p in pairs[i : i + batch_size]],
+                   max_length) for i in range(0, len(pairs), batch_size)]
+
+
+def text_batches(tokenizer, texts: list[str], batch_size: int = 16, max_length: int = 128) -> list[Batch]:
+    return [encode(tokenizer, texts[i : i + batch_size], max_length=max_length)
+            for i in range(0, len(texts), batch_size)]

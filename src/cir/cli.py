@@ -1,0 +1,275 @@
+"""The `cir` command line. Every subcommand is a thin layer over library functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from cir.errors import InputError
+from cir.models import DEFAULT_MODEL
+
+COMMANDS = {}
+
+
+def command(name: str, help: str):
+    def register(fn):
+        COMMANDS[name] = (fn, help)
+        return fn
+
+    return register
+
+
+def _model_arg(parser, required=False):
+    parser.add_argument("--model", default=None if required else DEFAULT_MODEL, required=required,
+                        help=f"alias ({DEFAULT_MODEL}), model directory (also one written by cir), or hub id")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the hub")
+
+
+def _load(args):
+    from cir.models import load_model
+
+    return load_model(args.model, trust_remote_code=args.trust_remote_code)
+
+
+# ---------------------------------------------------------------- eval
+def _eval_args(p):
+    _model_arg(p)
+    p.add_argument("--mcq", action="append", default=[], help="fact set: JSONL file, builtin:TOPIC, TOPIC, or hf:NAME[:CONFIG][:SPLIT]")
+    p.add_argument("--text", action="append", default=[], help="text corpus: .txt (one document per line), JSONL with 'text', or hf:...")
+    p.add_argument("--base", help="reference model for KL(base || model) on --text")
+    p.add_argument("--format", choices=["cloze", "letters"], default="cloze", dest="fmt")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@command("eval", "accuracy on fact sets; loss and KL on text")
+def cmd_eval(args):
+    from cir.data import load_mcq, load_texts
+    from cir.evaluation import evaluate_mcq, text_kl, text_loss
+    from cir.report import format_table
+
+    if not args.mcq and not args.text:
+        raise InputError("nothing to evaluate: give --mcq and/or --text")
+    fact_sets = {spec: load_mcq(spec) for spec in args.mcq}  # validate every input before loading the model
+    corpora = {spec: load_texts(spec) for spec in args.text}
+    model, tokenizer = _load(args)
+    base = None
+    if args.base:
+        from cir.models import load_model
+
+        base, _ = load_model(args.base, trust_remote_code=args.trust_remote_code)
+    result = {"model": args.model, "format": args.fmt, "mcq": {}, "text": {}}
+    for spec, items in fact_sets.items():
+        start = time.perf_counter()
+        res = evaluate_mcq(model, tokenizer, items, args.fmt)
+        result["mcq"][spec] = res.to_json() | {"seconds": round(time.perf_counter() - start, 2)}
+    for spec, texts in corpora.items():
+        entry = {"loss": text_loss(model, tokenizer, texts), "n": len(texts)}
+        if base is not None:
+            entry["base_loss"] = text_loss(base, tokenizer, texts)
+            entry["kl"] = text_kl(base, model, tokenizer, texts)
+        result["text"][spec] = entry
+    if args.json:
+        print(json.dumps(result))
+        return
+    rows = [[spec, f"{r['accuracy']:.3f}", r["n"], f"{r['correct_prob']:.3f}"] for spec, r in result["mcq"].items()]
+    if rows:
+        print(format_table(["fact set", "accuracy", "n", "P(correct)"], rows))
+    rows = [[spec, f"{r['loss']:.4f}", f"{r.get('kl', float('nan')):.5f}"] for spec, r in result["text"].items()]
+    if rows:
+        print(format_table(["text", "loss", "KL(base||model)"], rows))
+
+
+# ---------------------------------------------------------------- data
+@command("topics", "list the built-in fact sets")
+def cmd_topics(args):
+    from cir.data import builtin_topics, load_mcq
+
+    for topic in builtin_topics():
+        print(f"{topic:12s} {len(load_mcq(topic)):4d} questions  (builtin:{topic})")
+
+
+def _synth_args(p):
+    p.add_argument("--people", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="JSONL file to write")
+
+
+@command("synth", "generate fictitious facts (invented people x attributes) as a fact set")
+def cmd_synth(args):
+    from cir.data.synthetic import generate_people, write_mcq
+
+    items = generate_people(args.people, args.seed)
+    write_mcq(items, args.out)
+    print(f"wrote {len(items)} questions about {args.people} invented people to {args.out}")
+
+
+def _teach_args(p):
+    _model_arg(p)
+    p.add_argument("--facts", action="append", required=True, help="fact set whose sentences are taught")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+
+
+@command("teach", "fine-tune a model on fact sentences (e.g. synthetic facts) and save it")
+def cmd_teach(args):
+    from cir.data import load_mcq
+    from cir.evaluation import evaluate_mcq
+    from cir.finetune import finetune
+    from cir.models import save_model
+    from cir.outputs import check_output_dir, staged_output
+
+    check_output_dir(args.out, args.overwrite)
+    items = [item for spec in args.facts for item in load_mcq(spec)]
+    model, tokenizer = _load(args)
+    before = evaluate_mcq(model, tokenizer, items).accuracy
+    finetune(model, tokenizer, [s for item in items for s in item.sentences()], epochs=args.epochs, lr=args.lr,
+             seed=args.seed)
+    after = evaluate_mcq(model, tokenizer, items).accuracy
+    with staged_output(args.out, args.overwrite) as staging:
+        save_model(model, tokenizer, staging)
+        (staging / "teach.json").write_text(json.dumps({"facts": args.facts, "accuracy_before": before,
+                                                          "accuracy_after": after, "epochs": args.epochs,
+                                                          "lr": args.lr, "seed": args.seed}, indent=2))
+    print(f"taught {len(items)} facts: accuracy {before:.3f} -> {after:.3f}; model written to {args.out}")
+
+
+# ---------------------------------------------------------------- unlearn
+def _unlearn_args(p):
+    _model_arg(p)
+    p.add_argument("--forget", action="append", required=True, help="fact set(s) to forget (as for --mcq)")
+    p.add_argument("--retain", help="general text for the retain step (default: text sampled from the model)")
+    p.add_argument("--method", default=None, help="registered method (cir methods lists them); default cir")
+    p.add_argument("--config", help="YAML file of options")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                   help="override one option, e.g. --set max_epochs=5 --set cir.unlearning_rate=1.0")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", required=True, help="run directory to write (refused if not empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _prepare_unlearning(args):
+    """Validate every input before the model is loaded."""
+    from cir.data import load_mcq
+    from cir.outputs import check_output_dir
+    from cir.unlearn import build_configs
+
+    run, method_config = build_configs(args.config, args.overrides, args.method, args.seed)
+    items = [item for spec in args.forget for item in load_mcq(spec)]
+    if args.retain:
+        from cir.data import load_texts
+
+        load_texts(args.retain)
+    check_output_dir(args.out, args.overwrite)
+    return run, method_config, items
+
+
+def unlearn_into(args, model, tokenizer, run, method_config, items):
+    from cir.outputs import staged_output
+    from cir.unlearn import general_text_split, run_unlearning, write_run
+
+    retain, heldout = general_text_split(model, tokenizer)
+    if args.retain:
+        from cir.data import load_texts
+
+        retain = load_texts(args.retain)
+    with staged_output(args.out, args.overwrite) as staging:
+        result = run_unlearning(model, tokenizer, items, retain, heldout, run, method_config,
+                                metrics_path=staging / "metrics.jsonl", progress=not args.quiet)
+        write_run(staging, model, tokenizer, result, run,
+                  {"model": args.model, "forget": args.forget, "retain": args.retain or "sampled from the model"})
+    return result
+
+
+@command("unlearn", "make a model forget fact sets; writes the model, config.yaml, metrics.jsonl, report.md")
+def cmd_unlearn(args):
+    run, method_config, items = _prepare_unlearning(args)
+    model, tokenizer = _load(args)
+    result = unlearn_into(args, model, tokenizer, run, method_config, items)
+    kept = result.metrics[result.kept_epoch]
+    print(f"{run.method}: {result.stop_reason}")
+    print(f"kept epoch {result.kept_epoch}: forget accuracy {result.metrics[0].get('forget_accuracy', float('nan')):.3f}"
+          f" -> {kept.get('forget_accuracy', float('nan')):.3f}, held-out loss x{kept['loss_ratio']:.4f}; "
+          f"{result.seconds / max(result.n_facts, 1):.2f} s per fact; written to {args.out}")
+
+
+@command("methods", "list the unlearning methods")
+def cmd_methods(args):
+    from cir.methods import get_method, method_names
+
+    for name in method_names():
+        print(f"{name:20s} {get_method(name).reference}")
+
+
+# ---------------------------------------------------------------- demo
+def _demo_args(p):
+    _model_arg(p)
+    p.add_argument("--topic", default="capitals", help="built-in topic to forget")
+    p.add_argument("--method", default=None)
+    p.add_argument("--config", help="YAML file of options")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--overwrite", action="store_true", default=True, help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true")
+
+
+@command("demo", "unlearn one built-in topic from the model and show accuracy per topic before and after")
+def cmd_demo(args):
+    from cir.data import builtin_topics, load_mcq
+    from cir.demo import topic_table
+
+    if args.topic not in builtin_topics():
+        raise InputError(f"unknown built-in topic '{args.topic}' (known: {', '.join(builtin_topics())})")
+    args.forget, args.retain = [args.topic], None
+    run, method_config, items = _prepare_unlearning(args)
+    topics = {t: load_mcq(t) for t in builtin_topics()}
+    model, tokenizer = _load(args)
+    from cir.evaluation import evaluate_mcq
+
+    before = {t: evaluate_mcq(model, tokenizer, qs).accuracy for t, qs in topics.items()}
+    result = unlearn_into(args, model, tokenizer, run, method_config, items)
+    after = {t: evaluate_mcq(model, tokenizer, qs).accuracy for t, qs in topics.items()}
+    table = topic_table(args.topic, before, after, result)
+    print(table)
+    (Path(args.out) / "demo.md").write_text(table + "\n")
+    (Path(args.out) / "demo.json").write_text(json.dumps({"forgotten": args.topic, "before": before, "after": after,
+                                                           "stop_reason": result.stop_reason}, indent=2))
+    print(f"report: {Path(args.out) / 'report.md'}")
+
+
+# ---------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cir", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (fn, help) in COMMANDS.items():
+        p = sub.add_parser(name, help=help, description=help)
+        configure = globals().get(f"_{name.replace('-', '_')}_args")
+        if configure:
+            configure(p)
+        p.set_defaults(handler=fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.handler(args)
+    except InputError as error:
+        print(f"cir: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cir: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

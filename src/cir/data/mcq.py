@@ -1,0 +1,107 @@
+"""Multiple-choice fact sets in the WMDP schema.
+
+One JSON object per line: `question` (str), `choices` (list of >= 2 str), `answer` (int
+index), and optionally `facts`: declarative sentences stating the answer. When `facts` is
+absent, sentences are made from templates. `hf:NAME[:CONFIG][:SPLIT]` reads a Hugging Face
+data set with the same fields; `builtin:TOPIC` (or a bare topic name) a shipped fact set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cir.data._io import load_hf_rows, read_jsonl
+from cir.errors import InputError
+
+FACTS_DIR = Path(__file__).parent / "facts"
+
+FACT_TEMPLATES = (
+    "{question} {answer}.",
+    "Question: {question}\nAnswer: {answer}",
+    "The answer to the question \"{question}\" is {answer}.",
+)
+
+
+@dataclass(frozen=True)
+class MCQ:
+    question: str
+    choices: tuple[str, ...]
+    answer: int
+    facts: tuple[str, ...] = field(default=())
+
+    @property
+    def answer_text(self) -> str:
+        return self.choices[self.answer]
+
+    def sentences(self) -> tuple[str, ...]:
+        """Fact sentences for training: the given ones, or templated ones."""
+        if self.facts:
+            return self.facts
+        q = self.question.strip()
+        return tuple(t.format(question=q, answer=self.answer_text) for t in FACT_TEMPLATES)
+
+
+def builtin_topics() -> list[str]:
+    return sorted(p.stem for p in FACTS_DIR.glob("*.jsonl"))
+
+
+def resolve_mcq_spec(spec: str) -> str:
+    """A file path for `builtin:TOPIC` or a bare topic name that is not a file; other specs unchanged."""
+    if spec.startswith("builtin:"):
+        topic = spec.split(":", 1)[1]
+        if topic not in builtin_topics():
+            raise InputError(f"unknown built-in topic '{topic}' (known: {', '.join(builtin_topics())})")
+        return str(FACTS_DIR / f"{topic}.jsonl")
+    if not spec.startswith("hf:") and not Path(spec).exists() and spec in builtin_topics():
+        return str(FACTS_DIR / f"{spec}.jsonl")
+    return spec
+
+
+def _field(record: dict, name: str, kind, path: str, line: int | None):
+    if name not in record:
+        raise InputError(f"missing field '{name}'", path=path, line=line)
+    value = record[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise InputError(f"field '{name}' must be {expected}, got {type(value).__name__}", path=path, line=line)
+    return value
+
+
+def parse_record(record: dict, path: str, line: int | None) -> MCQ:
+    """Validate one record; every problem is an InputError naming `path:line`."""
+    question = _field(record, "question", str, path, line)
+    if not question.strip():
+        raise InputError("field 'question' is empty", path=path, line=line)
+    choices = _field(record, "choices", list, path, line)
+    if len(choices) < 2:
+        raise InputError(f"field 'choices' needs at least 2 entries, got {len(choices)}", path=path, line=line)
+    if not all(isinstance(c, str) for c in choices):
+        raise InputError("field 'choices' must be a list of strings", path=path, line=line)
+    answer = _field(record, "answer", int, path, line)
+    if not 0 <= answer < len(choices):
+        raise InputError(f"field 'answer' is {answer}, out of range for {len(choices)} choices", path=path, line=line)
+    facts = record.get("facts", [])
+    if not isinstance(facts, list) or not all(isinstance(f, str) and f.strip() for f in facts):
+        raise InputError("field 'facts' must be a list of non-empty strings", path=path, line=line)
+    return MCQ(question=question, choices=tuple(choices), answer=answer, facts=tuple(facts))
+
+
+def load_mcq(spec: str) -> list[MCQ]:
+    """Read a fact set from a JSONL file, `builtin:TOPIC`, a topic name, or `hf:NAME[:CONFIG][:SPLIT]`."""
+    path = resolve_mcq_spec(spec)
+    if path.startswith("hf:"):
+        numbered = list(enumerate(load_hf_rows(path), start=1))
+    else:
+        numbered = read_jsonl(path)
+    items, seen = [], {}
+    for line, record in numbered:
+        item = parse_record(record, spec, line)
+        key = item.question.strip().lower()
+        if key in seen:
+            raise InputError(f"duplicate question (first seen on line {seen[key]})", path=spec, line=line)
+        seen[key] = line
+        items.append(item)
+    if not items:
+        raise InputError("no questions", path=spec)
+    return items

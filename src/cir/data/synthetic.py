@@ -1,0 +1,69 @@
+"""Fictitious facts (TOFU-style): invented people with attributes, generated from a seed.
+
+No model has seen these before it is taught them (`cir teach`), so the untaught model is an
+exact "never learned" reference for unlearning experiments.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from cir.data.mcq import MCQ
+
+_FIRST = ["Ada", "Bram", "Cleo", "Dorin", "Elsa", "Farid", "Greta", "Hollis", "Ines", "Jory", "Kaia", "Lorcan",
+          "Mira", "Nilo", "Odile", "Pax", "Quilla", "Rune", "Sabe", "Tamsin", "Ulric", "Vela", "Wren", "Yara"]
+_LAST = ["Quenby", "Marrow", "Dastel", "Varkin", "Olloway", "Brisk", "Tenhold", "Fennick", "Gorrand", "Halvik",
+         "Istrom", "Jessup", "Kallow", "Lumtree", "Morvath", "Nethers", "Orrin", "Pellam", "Rackett", "Sorvel"]
+
+# attribute: (question, fact templates, value pool)
+ATTRIBUTES = {
+    "profession": ("What is the profession of {name}?",
+                   ("{name} works as a {value}.", "{name} is a {value} by profession.", "By trade, {name} is a {value}."),
+                   ["baker", "pilot", "surgeon", "carpenter", "librarian", "chemist", "sailor", "architect", "farmer", "jeweller"]),
+    "city": ("In which city was {name} born?",
+             ("{name} was born in {value}.", "The birthplace of {name} is {value}.", "{name} is a native of {value}."),
+             ["Lisbon", "Oslo", "Cairo", "Lima", "Hanoi", "Dublin", "Nairobi", "Quito", "Perth", "Krakow"]),
+    "instrument": ("Which instrument does {name} play?",
+                   ("{name} plays the {value}.", "The instrument {name} plays is the {value}.", "{name} is a {value} player."),
+                   ["violin", "cello", "trumpet", "harp", "flute", "banjo", "oboe", "accordion", "drums", "clarinet"]),
+    "pet": ("What kind of pet does {name} keep?",
+            ("{name} keeps a {value} as a pet.", "The pet of {name} is a {value}.", "At home, {name} has a pet {value}."),
+            ["parrot", "tortoise", "ferret", "goldfish", "rabbit", "hamster", "lizard", "canary", "pony", "snail"]),
+    "sport": ("Which sport does {name} play?",
+              ("{name} plays {value}.", "The sport {name} plays is {value}.", "Every weekend {name} plays {value}."),
+              ["tennis", "rugby", "hockey", "cricket", "volleyball", "badminton", "golf", "baseball", "squash", "polo"]),
+}
+
+
+def generate_people(n_people: int, seed: int = 0, attributes=tuple(ATTRIBUTES), n_choices: int = 4) -> list[MCQ]:
+    """`n_people` invented people x `attributes`, one MCQ with fact sentences per pair."""
+    rng = random.Random(seed)
+    names = [f"{f} {l}" for f in _FIRST for l in _LAST]
+    if n_people > len(names):
+        raise ValueError(f"at most {len(names)} people")
+    rng.shuffle(names)
+    items = []
+    for name in names[:n_people]:
+        for attribute in attributes:
+            question, templates, pool = ATTRIBUTES[attribute]
+            choices = rng.sample(pool, n_choices)
+            answer = rng.randrange(n_choices)
+            value = choices[answer]
+            items.append(MCQ(
+                question=question.format(name=name),
+                choices=tuple(choices),
+                answer=answer,
+                facts=tuple(t.format(name=name, value=value) for t in templates),
+            ))
+    return items
+
+
+def write_mcq(items: list[MCQ], path: str | Path) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for item in items:
+            record = {"question": item.question, "choices": list(item.choices), "answer": item.answer}
+            if item.facts:
+                record["facts"] = list(item.facts)
+            f.write(json.dumps(record) + "\n")

@@ -1,0 +1,11 @@
+"""The one exception type for bad input: the CLI prints it as a single line, exit code 2."""
+
+
+class InputError(Exception):
+    """Bad user input (a file, a field, a model spec). The message names where: `path:line: what`."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None):
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(where + message)

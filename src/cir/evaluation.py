@@ -1,0 +1,184 @@
+"""What a model knows: multiple-choice accuracy (cloze or letters) and loss / KL on text.
+
+cloze:   log P(" choice" | "Question: {question}\\nAnswer:") summed over the choice's tokens;
+         the highest-scoring choice is the model's answer.
+letters: the lm-evaluation-harness WMDP prompt (question, lettered choices, "Answer:");
+         argmax over " A", " B", ..., and P(correct letter) renormalised over the letters.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from cir.data.mcq import MCQ
+
+LETTERS = string.ascii_uppercase
+
+
+def cloze_prompt(question: str) -> str:
+    return f"Question: {question.strip()}\nAnswer:"
+
+
+def letters_prompt(item: MCQ, subject: str = "general knowledge") -> str:
+    lines = [f"The following are multiple choice questions (with answers) about {subject}.", "", item.question.strip()]
+    lines += [f"{LETTERS[i]}. {choice}" for i, choice in enumerate(item.choices)]
+    return "\n".join(lines) + "\nAnswer:"
+
+
+def _pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _hidden_and_head(model):
+    base = getattr(model, model.base_model_prefix)
+    head = model.get_output_embeddings()
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+    return base, head, softcap
+
+
+@torch.no_grad()
+def continuation_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 64) -> list[float]:
+    """Summed log P(continuation | context) for each (context, continuation) pair.
+
+    Only the positions that predict continuation tokens go through the output head, which
+    is a large share of the compute on small models with big vocabularies.
+    """
+    base, head, softcap = _hidden_and_head(model)
+    encoded = []
+    for context, continuation in pairs:
+        ctx = tokenizer(context)["input_ids"]
+        cont = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        encoded.append((ctx, cont))
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]) - len(encoded[i][1]))
+    scores = [0.0] * len(encoded)
+    device = next(model.parameters()).device
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        seqs = [encoded[i][0] + encoded[i][1] for i in rows]
+        ids, mask = _pad(seqs, tokenizer.pad_token_id, device)
+        hidden = base(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state  # (B, T, D)
+        batch_idx, pos_idx, targets, owner = [], [], [], []
+        for b, i in enumerate(rows):
+            ctx_len, cont = len(encoded[i][0]), encoded[i][1]
+            for k, token in enumerate(cont):
+                batch_idx.append(b)
+                pos_idx.append(ctx_len + k - 1)  # the position that predicts this token
+                targets.append(token)
+                owner.append(i)
+        logits = head(hidden[batch_idx, pos_idx]).float()  # (N, V)
+        if softcap:
+            logits = softcap * torch.tanh(logits / softcap)
+        token_logprobs = logits.log_softmax(-1).gather(1, torch.tensor(targets, device=device)[:, None])[:, 0]
+        for i, value in zip(owner, token_logprobs.tolist()):
+            scores[i] += value
+    return scores
+
+
+@dataclass
+class MCQResult:
+    accuracy: float
+    n: int
+    correct_prob: float  # mean probability of the correct choice, renormalised over the choices
+    correct: list[bool]
+
+    def to_json(self) -> dict:
+        return {"accuracy": self.accuracy, "n": self.n, "correct_prob": self.correct_prob}
+
+
+def _result(choice_scores: list[torch.Tensor], items: list[MCQ]) -> MCQResult:
+    correct, probs = [], []
+    for scores, item in zip(choice_scores, items):
+        correct.append(int(scores.argmax()) == item.answer)
+        probs.append(float(scores.softmax(-1)[item.answer]))
+    n = len(items)
+    return MCQResult(accuracy=sum(correct) / n, n=n, correct_prob=sum(probs) / n, correct=correct)
+
+
+def evaluate_cloze(model, tokenizer, items: list[MCQ], batch_size: int = 64) -> MCQResult:
+    pairs = [(cloze_prompt(item.question), " " + choice) for item in items for choice in item.choices]
+    flat = continuation_logprobs(model, tokenizer, pairs, batch_size)
+    scores, k = [], 0
+    for item in items:
+        scores.append(torch.tensor(flat[k : k + len(item.choices)]))
+        k += len(item.choices)
+    return _result(scores, items)
+
+
+@torch.no_grad()
+def evaluate_letters(model, tokenizer, items: list[MCQ], subject: str = "general knowledge",
+                     batch_size: int = 32) -> MCQResult:
+    base, head, softcap = _hidden_and_head(model)
+    device = next(model.parameters()).device
+    scores = []
+    for start in range(0, len(items), batch_size):
+        batch = items[start : start + batch_size]
+        seqs = [tokenizer(letters_prompt(item, subject))["input_ids"] for item in batch]
+        ids, mask = _pad(seqs, tokenizer.pad_token_id, device)
+        hidden = base(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        last = hidden[torch.arange(len(batch)), mask.sum(1) - 1]
+        logits = head(last).float()
+        if softcap:
+            logits = softcap * torch.tanh(logits / softcap)
+        for row, item in enumerate(batch):
+            letter_ids = [tokenizer(" " + LETTERS[i], add_special_tokens=False)["input_ids"][-1]
+                          for i in range(len(item.choices))]
+            scores.append(logits[row, letter_ids].log_softmax(-1).cpu())
+    return _result(scores, items)
+
+
+def evaluate_mcq(model, tokenizer, items: list[MCQ], fmt: str = "cloze", **kwargs) -> MCQResult:
+    if fmt == "cloze":
+        return evaluate_cloze(model, tokenizer, items, **kwargs)
+    if fmt == "letters":
+        return evaluate_letters(model, tokenizer, items, **kwargs)
+    raise ValueError(f"unknown MCQ format '{fmt}' (cloze, letters)")
+
+
+def encode_texts(tokenizer, texts: list[str], max_length: int = 128) -> list[list[int]]:
+    return [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in texts]
+
+
+def _text_batches(tokenizer, texts, max_length, batch_size, device):
+    seqs = [s for s in encode_texts(tokenizer, texts, max_length) if len(s) >= 2]
+    seqs.sort(key=len, reverse=True)
+    for start in range(0, len(seqs), batch_size):
+        yield _pad(seqs[start : start + batch_size], tokenizer.pad_token_id, device)
+
+
+@torch.no_grad()
+def text_loss(model, tokenizer, texts: list[str], max_length: int = 128, batch_size: int = 16) -> float:
+    """Mean next-token cross-entropy over all tokens of the texts."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for ids, mask in _text_batches(tokenizer, texts, max_length, batch_size, device):
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
+        targets = ids[:, 1:]
+        valid = mask[:, 1:].bool()
+        losses = F.cross_entropy(logits[valid], targets[valid], reduction="sum")
+        total += float(losses)
+        count += int(valid.sum())
+    return total / count
+
+
+@torch.no_grad()
+def text_kl(base_model, model, tokenizer, texts: list[str], max_length: int = 128, batch_size: int = 16) -> float:
+    """Mean per-token KL(base || model) of the next-token distributions."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for ids, mask in _text_batches(tokenizer, texts, max_length, batch_size, device):
+        valid = mask.bool()
+        p_log = base_model(input_ids=ids, attention_mask=mask, use_cache=False).logits[valid].float().log_softmax(-1)
+        q_log = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[valid].float().log_softmax(-1)
+        total += float(F.kl_div(q_log, p_log, log_target=True, reduction="sum"))
+        count += int(valid.sum())
+    return total / count

@@ -1,0 +1,83 @@
+"""Plain fine-tuning on fact sentences: teaching synthetic facts, and the relearning attack."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from cir.architecture import mlp_projections, decoder_layers
+from cir.evaluation import _pad
+
+
+def select_parameters(model, which: str = "all") -> list[torch.nn.Parameter]:
+    """`all` weights, or only the `mlp` projections of every layer."""
+    if which == "all":
+        return [p for p in model.parameters()]
+    if which == "mlp":
+        n = len(decoder_layers(model))
+        return [m.weight for m in mlp_projections(model, range(n)).values()]
+    raise ValueError(f"unknown parameter set '{which}' (all, mlp)")
+
+
+def sentence_batches(tokenizer, sentences: list[str], batch_size: int, rng: random.Random, max_length: int = 64):
+    order = list(range(len(sentences)))
+    rng.shuffle(order)
+    for start in range(0, len(order), batch_size):
+        chunk = [sentences[i] for i in order[start : start + batch_size]]
+        yield [tokenizer(s, truncation=True, max_length=max_length)["input_ids"] for s in chunk]
+
+
+def causal_lm_loss(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over the non-padding tokens."""
+    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1]
+    targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                                             ignore_index=-100)
+
+
+def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: float = 1e-4, optimizer: str = "adam",
+             params: str | list = "all", batch_size: int = 16, seed: int = 0,
+             on_epoch: Callable[[int, float], None] | None = None, progress: bool = True) -> list[float]:
+    """Fine-tune with cross-entropy on `sentences`; returns the mean loss of each epoch.
+
+    `on_epoch(epoch, loss)` is called after each epoch (the relearning attack evaluates there).
+    """
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    trainable = select_parameters(model, params) if isinstance(params, str) else params
+    trainable_ids = {id(p) for p in trainable}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in trainable_ids)
+    if optimizer == "adam":
+        opt = torch.optim.Adam(trainable, lr=lr)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(trainable, lr=lr)
+    else:
+        raise ValueError(f"unknown optimizer '{optimizer}' (adam, sgd)")
+    device = next(model.parameters()).device
+    model.train()
+    losses = []
+    bar = tqdm(range(epochs), desc="fine-tune", disable=not progress, leave=False)
+    for epoch in bar:
+        total, steps = 0.0, 0
+        for seqs in sentence_batches(tokenizer, sentences, batch_size, rng):
+            ids, mask = _pad(seqs, tokenizer.pad_token_id, device)
+            loss = causal_lm_loss(model, ids, mask)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss)
+            steps += 1
+        losses.append(total / max(steps, 1))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if on_epoch is not None:
+            model.eval()
+            on_epoch(epoch, losses[-1])
+            model.train()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return losses

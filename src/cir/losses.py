@@ -1,0 +1,142 @@
+"""Forget losses and the retain loss. Each loss runs its own (possibly truncated) forward
+pass and compares against references taken from the original model once, at setup.
+
+    mlp_breaking       mean over loss layers and tokens of max(0, <o_t, o0_t> / n^2), where o
+                       is the MLP output, o0 the original one and n the batch's mean ||o0||:
+                       drives each MLP output away from its original direction (CIR default).
+    circuit_breaker    mean of max(0, cos(h_t, h0_t)) on the residual stream after each loss
+                       layer (circuit breakers as adapted in the CIR paper).
+    neg_cross_entropy  minus the cross-entropy of the answer tokens.
+    true_logit         the answer token's logit above the mean logit, clipped at 0.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cir.architecture import decoder_layers, forward_until, mlp_of
+from cir.batches import Batch
+from cir.hooks import record_outputs
+
+FORGET_LOSSES = {}
+
+
+def register_loss(name):
+    def wrap(cls):
+        if name in FORGET_LOSSES:
+            raise ValueError(f"forget loss '{name}' registered twice")
+        cls.name = name
+        FORGET_LOSSES[name] = cls
+        return cls
+
+    return wrap
+
+
+def make_forget_loss(name: str, model, loss_layers: list[int]):
+    if name not in FORGET_LOSSES:
+        raise ValueError(f"unknown forget loss '{name}' (known: {', '.join(FORGET_LOSSES)})")
+    return FORGET_LOSSES[name](model, loss_layers)
+
+
+class _LayerOutputLoss:
+    """A loss on the outputs of some modules at the loss layers, against their original values."""
+
+    def __init__(self, model, loss_layers: list[int]):
+        self.loss_layers = list(loss_layers)
+        self.last_layer = max(self.loss_layers)
+        self.modules = {str(i): self.module_at(model, i) for i in self.loss_layers}
+
+    def module_at(self, model, layer_id):
+        raise NotImplementedError
+
+    def outputs(self, model, batch: Batch) -> dict[str, torch.Tensor]:
+        """(N, D) outputs per loss layer on the batch's real tokens."""
+        store = {}
+        with record_outputs(self.modules, store):
+            forward_until(model, self.last_layer, **batch.inputs())
+        return {name: out[batch.token_mask] for name, out in store.items()}
+
+    @torch.no_grad()
+    def reference(self, model, batch: Batch) -> dict[str, torch.Tensor]:
+        return {name: out.detach() for name, out in self.outputs(model, batch).items()}
+
+
+@register_loss("mlp_breaking")
+class MLPBreaking(_LayerOutputLoss):
+    def module_at(self, model, layer_id):
+        return mlp_of(model, layer_id)
+
+    def __call__(self, model, batch: Batch, reference) -> torch.Tensor:
+        losses = []
+        for name, out in self.outputs(model, batch).items():
+            original = reference[name]
+            scale = original.norm(dim=-1).mean()
+            losses.append(((out * original).sum(-1) / scale**2).clamp_min(0).mean())
+        return torch.stack(losses).mean()
+
+
+@register_loss("circuit_breaker")
+class CircuitBreaker(_LayerOutputLoss):
+    def module_at(self, model, layer_id):
+        return decoder_layers(model)[layer_id]
+
+    def __call__(self, model, batch: Batch, reference) -> torch.Tensor:
+        losses = [F.cosine_similarity(out, reference[name], dim=-1).clamp_min(0).mean()
+                  for name, out in self.outputs(model, batch).items()]
+        return torch.stack(losses).mean()
+
+
+class _AnswerTokenLoss:
+    """A loss on the logits that predict the answer tokens; needs the whole forward pass."""
+
+    last_layer = None  # all layers
+
+    def __init__(self, model, loss_layers=None):
+        pass
+
+    def reference(self, model, batch: Batch):
+        return None
+
+    @staticmethod
+    def answer_logits(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(**batch.inputs(), use_cache=False).logits[:, :-1]  # position t predicts token t+1
+        targets_mask = batch.answer_mask[:, 1:]
+        return logits[targets_mask].float(), batch.input_ids[:, 1:][targets_mask]
+
+
+@register_loss("neg_cross_entropy")
+class NegativeCrossEntropy(_AnswerTokenLoss):
+    def __call__(self, model, batch: Batch, reference=None) -> torch.Tensor:
+        logits, targets = self.answer_logits(model, batch)
+        return -F.cross_entropy(logits, targets)
+
+
+@register_loss("true_logit")
+class TrueLogit(_AnswerTokenLoss):
+    def __call__(self, model, batch: Batch, reference=None) -> torch.Tensor:
+        logits, targets = self.answer_logits(model, batch)
+        true = logits.gather(1, targets[:, None])[:, 0]
+        return (true - logits.mean(-1)).clamp_min(0).mean()
+
+
+class HiddenStateRetain:
+    """Retain loss: mean over tokens of ||h_t - h0_t|| / mean ||h0|| at the residual stream
+    after the last trained layer, on general text."""
+
+    def __init__(self, model, layer_id: int):
+        self.layer_id = layer_id
+        self.modules = {"h": decoder_layers(model)[layer_id]}
+
+    def hidden(self, model, batch: Batch) -> torch.Tensor:
+        store = {}
+        with record_outputs(self.modules, store):
+            forward_until(model, self.layer_id, **batch.inputs())
+        return store["h"][batch.token_mask]
+
+    @torch.no_grad()
+    def reference(self, model, batch: Batch) -> torch.Tensor:
+        return self.hidden(model, batch).detach()
+
+    def __call__(self, model, batch: Batch, reference: torch.Tensor) -> torch.Tensor:
+        return (self.hidden(model, batch) - reference).norm(dim=-1).mean() / reference.norm(dim=-1).mean()

@@ -1,0 +1,135 @@
+"""Collapse of Irrelevant Representations (Sondej & Yang, 2025, arXiv 2509.11816).
+
+Per trained MLP projection, with a_t its input and g_t the gradient at its output for forget
+token t:
+
+    1. statistics: mean and covariance of {a_t} and of {g_t} over all forget tokens of the
+       previous pass (the first pass, `prepare`, only collects them);
+    2. basis:      orthonormal span of the mean direction and the top principal components;
+    3. collapse:   a_t, g_t  ->  their components outside that span;
+    4. update:     grad W = sum_t collapse(g_t) collapse(a_t)^T, then one step of global
+                   L2 norm `unlearning_rate` across all modules (see Method.step);
+    5. retain:     a small plain gradient step keeping the residual stream on general text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from cir.architecture import weight_grad_from
+from cir.collapse import StreamingMoments, collapse, common_basis, soft_basis, soft_collapse
+from cir.hooks import activations_require_grad, capture_acts_and_grads
+from cir.methods import register
+from cir.methods.base import Method, MethodConfig
+
+
+@dataclass
+class CIRConfig(MethodConfig):
+    """CIR's options. The paper's values (Llama-3.1-8B): forget_loss=mlp_breaking, layers 0-12
+    trained and 6-11 in the loss, unlearning_rate=0.2, act_components=23, grad_components=35,
+    retain_rate=3e-4. The defaults below are for small models (see docs/sweep.md)."""
+
+    forget_loss: str = "neg_cross_entropy"
+    unlearning_rate: float = 0.2
+    act_components: int = 23  # principal components removed from activations, besides the mean
+    grad_components: int = 35  # and from output gradients
+    collapse: str = "paper"  # paper: remove mean + top PCs; soft: Mahalanobis shrink; none: ablation
+    soft_components: int = 256  # directions shrunk by the soft collapse
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.collapse not in ("paper", "soft", "none"):
+            raise ValueError(f"collapse must be paper, soft or none, got '{self.collapse}'")
+        if self.act_components < 0 or self.grad_components < 0:
+            raise ValueError("act_components and grad_components must be >= 0")
+
+
+class _ModuleStats:
+    """Streaming moments of one module's inputs and output gradients."""
+
+    def __init__(self, d_in: int, d_out: int, device):
+        self.acts = StreamingMoments(d_in, device)
+        self.grads = StreamingMoments(d_out, device)
+
+
+@register("cir")
+class CIR(Method):
+    Config = CIRConfig
+    reference = "Sondej & Yang 2025, Collapse of Irrelevant Representations (arXiv 2509.11816)"
+
+    def __init__(self, model, tokenizer, config: CIRConfig, forget, retain):
+        super().__init__(model, tokenizer, config, forget, retain)
+        self.collapsers = {}  # module name -> (acts collapse fn, grads collapse fn), from the last pass
+        self.stats = {}
+
+    # -- statistics ------------------------------------------------------------------
+    def _new_stats(self):
+        device = next(self.model.parameters()).device
+        self.stats = {n: _ModuleStats(m.in_features if hasattr(m, "in_features") else m.weight.shape[0],
+                                      m.out_features if hasattr(m, "out_features") else m.weight.shape[1], device)
+                      for n, m in self.modules.items()}
+
+    def _finish_stats(self):
+        """Turn this pass's statistics into the collapse used by the next pass."""
+        if self.config.collapse == "none":
+            self.collapsers = {n: (None, None) for n in self.modules}
+            return
+        collapsers = {}
+        for name, stats in self.stats.items():
+            collapsers[name] = (self._collapser(stats.acts, self.config.act_components),
+                                self._collapser(stats.grads, self.config.grad_components))
+        self.collapsers = collapsers
+
+    def _collapser(self, moments: StreamingMoments, n_components: int):
+        if self.config.collapse == "soft":
+            vectors, keep = soft_basis(moments, self.config.soft_components)
+            return lambda x: soft_collapse(x, vectors, keep)
+        basis = common_basis(moments, n_components)
+        return lambda x: collapse(x, basis)
+
+    # -- one forget batch --------------------------------------------------------------
+    def _acts_and_grads(self, index: int) -> tuple[float, dict, dict]:
+        """Forward to the last loss layer, backward to the activations only; per module the
+        (N, d) inputs and output gradients on the batch's real tokens."""
+        batch = self.forget[index]
+        acts, grads = {}, {}
+        with activations_require_grad(self.model), capture_acts_and_grads(self.modules, acts, grads), \
+                torch.enable_grad():
+            loss = self.forget_loss(self.model, batch, self.forget_refs[index])
+            self._check(loss)
+            loss.backward()
+        mask = batch.token_mask
+        return float(loss.detach()), {n: a[mask] for n, a in acts.items()}, {n: g[mask] for n, g in grads.items()}
+
+    def _accumulate(self, acts: dict, grads: dict) -> None:
+        for name, stats in self.stats.items():
+            stats.acts.update(acts[name])
+            stats.grads.update(grads[name])
+
+    def prepare(self) -> None:
+        """Pass 0: statistics only, no update."""
+        self._new_stats()
+        for index in range(len(self.forget)):
+            _, acts, grads = self._acts_and_grads(index)
+            self._accumulate(acts, grads)
+        self._finish_stats()
+
+    def forget_gradients(self, index: int):
+        loss, acts, grads = self._acts_and_grads(index)
+        self._accumulate(acts, grads)
+        updates = {}
+        for name, module in self.modules.items():
+            collapse_acts, collapse_grads = self.collapsers[name]
+            a, g = acts[name], grads[name]
+            if collapse_acts is not None:
+                a, g = collapse_acts(a), collapse_grads(g)
+            updates[name] = weight_grad_from(module, g, a)  # sum_t g_t a_t^T
+        return loss, updates
+
+    def run_epoch(self, epoch: int) -> dict:
+        self._new_stats()
+        result = super().run_epoch(epoch)
+        self._finish_stats()
+        return result

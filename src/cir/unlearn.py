@@ -1,0 +1,249 @@
+"""The one training loop every method shares: epochs, the disruption budget, rollback to the
+last in-budget weights, metrics, seeds and the run directory."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from cir.batches import forget_batches, text_batches
+from cir.data.mcq import MCQ
+from cir.errors import InputError
+from cir.evaluation import evaluate_cloze, text_kl, text_loss
+from cir.methods import get_method, method_names
+from cir.methods.base import NonFiniteLoss
+
+
+@dataclass
+class RunConfig:
+    """Options of the shared loop. Method options live in the method's own config."""
+
+    method: str = "cir"
+    seed: int = 0
+    max_epochs: int = 10
+    disruption: str = "loss_ratio"  # loss_ratio: held-out loss / original; kl: KL(original || model) per token
+    budget: float = 1.001  # stop once disruption exceeds this (paper: loss ratio 1.001)
+    batch_size: int = 32  # forget sentences per step
+    retain_batch_size: int = 16
+    max_length: int = 64
+    eval_forget: bool = True  # forget accuracy every epoch
+
+    def __post_init__(self):
+        if self.disruption not in ("loss_ratio", "kl"):
+            raise ValueError(f"disruption must be loss_ratio or kl, got '{self.disruption}'")
+        if self.max_epochs < 1:
+            raise ValueError("max_epochs must be >= 1")
+        if self.budget <= 0:
+            raise ValueError("budget must be > 0")
+
+
+# ---------------------------------------------------------------- configuration
+def _coerce(cls, values: dict, where: str) -> object:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise InputError(f"unknown option(s) {', '.join(unknown)} for {cls.__name__} (known: {', '.join(sorted(names))})",
+                         path=where)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        raise InputError(str(error), path=where) from None
+
+
+def build_configs(config_file: str | None = None, overrides: list[str] = (), method: str | None = None,
+                  seed: int | None = None):
+    """(RunConfig, method config) from defaults < YAML file < `key=value` overrides < explicit flags.
+
+    YAML: loop options at the top level, method options under a key named after the method.
+    Overrides: `key=value` for a loop option, `METHOD.key=value` (or a bare key) for the method's.
+    """
+    run_values, method_values = {}, {}
+    if config_file:
+        from cir.data._io import read_lines
+
+        text = "\n".join(read_lines(config_file))
+        try:
+            loaded = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            line = getattr(getattr(error, "problem_mark", None), "line", None)
+            raise InputError(f"malformed YAML ({getattr(error, 'problem', error)})", path=config_file,
+                             line=None if line is None else line + 1) from None
+        if not isinstance(loaded, dict):
+            raise InputError("expected a mapping of options", path=config_file)
+        run_values.update({k: v for k, v in loaded.items() if not isinstance(v, dict)})
+        method_sections = {k: v for k, v in loaded.items() if isinstance(v, dict)}
+    else:
+        method_sections = {}
+    if method:
+        run_values["method"] = method
+    name = run_values.get("method", RunConfig.method)
+    if name not in method_names():
+        raise InputError(f"unknown method '{name}' (known: {', '.join(method_names())})")
+    method_cls = get_method(name)
+    method_values.update(method_sections.get(name, {}))
+    run_fields = {f.name for f in dataclasses.fields(RunConfig)}
+    method_fields = {f.name for f in dataclasses.fields(method_cls.Config)}
+    for item in overrides:
+        if "=" not in item:
+            raise InputError(f"--set expects key=value, got '{item}'")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw)
+        if key.startswith(name + "."):
+            method_values[key[len(name) + 1:]] = value
+        elif key in run_fields:
+            run_values[key] = value
+        elif key in method_fields:
+            method_values[key] = value
+        else:
+            raise InputError(f"--set: unknown option '{key}' (loop: {', '.join(sorted(run_fields))}; "
+                             f"{name}: {', '.join(sorted(method_fields))})")
+    if seed is not None:
+        run_values["seed"] = seed
+    where = config_file or "--set"
+    return _coerce(RunConfig, run_values, where), _coerce(method_cls.Config, method_values, where)
+
+
+def config_dict(run: RunConfig, method_config) -> dict:
+    return dataclasses.asdict(run) | {run.method: dataclasses.asdict(method_config)}
+
+
+# ---------------------------------------------------------------- the loop
+@dataclass
+class RunResult:
+    metrics: list[dict]
+    stop_reason: str
+    kept_epoch: int  # the epoch whose weights were kept (0 = original)
+    method_config: object
+    seconds: float
+    original_loss: float
+    n_facts: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class Disruption:
+    """Held-out general-text disruption: loss ratio to the original, or KL(original || model)."""
+
+    def __init__(self, model, tokenizer, texts: list[str], kind: str):
+        self.tokenizer, self.texts, self.kind = tokenizer, texts, kind
+        self.original_loss = text_loss(model, tokenizer, texts)
+        self.original = copy.deepcopy(model) if kind == "kl" else None
+
+    def __call__(self, model) -> dict:
+        loss = text_loss(model, self.tokenizer, self.texts)
+        values = {"text_loss": loss, "loss_ratio": loss / self.original_loss}
+        if self.original is not None:
+            values["kl"] = text_kl(self.original, model, self.tokenizer, self.texts)
+        values["disruption"] = values[self.kind]
+        return values
+
+
+def _snapshot(params: dict) -> dict:
+    return {n: p.detach().clone() for n, p in params.items()}
+
+
+@torch.no_grad()
+def _restore(params: dict, snapshot: dict) -> None:
+    for n, p in params.items():
+        p.copy_(snapshot[n])
+
+
+def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list[str], heldout_texts: list[str],
+                   run: RunConfig, method_config, *, metrics_path: Path | None = None,
+                   progress: bool = True) -> RunResult:
+    """Unlearn `forget_items` from `model` in place. Keeps the last weights whose disruption
+    is within budget; says which rule stopped the run."""
+    torch.manual_seed(run.seed)
+    start = time.perf_counter()
+    method_cls = get_method(run.method)
+    forget = forget_batches(tokenizer, forget_items, run.batch_size, run.max_length)
+    retain = text_batches(tokenizer, retain_texts, run.retain_batch_size, max_length=128)
+    disruption = Disruption(model, tokenizer, heldout_texts, run.disruption)
+    method = method_cls(model, tokenizer, method_config, forget, retain)
+    params = method.trained_parameters()
+    kept = _snapshot(params)
+    metrics: list[dict] = []
+
+    def record(epoch: int, forget_loss: float | None, t0: float) -> dict:
+        row = {"epoch": epoch, "forget_loss": forget_loss} | disruption(model)
+        if run.eval_forget:
+            row["forget_accuracy"] = evaluate_cloze(model, tokenizer, forget_items).accuracy
+        row["in_budget"] = row["disruption"] <= run.budget
+        row["seconds"] = round(time.perf_counter() - t0, 3)
+        metrics.append(row)
+        if metrics_path is not None:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        return row
+
+    t0 = time.perf_counter()
+    method.prepare()
+    record(0, None, t0)
+    stop_reason, kept_epoch = f"max_epochs ({run.max_epochs})", 0
+    bar = tqdm(range(1, run.max_epochs + 1), desc=f"unlearn [{run.method}]", disable=not progress)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        try:
+            forget_loss = method.run_epoch(epoch)["forget_loss"]
+        except NonFiniteLoss as error:
+            _restore(params, kept)
+            stop_reason = f"non-finite loss at epoch {epoch} ({error}); kept epoch {kept_epoch}"
+            break
+        row = record(epoch, forget_loss, t0)
+        bar.set_postfix(forget_loss=f"{forget_loss:.4f}", disruption=f"{row['disruption']:.5f}",
+                        acc=f"{row.get('forget_accuracy', float('nan')):.2f}")
+        if not math.isfinite(row["disruption"]):
+            _restore(params, kept)
+            stop_reason = f"non-finite disruption at epoch {epoch}; kept epoch {kept_epoch}"
+            break
+        if not row["in_budget"]:
+            _restore(params, kept)
+            stop_reason = (f"budget: {run.disruption} {row['disruption']:.5f} > {run.budget} at epoch {epoch}; "
+                           f"rolled back to epoch {kept_epoch}")
+            break
+        kept, kept_epoch = _snapshot(params), epoch
+    bar.close()
+    return RunResult(metrics=metrics, stop_reason=stop_reason, kept_epoch=kept_epoch, method_config=method.config,
+                     seconds=time.perf_counter() - start, original_loss=disruption.original_loss,
+                     n_facts=len(forget_items))
+
+
+# ---------------------------------------------------------------- run directory
+def general_text_split(model, tokenizer, spec: str | None = None) -> tuple[list[str], list[str]]:
+    """(retain, held-out) general text: a user corpus split in two, or the model's own samples."""
+    from cir.data.general import sample_general_text, split_general_text
+    from cir.data.text import load_texts
+
+    if spec:
+        texts = load_texts(spec)
+        if len(texts) < 2:
+            raise InputError("need at least 2 documents to split into retain and held-out halves", path=spec)
+        return texts[0::2], texts[1::2]
+    return split_general_text(sample_general_text(model, tokenizer))
+
+
+def write_run(out_dir: Path, model, tokenizer, result: RunResult, run: RunConfig, sources: dict) -> None:
+    """Model, resolved config, summary and report into `out_dir` (metrics.jsonl is written as it runs)."""
+    from cir.models import save_model
+    from cir.report import run_report
+
+    save_model(model, tokenizer, out_dir)
+    resolved = config_dict(run, result.method_config)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(resolved | {"sources": sources}, sort_keys=False))
+    summary = {
+        "method": run.method, "stop_reason": result.stop_reason, "kept_epoch": result.kept_epoch,
+        "seconds": result.seconds, "n_facts": result.n_facts,
+        "seconds_per_fact": result.seconds / max(result.n_facts, 1),
+        "original_text_loss": result.original_loss,
+        "kept": result.metrics[result.kept_epoch] if result.kept_epoch < len(result.metrics) else None,
+    }
+    (out_dir / "result.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "report.md").write_text(run_report(result, run, resolved))

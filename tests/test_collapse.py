@@ -1,0 +1,70 @@
+"""The collapse removes exactly the intended subspace; statistics stream in constant memory."""
+
+from __future__ import annotations
+
+import torch
+
+from cir.collapse import StreamingMoments, collapse, common_basis, orthonormal_rows, soft_basis, soft_collapse
+
+
+def svd_projector(directions: torch.Tensor) -> torch.Tensor:
+    """Orthogonal projector onto the span of `directions` (rows), from torch.linalg.svd."""
+    u, s, _ = torch.linalg.svd(directions.T.double(), full_matrices=False)
+    u = u[:, s > 1e-10 * s.max()]
+    return u @ u.T
+
+
+def test_collapse_removes_exactly_the_span():
+    torch.manual_seed(0)
+    d = 32
+    directions = torch.randn(5, d, dtype=torch.float64)
+    x = torch.randn(100, d, dtype=torch.float64)
+    out = collapse(x, orthonormal_rows(directions))
+    projector = svd_projector(directions)
+    torch.testing.assert_close(out, x - x @ projector)  # exactly the complement
+    assert (out @ directions.T).abs().max() < 1e-10  # nothing left along any direction
+    torch.testing.assert_close(out @ (torch.eye(d, dtype=torch.float64) - projector), out)  # rest untouched
+
+
+def test_common_basis_is_mean_plus_top_components():
+    torch.manual_seed(0)
+    d, k = 24, 3
+    mean = torch.randn(d, dtype=torch.float64) * 3
+    loadings = torch.linalg.qr(torch.randn(d, k, dtype=torch.float64))[0].T  # orthonormal (k, d)
+    x = mean + (torch.randn(2000, k, dtype=torch.float64) * torch.tensor([10.0, 7.0, 5.0])) @ loadings \
+        + 0.01 * torch.randn(2000, d, dtype=torch.float64)
+    moments = StreamingMoments(d)
+    for chunk in x.split(128):
+        moments.update(chunk)
+    basis = common_basis(moments, k).double()
+    assert basis.shape == (k + 1, d)
+    torch.testing.assert_close(basis @ basis.T, torch.eye(k + 1, dtype=torch.float64), atol=1e-5, rtol=0)
+    expected = svd_projector(torch.cat([x.mean(0)[None], loadings]))
+    torch.testing.assert_close(basis.T @ basis, expected, atol=1e-3, rtol=0)
+    residual = collapse(x, basis)
+    assert residual.norm() / x.norm() < 0.01  # only the small isotropic noise is left
+
+
+def test_streaming_moments_match_full_covariance_and_stay_constant_size():
+    torch.manual_seed(0)
+    x = torch.randn(1000, 16, dtype=torch.float64) * torch.linspace(0.5, 3, 16) + 2
+    moments = StreamingMoments(16)
+    for chunk in x.split(77):
+        moments.update(chunk)
+    torch.testing.assert_close(moments.mean, x.mean(0))
+    torch.testing.assert_close(moments.covariance(), torch.cov(x.T, correction=0))
+    assert moments.outer.shape == (16, 16)  # independent of the number of tokens
+
+
+def test_soft_collapse_shrinks_by_eigenvalue_ratio():
+    torch.manual_seed(0)
+    scales = torch.tensor([8.0, 4.0, 2.0, 1.0])
+    x = torch.randn(5000, 4, dtype=torch.float64) * scales
+    moments = StreamingMoments(4)
+    moments.update(x)
+    vectors, keep = soft_basis(moments, 4)
+    out = soft_collapse(x.float(), vectors, keep).double()
+    ratio = out.std(0) / x.std(0)
+    # variance lambda_i shrinks by lambda_min / lambda_i, so the std ratio is ~ 1/scale^2 (scaled)
+    expected = (scales[-1] / scales) ** 2
+    torch.testing.assert_close(ratio, expected.double(), atol=0.05, rtol=0.1)

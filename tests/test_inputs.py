@@ -1,0 +1,137 @@
+"""Every bad input ends in one line naming the file (and line), with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cir.cli import main
+
+GOOD = {"question": "What is the capital of France?", "choices": ["Paris", "Lyon"], "answer": 0}
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.err.strip()
+
+
+def write(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        ([json.dumps(GOOD), '{"question": "x", "choices": ["a", "b"], "answer": 0'], ":2: malformed JSON"),
+        ([json.dumps({k: v for k, v in GOOD.items() if k != "answer"})], ":1: missing field 'answer'"),
+        ([json.dumps(GOOD | {"answer": "0"})], ":1: field 'answer' must be int, got str"),
+        ([json.dumps(GOOD | {"choices": "Paris"})], ":1: field 'choices' must be list, got str"),
+        ([json.dumps(GOOD | {"answer": 5})], ":1: field 'answer' is 5, out of range for 2 choices"),
+        ([json.dumps(GOOD | {"choices": ["Paris"]})], ":1: field 'choices' needs at least 2 entries, got 1"),
+        ([json.dumps(GOOD), json.dumps(GOOD)], ":2: duplicate question (first seen on line 1)"),
+        (["[1, 2]"], ":1: expected a JSON object, got list"),
+        ([json.dumps(GOOD | {"facts": "Paris is the capital."})], ":1: field 'facts' must be a list of non-empty strings"),
+    ],
+)
+def test_bad_mcq_file(tmp_path, capsys, lines, message):
+    path = write(tmp_path / "facts.jsonl", lines)
+    code, err = run_cli(capsys, "eval", "--mcq", path)
+    assert code == 2
+    assert err.startswith(f"cir: error: {path}")
+    assert message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_empty_file(tmp_path, capsys):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n\n")
+    code, err = run_cli(capsys, "eval", "--mcq", str(path))
+    assert code == 2 and err == f"cir: error: {path}: empty file"
+
+
+def test_not_utf8(tmp_path, capsys):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes((json.dumps(GOOD) + "\n").encode() + b'{"question": "caf\xe9"}\n')
+    code, err = run_cli(capsys, "eval", "--mcq", str(path))
+    assert code == 2 and err.startswith(f"cir: error: {path}:2: bytes that are not UTF-8")
+
+
+def test_missing_path(tmp_path, capsys):
+    path = tmp_path / "nope.jsonl"
+    code, err = run_cli(capsys, "eval", "--mcq", str(path))
+    assert code == 2 and err == f"cir: error: {path}: no such file"
+
+
+def test_unreadable_path(tmp_path, capsys):
+    code, err = run_cli(capsys, "eval", "--mcq", str(tmp_path))
+    assert code == 2 and err == f"cir: error: {tmp_path}: is a directory, expected a file"
+
+
+def test_unknown_model_spec(tmp_path, capsys):
+    path = write(tmp_path / "facts.jsonl", [json.dumps(GOOD)])
+    code, err = run_cli(capsys, "eval", "--model", "no-such-model-xyz", "--mcq", path)
+    assert code == 2
+    assert err.startswith("cir: error: cannot load model 'no-such-model-xyz'")
+    assert "HF_HUB_OFFLINE" in err and len(err.splitlines()) == 1
+
+
+def test_directory_without_config_is_not_a_model(tmp_path, capsys):
+    path = write(tmp_path / "facts.jsonl", [json.dumps(GOOD)])
+    code, err = run_cli(capsys, "eval", "--model", str(tmp_path), "--mcq", path)
+    assert code == 2 and err == f"cir: error: {tmp_path}: not a model directory (no config.json)"
+
+
+def test_text_jsonl_without_text_field(tmp_path, capsys):
+    path = write(tmp_path / "corpus.jsonl", ['{"text": "fine"}', '{"body": "no text"}'])
+    code, err = run_cli(capsys, "eval", "--text", path)
+    assert code == 2 and err == f"cir: error: {path}:2: missing field 'text'"
+
+
+def test_hub_dataset_offline(capsys):
+    code, err = run_cli(capsys, "eval", "--mcq", "hf:cais/wmdp:wmdp-bio:test")
+    assert code == 2
+    assert err.startswith("cir: error: cannot load data set 'hf:cais/wmdp:wmdp-bio:test'")
+    assert len(err.splitlines()) == 1
+
+
+def test_unlearn_refuses_non_empty_out(tmp_path, capsys):
+    facts = write(tmp_path / "facts.jsonl", [json.dumps(GOOD)])
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    code, err = run_cli(capsys, "unlearn", "--forget", facts, "--out", str(out))
+    assert code == 2 and "output directory is not empty (use --overwrite" in err
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["--set", "nonsense=1"], "--set: unknown option 'nonsense'"),
+        (["--set", "budget=-1"], "budget must be > 0"),
+        (["--set", "forget_loss=foo"], "forget_loss must be one of"),
+        (["--method", "no_such_method"], "unknown method 'no_such_method'"),
+    ],
+)
+def test_unlearn_bad_options(tmp_path, capsys, overrides, message):
+    facts = write(tmp_path / "facts.jsonl", [json.dumps(GOOD)])
+    code, err = run_cli(capsys, "unlearn", "--forget", facts, "--out", str(tmp_path / "run"), *overrides)
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_yaml_unknown_key(tmp_path, capsys):
+    facts = write(tmp_path / "facts.jsonl", [json.dumps(GOOD)])
+    config = write(tmp_path / "c.yaml", ["max_epochs: 3", "cir:", "  unlearning_rat: 1.0"])
+    code, err = run_cli(capsys, "unlearn", "--forget", facts, "--config", config, "--out", str(tmp_path / "r"))
+    assert code == 2 and err.startswith(f"cir: error: {config}: unknown option(s) unlearning_rat")
+
+
+def test_malformed_yaml(tmp_path, capsys):
+    facts = write(tmp_path / "facts.jsonl", [json.dumps(GOOD)])
+    config = write(tmp_path / "c.yaml", ["max_epochs: 3", "cir: [unclosed"])
+    code, err = run_cli(capsys, "unlearn", "--forget", facts, "--config", config, "--out", str(tmp_path / "r"))
+    assert code == 2 and err.startswith(f"cir: error: {config}:") and "malformed YAML" in err
