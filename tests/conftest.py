@@ -13,17 +13,33 @@ import torch
 from cir.data.synthetic import generate_people
 
 
+def _training_corpus() -> list[str]:
+    from cir.data.general import builtin_prompts
+    from cir.data.synthetic import ATTRIBUTES
+
+    people = generate_people(60, seed=0)
+    texts = [s for item in people for s in item.sentences()] + [item.question for item in people]
+    texts += [f"Question: {item.question}\nAnswer: {c}" for item in people[:80] for c in item.choices]
+    texts += builtin_prompts() + [v for _, _, pool in ATTRIBUTES.values() for v in pool]
+    return texts
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
-    """The bundled model's tokenizer (converts the GGUF file once into the user cache)."""
-    from transformers import AutoTokenizer
+    """A small byte-level BPE tokenizer (1,000 tokens) trained on the project's own text, so that
+    tiny models are not dominated by a 49k-token output layer. It adds a BOS token, like Llama's."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
 
-    from cir.models import resolve
-
-    tok = AutoTokenizer.from_pretrained(resolve("smollm2-135m"))
-    tok.pad_token = tok.pad_token or tok.eos_token
-    tok.padding_side = "right"
-    return tok
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=["<pad>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(_training_corpus(), trainer)
+    bpe.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   padding_side="right")
 
 
 def tiny_llama(vocab_size: int, seed: int = 0, layers: int = 4):
@@ -54,10 +70,20 @@ def gpt2(tokenizer):
     return tiny_gpt2(len(tokenizer))
 
 
+@pytest.fixture(autouse=True)
+def _threads(request):
+    """Tiny models run fastest on one thread (and do not fight a busy machine for cores)."""
+    previous = torch.get_num_threads()
+    if request.node.get_closest_marker("real_model") is None:
+        torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def people():
-    """40 synthetic facts: 8 invented people x 5 attributes."""
-    return generate_people(8, seed=0)
+    """80 synthetic facts: 16 invented people x 5 attributes."""
+    return generate_people(16, seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +94,7 @@ def taught_dir(tmp_path_factory, tokenizer, people):
 
     model = tiny_llama(len(tokenizer), seed=1)
     sentences = [s for item in people for s in item.sentences()]
-    finetune(model, tokenizer, sentences, epochs=40, lr=3e-3, batch_size=16, seed=0, progress=False)
+    finetune(model, tokenizer, sentences, epochs=30, lr=3e-3, batch_size=16, seed=0, progress=False)
     path = tmp_path_factory.mktemp("taught")
     save_model(model, tokenizer, path)
     return path

@@ -69,7 +69,7 @@ def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: flo
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss)
+            total += float(loss.detach())
             steps += 1
         losses.append(total / max(steps, 1))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")

@@ -55,7 +55,10 @@ def generate_people(n_people: int, seed: int = 0, attributes=tuple(ATTRIBUTES), 
                 question=question.format(name=name),
                 choices=tuple(choices),
                 answer=answer,
-                facts=tuple(t.format(name=name, value=value) for t in templates),
+                # the question-answer form too, as TOFU does: a model trained from scratch cannot
+                # carry a declarative fact over to the question format by itself
+                facts=tuple(t.format(name=name, value=value) for t in templates)
+                + (f"Question: {question.format(name=name)}\nAnswer: {value}",),
             ))
     return items
 

@@ -1,0 +1,145 @@
+"""CIR on a tiny model taught synthetic facts: it forgets, keeps the rest, and its update is
+exactly the collapsed outer product; rollback and seeds behave."""
+
+from __future__ import annotations
+
+import torch
+
+from cir.batches import forget_batches
+from cir.collapse import collapse
+from cir.data.general import builtin_prompts
+from cir.evaluation import evaluate_cloze
+from cir.hooks import activations_require_grad, capture_acts_and_grads
+from cir.methods.cir import CIR, CIRConfig
+from cir.unlearn import RunConfig, run_unlearning
+
+TINY = dict(act_components=4, grad_components=4, unlearning_rate=0.3)
+
+
+def split(people):
+    return people[:20], people[20:]  # 4 people forgotten, 12 kept
+
+
+def unlearn(model, tokenizer, people, max_epochs=8, budget=100.0, seed=0, **options):
+    forget, keep = split(people)
+    retain_text = [s for item in keep for s in item.sentences()]
+    run = RunConfig(max_epochs=max_epochs, budget=budget, seed=seed, eval_forget=True)
+    return run_unlearning(model, tokenizer, forget, retain_text, builtin_prompts(), run,
+                          CIRConfig(**(TINY | options)), progress=False)
+
+
+def test_cir_forgets_while_retain_facts_hold(taught, people):
+    model, tokenizer = taught
+    forget, keep = split(people)
+    forget_before = evaluate_cloze(model, tokenizer, forget).accuracy
+    keep_before = evaluate_cloze(model, tokenizer, keep).accuracy
+    assert forget_before >= 0.9 and keep_before >= 0.9  # the facts were taught
+    unlearn(model, tokenizer, people)
+    forget_after = evaluate_cloze(model, tokenizer, forget).accuracy
+    keep_after = evaluate_cloze(model, tokenizer, keep).accuracy
+    assert forget_after <= 0.5
+    # the forgotten people lose at least twice as much as the kept ones (whose facts share
+    # every template and every answer with them: the hardest case for selectivity)
+    assert forget_before - forget_after >= 2 * (keep_before - keep_after)
+
+
+def test_without_collapse_the_same_steps_damage_retained_facts(taught_dir, people):
+    from cir.models import load_model
+
+    results = {}
+    for mode in ("paper", "none"):
+        model, tokenizer = load_model(str(taught_dir))
+        unlearn(model, tokenizer, people, collapse=mode)
+        results[mode] = evaluate_cloze(model, tokenizer, split(people)[1]).accuracy
+    assert results["paper"] >= results["none"] + 0.1
+
+
+def test_update_is_the_einsum_of_collapsed_acts_and_grads(taught, people):
+    model, tokenizer = taught
+    forget, keep = split(people)
+    batches = forget_batches(tokenizer, forget, batch_size=16)
+    method = CIR(model, tokenizer, CIRConfig(**TINY), batches, [])
+    method.prepare()
+    _, updates = method.forget_gradients(0)
+
+    # independently: capture, collapse with the stored bases, sum of outer products
+    acts, grads = {}, {}
+    batch = batches[0]
+    with activations_require_grad(model), capture_acts_and_grads(method.modules, acts, grads), torch.enable_grad():
+        method.forget_loss(model, batch, method.forget_refs[0]).backward()
+    for name, module in method.modules.items():
+        a = acts[name][batch.token_mask]
+        g = grads[name][batch.token_mask]
+        collapse_acts, collapse_grads = method.collapsers[name]
+        expected = torch.einsum("to,ti->oi", collapse_grads(g), collapse_acts(a))
+        torch.testing.assert_close(updates[name], expected)
+        assert updates[name].shape == module.weight.shape
+        # the update lies outside the collapsed activation subspace
+        basis_probe = collapse_acts(torch.eye(a.shape[1]))  # projector onto the kept space
+        torch.testing.assert_close(updates[name] @ basis_probe, updates[name], atol=1e-4, rtol=1e-4)
+
+
+def test_bos_and_padding_are_masked(taught, people):
+    model, tokenizer = taught
+    batch = forget_batches(tokenizer, people[:3], batch_size=16)[0]
+    assert tokenizer.bos_token_id is not None
+    assert not batch.token_mask[batch.input_ids == tokenizer.bos_token_id].any()
+    assert not batch.token_mask[batch.attention_mask == 0].any()
+    # answer tokens sit inside the real tokens and spell the answer
+    row = 0
+    answer = tokenizer.decode(batch.input_ids[row][batch.answer_mask[row]]).strip()
+    assert answer == people[0].answer_text
+
+
+def test_rollback_keeps_the_last_in_budget_weights(taught_dir, people):
+    from cir.models import load_model
+
+    model, tokenizer = load_model(str(taught_dir))
+    free = unlearn(model, tokenizer, people, max_epochs=6)
+    ratios = [row["loss_ratio"] for row in free.metrics]
+    # the first epoch whose disruption exceeds every earlier one; a budget just below it
+    stop = next(k for k in range(2, len(ratios)) if ratios[k] > max(ratios[1:k]))
+    budget = (max(ratios[1:stop]) + ratios[stop]) / 2
+    one, _ = load_model(str(taught_dir))
+    unlearn(one, tokenizer, people, max_epochs=stop - 1)
+    rolled, _ = load_model(str(taught_dir))
+    result = unlearn(rolled, tokenizer, people, max_epochs=6, budget=budget)
+    assert result.kept_epoch == stop - 1 and result.stop_reason.startswith("budget")
+    assert len(result.metrics) == stop + 1  # epochs 0..stop were measured, then it stopped
+    for (name, p), q in zip(rolled.named_parameters(), one.parameters()):
+        torch.testing.assert_close(p, q, msg=name)
+
+
+def test_same_seed_same_weights(taught_dir, people):
+    from cir.models import load_model
+
+    weights = []
+    for _ in range(2):
+        model, tokenizer = load_model(str(taught_dir))
+        unlearn(model, tokenizer, people, max_epochs=2, seed=3)
+        weights.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*weights):
+        assert torch.equal(a, b)
+
+
+def test_non_finite_loss_stops_with_the_last_good_weights(taught_dir, people, monkeypatch):
+    from cir.losses import NegativeCrossEntropy
+    from cir.models import load_model
+
+    good, tokenizer = load_model(str(taught_dir))
+    unlearn(good, tokenizer, people, max_epochs=1)
+    calls = {"n": 0}
+    original = NegativeCrossEntropy.__call__
+    n_batches = len(forget_batches(tokenizer, split(people)[0], 32))
+
+    def sometimes_nan(self, model, batch, reference=None):
+        calls["n"] += 1
+        loss = original(self, model, batch, reference)
+        return loss * float("nan") if calls["n"] > 2 * n_batches + 1 else loss  # pass 0, epoch 1, then NaN
+
+    monkeypatch.setattr(NegativeCrossEntropy, "__call__", sometimes_nan)
+    model, _ = load_model(str(taught_dir))
+    result = unlearn(model, tokenizer, people, max_epochs=3)
+    assert result.stop_reason.startswith("non-finite loss at epoch 2") and result.kept_epoch == 1
+    for p, q in zip(model.parameters(), good.parameters()):
+        torch.testing.assert_close(p, q)
