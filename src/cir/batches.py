@@ -28,7 +28,7 @@ class Batch:
 
 def _answer_span_mask(offsets: list[tuple[int, int]], text: str, answer: str | None) -> list[bool]:
     if answer:
-        start = text.rfind(answer)
+        start = text.lower().rfind(answer.lower())
         if start >= 0:
             end = start + len(answer)
             marks = [s < end and e > start and e > s for s, e in offsets]

@@ -16,20 +16,21 @@ import torch
 
 
 class StreamingMoments:
-    """Running count, sum and sum of outer products of row vectors, in float64.
+    """Running count, sum and sum of outer products of row vectors.
 
     Memory is O(d^2) whatever the number of tokens, so the statistics do not grow with the
-    forget set.
+    forget set. Sums are kept in float32 by default (cheap next to the model's own matmuls);
+    the covariance is formed in float64.
     """
 
-    def __init__(self, dim: int, device=None):
+    def __init__(self, dim: int, device=None, dtype: torch.dtype = torch.float32):
         self.count = 0
-        self.sum = torch.zeros(dim, dtype=torch.float64, device=device)
-        self.outer = torch.zeros(dim, dim, dtype=torch.float64, device=device)
+        self.sum = torch.zeros(dim, dtype=dtype, device=device)
+        self.outer = torch.zeros(dim, dim, dtype=dtype, device=device)
 
     def update(self, x: torch.Tensor) -> None:
         """x: (T, d) rows to add."""
-        x = x.detach().to(torch.float64)
+        x = x.detach().to(self.sum.dtype)
         self.count += x.shape[0]
         self.sum += x.sum(0)
         self.outer += x.T @ x
@@ -45,11 +46,14 @@ class StreamingMoments:
 
     @property
     def mean(self) -> torch.Tensor:
-        return self.sum / max(self.count, 1)
+        return self.sum.double() / max(self.count, 1)
+
+    def second_moment(self) -> torch.Tensor:
+        return self.outer.double() / max(self.count, 1)
 
     def covariance(self) -> torch.Tensor:
         mean = self.mean
-        return self.outer / max(self.count, 1) - torch.outer(mean, mean)
+        return self.second_moment() - torch.outer(mean, mean)
 
 
 def top_components(covariance: torch.Tensor, k: int, exact_below: int = 1024, iterations: int = 8,
@@ -101,8 +105,7 @@ def collapse(x: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
 def soft_basis(moments: StreamingMoments, n_components: int) -> tuple[torch.Tensor, torch.Tensor]:
     """For the soft (Mahalanobis) collapse: top eigenvectors (r, d) of the uncentred second
     moment and the factor (r,) by which each is kept: lambda_min / lambda_i."""
-    second_moment = moments.outer / max(moments.count, 1)
-    values, vectors = top_components(second_moment, n_components)
+    values, vectors = top_components(moments.second_moment(), n_components)
     values = values.clamp_min(1e-12)
     return vectors.float(), (values[-1] / values).float()
 

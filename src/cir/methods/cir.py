@@ -47,11 +47,11 @@ class CIRConfig(MethodConfig):
 
 
 class _ModuleStats:
-    """Streaming moments of one module's inputs and output gradients."""
+    """Streaming moments of one module's inputs and output gradients. Modules that read the
+    same input (Llama's gate_proj and up_proj) share one `acts` object."""
 
-    def __init__(self, d_in: int, d_out: int, device):
-        self.acts = StreamingMoments(d_in, device)
-        self.grads = StreamingMoments(d_out, device)
+    def __init__(self, acts: StreamingMoments, grads: StreamingMoments):
+        self.acts, self.grads = acts, grads
 
 
 @register("cir")
@@ -62,25 +62,37 @@ class CIR(Method):
     def __init__(self, model, tokenizer, config: CIRConfig, forget, retain):
         super().__init__(model, tokenizer, config, forget, retain)
         self.collapsers = {}  # module name -> (acts collapse fn, grads collapse fn), from the last pass
-        self.stats = {}
+        self.stats = {}  # module name -> _ModuleStats of the current pass
 
     # -- statistics ------------------------------------------------------------------
     def _new_stats(self):
+        self.stats = {}
+
+    def _stats_for(self, raw_acts: dict, grads: dict) -> None:
+        """Create this pass's statistics, sharing `acts` between modules fed the same tensor."""
         device = next(self.model.parameters()).device
-        self.stats = {n: _ModuleStats(m.in_features if hasattr(m, "in_features") else m.weight.shape[0],
-                                      m.out_features if hasattr(m, "out_features") else m.weight.shape[1], device)
-                      for n, m in self.modules.items()}
+        shared = {}
+        for name in self.modules:
+            key = (raw_acts[name].data_ptr(), tuple(raw_acts[name].shape))
+            if key not in shared:
+                shared[key] = StreamingMoments(raw_acts[name].shape[-1], device)
+            self.stats[name] = _ModuleStats(shared[key], StreamingMoments(grads[name].shape[-1], device))
 
     def _finish_stats(self):
         """Turn this pass's statistics into the collapse used by the next pass."""
         if self.config.collapse == "none":
             self.collapsers = {n: (None, None) for n in self.modules}
             return
-        collapsers = {}
-        for name, stats in self.stats.items():
-            collapsers[name] = (self._collapser(stats.acts, self.config.act_components),
-                                self._collapser(stats.grads, self.config.grad_components))
-        self.collapsers = collapsers
+        made = {}  # id(moments) -> collapse fn, so a shared `acts` object is decomposed once
+
+        def collapser(moments, n_components):
+            if id(moments) not in made:
+                made[id(moments)] = self._collapser(moments, n_components)
+            return made[id(moments)]
+
+        self.collapsers = {name: (collapser(stats.acts, self.config.act_components),
+                                  collapser(stats.grads, self.config.grad_components))
+                           for name, stats in self.stats.items()}
 
     def _collapser(self, moments: StreamingMoments, n_components: int):
         if self.config.collapse == "soft":
@@ -100,25 +112,27 @@ class CIR(Method):
             loss = self.forget_loss(self.model, batch, self.forget_refs[index])
             self._check(loss)
             loss.backward()
+        if not self.stats:
+            self._stats_for(acts, grads)
         mask = batch.token_mask
-        return float(loss.detach()), {n: a[mask] for n, a in acts.items()}, {n: g[mask] for n, g in grads.items()}
-
-    def _accumulate(self, acts: dict, grads: dict) -> None:
+        acts = {n: a[mask] for n, a in acts.items()}
+        seen = set()
         for name, stats in self.stats.items():
-            stats.acts.update(acts[name])
-            stats.grads.update(grads[name])
+            if id(stats.acts) not in seen:  # a shared `acts` object counts each token once
+                seen.add(id(stats.acts))
+                stats.acts.update(acts[name])
+            stats.grads.update(grads[name][mask])
+        return float(loss.detach()), acts, {n: g[mask] for n, g in grads.items()}
 
     def prepare(self) -> None:
         """Pass 0: statistics only, no update."""
         self._new_stats()
         for index in range(len(self.forget)):
-            _, acts, grads = self._acts_and_grads(index)
-            self._accumulate(acts, grads)
+            self._acts_and_grads(index)
         self._finish_stats()
 
     def forget_gradients(self, index: int):
         loss, acts, grads = self._acts_and_grads(index)
-        self._accumulate(acts, grads)
         updates = {}
         for name, module in self.modules.items():
             collapse_acts, collapse_grads = self.collapsers[name]
