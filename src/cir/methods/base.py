@@ -126,7 +126,7 @@ class Method:
             for p, g in zip(params.values(), grads):
                 if g is not None:
                     p.sub_(self.config.retain_rate * g)
-        return float(loss)
+        return float(loss.detach())
 
     @staticmethod
     def _check(loss: torch.Tensor) -> None:

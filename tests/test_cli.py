@@ -1,0 +1,104 @@
+"""`cir unlearn`, `cir teach`, `cir eval` end to end on tiny models."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import yaml
+
+from cir.cli import main
+from cir.data.synthetic import write_mcq
+
+
+def digest(directory) -> str:
+    h = hashlib.sha256()
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture
+def forget_file(tmp_path, people):
+    path = tmp_path / "forget.jsonl"
+    write_mcq(people[:10], path)
+    return str(path)
+
+
+@pytest.fixture
+def tiny_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))
+
+
+def test_unlearn_writes_a_complete_run_directory(taught_dir, forget_file, tmp_path, tiny_cache, capsys):
+    before = digest(taught_dir)
+    out = tmp_path / "run"
+    code = main(["unlearn", "--model", str(taught_dir), "--forget", forget_file, "--out", str(out), "--quiet",
+                 "--set", "max_epochs=2", "--set", "budget=10", "--set", "cir.act_components=4",
+                 "--set", "grad_components=4", "--seed", "5"])
+    assert code == 0
+    assert digest(taught_dir) == before  # the input model is never modified
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["seed"] == 5 and config["max_epochs"] == 2 and config["cir"]["act_components"] == 4
+    assert config["cir"]["train_layers"] == [0, 1]  # resolved, not None
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert {"forget_loss", "loss_ratio", "forget_accuracy", "seconds"} <= set(rows[1])
+    assert "Stopped by: max_epochs (2)" in (out / "report.md").read_text()
+    # the written model loads anywhere, and through cir's own --model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    AutoModelForCausalLM.from_pretrained(out)
+    AutoTokenizer.from_pretrained(out)
+    assert main(["eval", "--model", str(out), "--mcq", forget_file, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["mcq"][forget_file]["n"] == 10
+    assert result["mcq"][forget_file]["accuracy"] == pytest.approx(rows[-1]["forget_accuracy"])
+    assert not list(tmp_path.glob(".run.partial-*"))
+
+
+def test_interrupted_run_leaves_nothing(taught_dir, forget_file, tmp_path, tiny_cache, monkeypatch, capsys):
+    from cir.methods.cir import CIR
+
+    def interrupt(self, epoch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(CIR, "run_epoch", interrupt)
+    out = tmp_path / "run"
+    code = main(["unlearn", "--model", str(taught_dir), "--forget", forget_file, "--out", str(out), "--quiet"])
+    assert code == 130 and "interrupted" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".run.partial-*"))
+
+
+def test_teach_makes_a_model_learn_synthetic_facts(tmp_path, tokenizer, capsys):
+    from conftest import tiny_llama
+
+    from cir.models import load_model, save_model
+
+    base = tmp_path / "base"
+    save_model(tiny_llama(len(tokenizer), seed=2), tokenizer, base)
+    assert main(["synth", "--people", "4", "--seed", "1", "--out", str(tmp_path / "people.jsonl")]) == 0
+    out = tmp_path / "taught"
+    assert main(["teach", "--model", str(base), "--facts", str(tmp_path / "people.jsonl"), "--epochs", "30",
+                 "--lr", "3e-3", "--out", str(out)]) == 0
+    record = json.loads((out / "teach.json").read_text())
+    assert record["accuracy_before"] < 0.6 and record["accuracy_after"] >= 0.9
+    load_model(str(out))
+
+
+def test_eval_letters_and_text_kl(taught_dir, forget_file, tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Ada Quenby plays the violin.\nThe river flooded after days of rain.\n")
+    assert main(["eval", "--model", str(taught_dir), "--mcq", forget_file, "--format", "letters",
+                 "--text", str(corpus), "--base", str(taught_dir), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["format"] == "letters" and 0 <= result["mcq"][forget_file]["correct_prob"] <= 1
+    text = result["text"][str(corpus)]
+    assert text["kl"] == pytest.approx(0.0, abs=1e-6) and text["loss"] == pytest.approx(text["base_loss"])
+
+
+def test_methods_lists_cir(capsys):
+    assert main(["methods"]) == 0
+    assert "cir" in capsys.readouterr().out
