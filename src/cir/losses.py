@@ -8,6 +8,9 @@ pass and compares against references taken from the original model once, at setu
                        layer (circuit breakers as adapted in the CIR paper).
     neg_cross_entropy  minus the cross-entropy of the answer tokens.
     true_logit         the answer token's logit above the mean logit, clipped at 0.
+
+Shared pieces for methods with losses of their own (cir.methods): `sequence_logprob`, `npo_loss`,
+`ResidualStreamLoss`, and `CrossEntropyRetain` (a retain loss on general text).
 """
 
 from __future__ import annotations
@@ -76,11 +79,15 @@ class MLPBreaking(_LayerOutputLoss):
         return torch.stack(losses).mean()
 
 
-@register_loss("circuit_breaker")
-class CircuitBreaker(_LayerOutputLoss):
+class ResidualStreamLoss(_LayerOutputLoss):
+    """A loss on the residual stream after each loss layer (the decoder block's output)."""
+
     def module_at(self, model, layer_id):
         return decoder_layers(model)[layer_id]
 
+
+@register_loss("circuit_breaker")
+class CircuitBreaker(ResidualStreamLoss):
     def __call__(self, model, batch: Batch, reference) -> torch.Tensor:
         losses = [F.cosine_similarity(out, reference[name], dim=-1).clamp_min(0).mean()
                   for name, out in self.outputs(model, batch).items()]
@@ -118,6 +125,36 @@ class TrueLogit(_AnswerTokenLoss):
         logits, targets = self.answer_logits(model, batch)
         true = logits.gather(1, targets[:, None])[:, 0]
         return (true - logits.mean(-1)).clamp_min(0).mean()
+
+
+def sequence_logprob(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sentence: (sum of log p(answer token | prefix), number of answer tokens)."""
+    logits = model(**batch.inputs(), use_cache=False).logits[:, :-1].float()
+    mask = batch.answer_mask[:, 1:]
+    logp = logits.log_softmax(-1).gather(-1, batch.input_ids[:, 1:, None])[..., 0]
+    return (logp * mask).sum(1), mask.sum(1)
+
+
+def npo_loss(x: torch.Tensor, beta: float) -> torch.Tensor:
+    """-(2/beta) mean_i log sigmoid(-beta x_i): the NPO family's loss of a per-sentence score x_i
+    (log-likelihood ratio for NPO, normalised log-likelihood for SimNPO). Falls towards 0 as x falls."""
+    return -(2.0 / beta) * F.logsigmoid(-beta * x).mean()
+
+
+class CrossEntropyRetain:
+    """Retain loss: next-token cross-entropy on the real tokens of general text (the `layer_id`
+    argument is accepted for the common interface and unused)."""
+
+    def __init__(self, model=None, layer_id: int | None = None):
+        pass
+
+    def reference(self, model, batch: Batch):
+        return None
+
+    def __call__(self, model, batch: Batch, reference=None) -> torch.Tensor:
+        logits = model(**batch.inputs(), use_cache=False).logits[:, :-1]
+        mask = batch.token_mask[:, 1:]
+        return F.cross_entropy(logits[mask].float(), batch.input_ids[:, 1:][mask])
 
 
 class HiddenStateRetain:

@@ -1,14 +1,23 @@
 """What every unlearning method shares: layers defaulted by depth, the normalised forget
-step, the retain step, and references from the original model.
+step, the retain step, references from the original model, and geometric disentanglement.
 
 A method owns its loss and setup; the loop (cir.unlearn) owns epochs, stopping, rollback,
 outputs and seeds.
+
+Geometric disentanglement (GU; Zhou et al. 2025, arXiv 2511.17100), for any method with
+`gu=True`: with r_1..r_k the last `gu_history` flattened retain gradients and Q an orthonormal
+basis of their span, every forget update g becomes g - Q Q^T g before the normalised step, so to
+first order the step leaves the retain loss unchanged. The history fills from the retain steps;
+until the first one, updates pass unprojected.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from collections import deque
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -38,20 +47,77 @@ class MethodConfig:
     unlearning_rate: float = 0.2  # L2 norm of every forget step (paper: 0.2)
     retain_rate: float = 3e-4  # plain SGD rate of the retain step (paper: 3e-4)
     retain_every: int = 1  # one retain step after every this many forget steps; 0 = none
+    gu: bool = False  # geometric disentanglement: forget updates orthogonal to recent retain gradients
+    gu_history: int = 8  # retain gradients whose span GU projects out
+
+    # a method with a loss of its own names it here (then `forget_loss` can only be that)
+    own_losses: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self):
-        if self.forget_loss not in FORGET_LOSSES:
-            raise ValueError(f"forget_loss must be one of {', '.join(FORGET_LOSSES)}, got '{self.forget_loss}'")
+        known = self.own_losses or tuple(FORGET_LOSSES)
+        if self.forget_loss not in known:
+            raise ValueError(f"forget_loss must be one of {', '.join(known)}, got '{self.forget_loss}'")
         if self.unlearning_rate <= 0:
             raise ValueError("unlearning_rate must be > 0")
         if self.retain_rate < 0:
             raise ValueError("retain_rate must be >= 0")
+        if self.gu_history < 1:
+            raise ValueError("gu_history must be >= 1")
 
     def resolve(self, n_layers: int) -> "MethodConfig":
         """A copy with concrete layer lists for a model of `n_layers` layers."""
         train = self.train_layers if self.train_layers is not None else scaled_layers(n_layers, 0, 13)
         loss = self.loss_layers if self.loss_layers is not None else scaled_layers(n_layers, 6, 12)
         return dataclasses.replace(self, train_layers=list(train), loss_layers=list(loss))
+
+
+def frozen_copy(model):
+    """A frozen reference model: a deep copy in eval mode that takes no gradients."""
+    frozen = copy.deepcopy(model).eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    return frozen
+
+
+class RetainSubspace:
+    """The span of the last `size` retain gradients, and the projection onto its complement."""
+
+    def __init__(self, size: int, tol: float = 1e-6):
+        self.vectors, self.tol = deque(maxlen=size), tol
+
+    @staticmethod
+    def flatten(grads: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([g.detach().float().flatten() for g in grads.values()])
+
+    def remember(self, grads: dict[str, torch.Tensor]) -> None:
+        flat = self.flatten(grads)
+        if torch.isfinite(flat).all() and flat.norm() > 0:
+            self.vectors.append(flat)
+
+    def basis(self) -> torch.Tensor:
+        """(P, k) orthonormal columns spanning the stored gradients (Gram-Schmidt, twice)."""
+        columns = []
+        for v in self.vectors:  # non-empty: `project` checks; every stored vector is non-zero
+            scale = v.norm()
+            for _ in range(2):
+                for q in columns:
+                    v = v - (q @ v) * q
+            if v.norm() > self.tol * scale:  # skip vectors already (numerically) in the span
+                columns.append(v / v.norm())
+        return torch.stack(columns, 1)
+
+    def project(self, grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """g - Q Q^T g, reshaped back per parameter."""
+        if not self.vectors:
+            return grads
+        q = self.basis()
+        flat = self.flatten(grads)
+        flat = flat - q @ (q.T @ flat)
+        out, start = {}, 0
+        for name, g in grads.items():
+            out[name] = flat[start:start + g.numel()].view_as(g).to(g.dtype)
+            start += g.numel()
+        return out
 
 
 class Method:
@@ -67,27 +133,50 @@ class Method:
         self.config = config.resolve(len(decoder_layers(model)))
         self.forget, self.retain = forget, retain
         self.modules = mlp_projections(model, self.config.train_layers)
-        self.forget_loss = make_forget_loss(self.config.forget_loss, model, self.config.loss_layers)
-        self.retain_loss = HiddenStateRetain(model, max(self.config.train_layers))
+        self.forget_loss = self.build_forget_loss()
+        self.retain_loss = self.build_retain_loss()
         self.forget_refs = [self.forget_loss.reference(model, b) for b in forget]
         self.retain_refs = [self.retain_loss.reference(model, b) for b in retain]
         self._retain_cursor = 0
+        self.retain_subspace = RetainSubspace(self.config.gu_history)
+
+    def build_forget_loss(self):
+        """The forget loss: an object with `reference(model, batch)` (taken once, from the
+        original model) and `__call__(model, batch, reference) -> scalar`. Lower = more forgotten."""
+        return make_forget_loss(self.config.forget_loss, self.model, self.config.loss_layers)
+
+    def build_retain_loss(self):
+        """The retain loss, same interface; by default the hidden state after the last trained layer."""
+        return HiddenStateRetain(self.model, max(self.config.train_layers))
 
     def trained_parameters(self) -> dict[str, torch.nn.Parameter]:
         return {name: module.weight for name, module in self.modules.items()}
+
+    def _gradients(self, loss_fn) -> tuple[float, dict[str, torch.Tensor]]:
+        """(loss value, {name: d loss / d trained weight}, zeros where unused)."""
+        params = self.trained_parameters()
+        with torch.enable_grad():
+            loss = loss_fn()
+            self._check(loss)
+            grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        return float(loss.detach()), {n: (g if g is not None else torch.zeros_like(p))
+                                      for (n, p), g in zip(params.items(), grads)}
+
+    @torch.no_grad()
+    def forget_loss_value(self) -> float:
+        """The method's forget loss, averaged over the forget batches, at the current weights."""
+        values = [float(self.forget_loss(self.model, b, r)) for b, r in zip(self.forget, self.forget_refs)]
+        return sum(values) / len(values)
 
     def prepare(self) -> None:
         """Work before the first update (CIR collects its statistics here)."""
 
     def forget_gradients(self, index: int) -> tuple[float, dict[str, torch.Tensor]]:
         """(loss value, {module name: gradient of the forget loss w.r.t. its weight})."""
-        params = self.trained_parameters()
-        with torch.enable_grad():
-            loss = self.forget_loss(self.model, self.forget[index], self.forget_refs[index])
-            self._check(loss)
-            grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-        return float(loss), {n: (g if g is not None else torch.zeros_like(p))
-                             for (n, p), g in zip(params.items(), grads)}
+        return self._gradients(lambda: self.forget_loss(self.model, self.forget[index], self.forget_refs[index]))
+
+    def retain_gradients(self, index: int) -> tuple[float, dict[str, torch.Tensor]]:
+        return self._gradients(lambda: self.retain_loss(self.model, self.retain[index], self.retain_refs[index]))
 
     def run_epoch(self, epoch: int) -> dict:
         """One pass over the forget batches; returns {"forget_loss": mean loss before each step}."""
@@ -102,7 +191,10 @@ class Method:
 
     @torch.no_grad()
     def step(self, grads: dict[str, torch.Tensor]) -> None:
-        """Rescale all gradients together to a global L2 norm of `unlearning_rate`; SGD with lr 1."""
+        """Rescale all gradients together to a global L2 norm of `unlearning_rate`; SGD with lr 1.
+        With `gu`, the update is first projected off the recent retain gradients."""
+        if self.config.gu:
+            grads = self.retain_subspace.project(grads)
         norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads.values()))
         if not torch.isfinite(norm):
             raise NonFiniteLoss("the forget gradient is not finite")
@@ -113,20 +205,19 @@ class Method:
             params[name].sub_(grad * (self.config.unlearning_rate / norm))
 
     def retain_step(self) -> float:
-        if self.config.retain_rate == 0:
+        """Plain SGD on the retain loss, rate `retain_rate`; with `gu` its gradient is remembered."""
+        if self.config.retain_rate == 0 and not self.config.gu:
             return 0.0
         index = self._retain_cursor % len(self.retain)
         self._retain_cursor += 1
+        loss, grads = self.retain_gradients(index)
+        if self.config.gu:
+            self.retain_subspace.remember(grads)
         params = self.trained_parameters()
-        with torch.enable_grad():
-            loss = self.retain_loss(self.model, self.retain[index], self.retain_refs[index])
-            self._check(loss)
-            grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
         with torch.no_grad():
-            for p, g in zip(params.values(), grads):
-                if g is not None:
-                    p.sub_(self.config.retain_rate * g)
-        return float(loss.detach())
+            for name, g in grads.items():
+                params[name].sub_(self.config.retain_rate * g)
+        return loss
 
     @staticmethod
     def _check(loss: torch.Tensor) -> None:
