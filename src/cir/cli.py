@@ -244,6 +244,140 @@ def cmd_demo(args):
     print(f"report: {Path(args.out) / 'report.md'}")
 
 
+# ---------------------------------------------------------------- attacks and the robustness report
+def _attack_common(p):
+    _model_arg(p)
+    p.add_argument("--format", choices=["cloze", "qa", "declarative", "letters", "kshot"], default="cloze",
+                   dest="fmt", help="probe prompt used to score the questions")
+    p.add_argument("--shots", type=int, default=3, help="examples in a kshot prompt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--record", metavar="DIR", help="run directory whose attacks.json keeps this result (cir report)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _attack_args(p):
+    sub = p.add_subparsers(dest="attack", required=True, metavar="ATTACK")
+    r = sub.add_parser("relearn", help="fine-tune on facts T; accuracy on facts V every epoch")
+    _attack_common(r)
+    r.add_argument("--train", required=True, help="fact set T whose sentences are trained on")
+    r.add_argument("--eval", required=True, dest="eval_set", help="fact set V evaluated every epoch")
+    r.add_argument("--epochs", type=int, default=5)
+    r.add_argument("--lr", type=float, default=1e-4)
+    r.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    r.add_argument("--params", choices=["mlp", "all", "lora"], default="mlp")
+    r.add_argument("--lora-rank", type=int, default=8)
+    q = sub.add_parser("quantize", help="round-to-nearest weight quantisation, then accuracy on fact sets")
+    _attack_common(q)
+    q.add_argument("--bits", type=int, choices=[8, 4], required=True)
+    q.add_argument("--group-size", type=int, default=128)
+    q.add_argument("--backend", choices=["rtn", "bnb"], default="rtn", help="bnb: bitsandbytes, CUDA only")
+    q.add_argument("--mcq", action="append", required=True, help="fact set to evaluate (as for cir eval)")
+
+
+def _check_positive(**values):
+    for name, value in values.items():
+        if value <= 0:
+            raise InputError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+
+
+def _attack_relearn(args):
+    from cir.attacks.relearn import relearn
+    from cir.data import load_mcq
+
+    _check_positive(epochs=args.epochs, lr=args.lr, lora_rank=args.lora_rank, shots=args.shots)
+    train, eval_items = load_mcq(args.train), load_mcq(args.eval_set)
+    model, tokenizer = _load(args)
+    result = relearn(model, tokenizer, train, eval_items, args.epochs, args.lr, args.optimizer, args.params,
+                     seed=args.seed, fmt=args.fmt, shots=args.shots, lora_rank=args.lora_rank)
+    result |= {"model": args.model, "train": args.train, "eval": args.eval_set}
+    return f"relearn:{args.params}", result, (f"relearning on {len(train)} facts: accuracy on {len(eval_items)} "
+                                             f"facts {result['before']:.3f} -> max {result['max_accuracy']:.3f} "
+                                             f"(per epoch: {', '.join(f'{a:.3f}' for a in result['per_epoch'])})")
+
+
+def _attack_quantize(args):
+    from cir.attacks.probes import probe_mcq
+    from cir.attacks.quantize import quantize_model
+    from cir.data import load_mcq
+
+    _check_positive(group_size=args.group_size, shots=args.shots)
+    fact_sets = {spec: load_mcq(spec) for spec in args.mcq}
+    model, tokenizer = _load(args)
+
+    def evaluate():
+        return {spec: probe_mcq(model, tokenizer, items, args.fmt, args.shots, args.seed)
+                for spec, items in fact_sets.items()}
+
+    before = evaluate()
+    stats = quantize_model(model, args.bits, args.group_size, args.backend)
+    after = evaluate()
+    result = {"model": args.model, "format": args.fmt, "mcq": {s: r.to_json() for s, r in after.items()}, "text": {},
+              "before": {s: r.accuracy for s, r in before.items()}, "quantization": stats}
+    lines = [f"{spec}: accuracy {before[spec].accuracy:.3f} -> {after[spec].accuracy:.3f} after {args.bits}-bit "
+             f"quantisation" for spec in fact_sets]
+    return f"quantize:{args.bits}bit", result, "\n".join(lines)
+
+
+@command("attack", "attacks that try to bring forgotten facts back: relearn, quantize")
+def cmd_attack(args):
+    from cir.attacks.record import check_record_dir, record_attack
+
+    check_record_dir(args.record)
+    key, result, summary = {"relearn": _attack_relearn, "quantize": _attack_quantize}[args.attack](args)
+    if args.record:
+        record_attack(args.record, key, result)
+    print(json.dumps(result) if args.json else summary)
+
+
+def _mia_args(p):
+    _model_arg(p)
+    p.add_argument("--members", required=True, help="sentences the model may have seen: fact set or text corpus")
+    p.add_argument("--nonmembers", required=True, help="held-out sentences of the same kind")
+    p.add_argument("--min-k", type=float, default=0.2, help="fraction of lowest token log-probs for Min-K%%")
+    p.add_argument("--record", metavar="DIR", help="run directory whose attacks.json keeps this result")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@command("mia", "membership inference (LOSS, zlib, Min-K%): ROC AUC of members vs non-members")
+def cmd_mia(args):
+    from cir.attacks.mia import METRICS, load_sentences, mia_report
+    from cir.attacks.record import check_record_dir, record_attack
+    from cir.report import format_table
+
+    check_record_dir(args.record)
+    if not 0 < args.min_k <= 1:
+        raise InputError(f"--min-k must be in (0, 1], got {args.min_k}")
+    members, nonmembers = load_sentences(args.members), load_sentences(args.nonmembers)
+    model, tokenizer = _load(args)
+    result = mia_report(model, tokenizer, members, nonmembers, args.min_k)
+    result |= {"model": args.model, "members_spec": args.members, "nonmembers_spec": args.nonmembers}
+    if args.record:
+        record_attack(args.record, "mia", result)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(format_table(["score", "AUC", "members", "non-members"],
+                       [[m, f"{result['auc'][m]:.3f}", f"{result['members'][m]:.4f}", f"{result['nonmembers'][m]:.4f}"]
+                        for m in METRICS]))
+
+
+def _report_args(p):
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="run directories (from cir unlearn / cir demo)")
+    p.add_argument("--out", help="where report.md, report.json and the plots go (default: DIR/robustness "
+                                 "for one run; required for several)")
+
+
+@command("report", "robustness report of run directories: unlearning curves, attacks, per-topic accuracy")
+def cmd_report(args):
+    from cir.report import robustness_report
+
+    if args.out is None and len(args.dirs) > 1:
+        raise InputError("several run directories: give --out for the report")
+    out = Path(args.out or Path(args.dirs[0]) / "robustness")
+    written = robustness_report(args.dirs, out)
+    print(f"report: {out / 'report.md'} ({len(written)} plots)")
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cir", description=__doc__.splitlines()[0] if __doc__ else None)

@@ -56,3 +56,191 @@ def run_report(result, run, resolved: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- robustness report (cir report)
+def _label(spec: str) -> str:
+    from pathlib import Path
+
+    return Path(spec).stem if spec.endswith((".jsonl", ".json")) else spec.removeprefix("builtin:")
+
+
+def load_run(run_dir) -> dict:
+    """What `cir report` reads from a run directory: metrics.jsonl, result.json, config.yaml sources,
+    demo.json and attacks.json, each when present."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from cir.attacks.record import read_attacks
+    from cir.errors import InputError
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise InputError("not a run directory", path=str(path))
+    run = {"name": path.name, "path": str(path), "metrics": [], "kept_epoch": None, "forget": [], "demo": None,
+           "attacks": read_attacks(path)}
+    try:
+        if (path / "metrics.jsonl").is_file():
+            run["metrics"] = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line]
+        if (path / "result.json").is_file():
+            run["kept_epoch"] = json.loads((path / "result.json").read_text()).get("kept_epoch")
+        if (path / "demo.json").is_file():
+            run["demo"] = json.loads((path / "demo.json").read_text())
+        if (path / "config.yaml").is_file():
+            config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+            run["forget"] = config.get("sources", {}).get("forget", [])
+    except (ValueError, yaml.YAMLError, AttributeError) as error:
+        raise InputError(f"unreadable run file ({error})", path=str(path)) from None
+    if not run["metrics"] and not run["attacks"]:
+        raise InputError("no metrics.jsonl or attacks.json: not a run directory", path=str(path))
+    return run
+
+
+def topic_accuracies(run: dict) -> dict[str, dict[str, float]]:
+    """{topic: {stage: accuracy}}: before / after unlearning, after each attack."""
+    topics: dict[str, dict[str, float]] = {}
+    metrics, kept = run["metrics"], run["kept_epoch"]
+    if metrics and "forget_accuracy" in metrics[0]:
+        kept = len(metrics) - 1 if kept is None or kept >= len(metrics) else kept
+        name = " + ".join(_label(s) for s in run["forget"]) or "forget"
+        topics[name] = {"before": metrics[0]["forget_accuracy"], "after unlearning": metrics[kept]["forget_accuracy"]}
+    if run["demo"]:
+        for topic, value in run["demo"].get("before", {}).items():
+            topics.setdefault(topic, {}).setdefault("before", value)
+            topics[topic].setdefault("after unlearning", run["demo"]["after"][topic])
+    for key, result in sorted(run["attacks"].items()):
+        if key.startswith("relearn") and "eval" in result:
+            stages = topics.setdefault(_label(result["eval"]), {})
+            stages.setdefault("after unlearning", result["before"])
+            stages[f"after {key}"] = result["max_accuracy"]
+        elif key.startswith("quantize"):
+            for spec, entry in result.get("mcq", {}).items():
+                topics.setdefault(_label(spec), {}).setdefault("after unlearning", result["before"][spec])
+                topics[_label(spec)][f"after {key}"] = entry["accuracy"]
+    return topics
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_unlearning(runs: list[dict], path) -> bool:
+    runs = [r for r in runs if r["metrics"]]
+    if not runs:
+        return False
+    plt = _pyplot()
+    fig, (acc, dis) = plt.subplots(1, 2, figsize=(10, 4))
+    for run in runs:
+        epochs = [row["epoch"] for row in run["metrics"]]
+        for ax, key in ((acc, "forget_accuracy"), (dis, "disruption")):
+            ax.plot(epochs, [row.get(key, float("nan")) for row in run["metrics"]], marker="o", label=run["name"])
+    acc.set(title="forget accuracy while unlearning", xlabel="epoch", ylabel="accuracy", ylim=(0, 1.05))
+    dis.set(title="disruption while unlearning", xlabel="epoch", ylabel="disruption")
+    acc.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_relearn(runs: list[dict], path) -> bool:
+    curves = [(f"{run['name']} {key}", [res["before"]] + res["per_epoch"])
+              for run in runs for key, res in sorted(run["attacks"].items()) if key.startswith("relearn")]
+    if not curves:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, values in curves:
+        ax.plot(range(len(values)), values, marker="o", label=label)
+    ax.set(title="eval accuracy under the relearning attack", xlabel="attack epoch (0 = before)",
+           ylabel="accuracy", ylim=(0, 1.05))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_topics(run: dict, topics: dict, path) -> bool:
+    if not topics:
+        return False
+    plt = _pyplot()
+    stages = list(dict.fromkeys(stage for values in topics.values() for stage in values))
+    width = 0.8 / len(stages)
+    fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(topics) * len(stages) / 2), 4))
+    for i, stage in enumerate(stages):
+        xs = [t + i * width for t in range(len(topics))]
+        ax.bar(xs, [values.get(stage, 0.0) for values in topics.values()], width, label=stage)
+    ax.set_xticks([t + 0.4 - width / 2 for t in range(len(topics))], list(topics))
+    ax.set(title=f"accuracy per topic: {run['name']}", ylabel="accuracy", ylim=(0, 1.05))
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _attack_rows(run: dict) -> list[list]:
+    rows = []
+    for key, res in sorted(run["attacks"].items()):
+        if key.startswith("relearn"):
+            rows.append([key, _label(res.get("eval", "")), _fmt(res["before"], 3), _fmt(res["max_accuracy"], 3)])
+        elif key.startswith("quantize"):
+            rows += [[key, _label(spec), _fmt(res["before"][spec], 3), _fmt(entry["accuracy"], 3)]
+                     for spec, entry in res.get("mcq", {}).items()]
+        elif key == "mia":
+            rows.append([key, "AUC " + ", ".join(f"{m} {v:.3f}" for m, v in res["auc"].items()), "-", "-"])
+    return rows
+
+
+def robustness_markdown(runs: list[dict], topics: dict, plots: list[str]) -> str:
+    lines = ["# Robustness report", "", f"Runs: {', '.join(r['name'] for r in runs)}", ""]
+    lines += [f"![{name}]({name})" for name in plots] + [""]
+    for run in runs:
+        lines += [f"## {run['name']}", ""]
+        if run["metrics"]:
+            rows = [[row["epoch"], _fmt(row.get("forget_accuracy"), 3), _fmt(row.get("disruption"), 5)]
+                    for row in run["metrics"]]
+            lines += [markdown_table(["epoch", "forget accuracy", "disruption"], rows), ""]
+        if run["attacks"]:
+            lines += ["Attacks (accuracy before -> after; relearn: the maximum over epochs):", "",
+                      markdown_table(["attack", "fact set", "before", "after"], _attack_rows(run)), ""]
+        if topics[run["name"]]:
+            stages = list(dict.fromkeys(s for values in topics[run["name"]].values() for s in values))
+            rows = [[t] + [_fmt(v.get(s), 3) for s in stages] for t, v in topics[run["name"]].items()]
+            lines += [markdown_table(["topic"] + stages, rows), ""]
+    return "\n".join(lines)
+
+
+def robustness_report(dirs: list, out) -> list[str]:
+    """report.md, report.json and PNG plots of run directories into `out`; returns the plot names."""
+    import json
+    from pathlib import Path
+
+    runs = [load_run(d) for d in dirs]
+    names = [r["name"] for r in runs]
+    if len(set(names)) < len(names):
+        for run in runs:
+            run["name"] = run["path"]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    topics = {run["name"]: topic_accuracies(run) for run in runs}
+    plots = []
+    if plot_unlearning(runs, out / "unlearning.png"):
+        plots.append("unlearning.png")
+    if plot_relearn(runs, out / "relearn.png"):
+        plots.append("relearn.png")
+    for i, run in enumerate(runs):
+        name = f"topics-{i}.png" if len(runs) > 1 else "topics.png"
+        if plot_topics(run, topics[run["name"]], out / name):
+            plots.append(name)
+    (out / "report.md").write_text(robustness_markdown(runs, topics, plots))
+    (out / "report.json").write_text(json.dumps({"runs": runs, "topics": topics, "plots": plots}, indent=2))
+    return plots

@@ -1,0 +1,94 @@
+"""Membership inference on sentences: are forget facts still more likely than unseen ones?
+
+Scores (higher = "more likely a member"):
+loss:  -mean token NLL
+zlib:  -(mean token NLL) / zlib-compressed length of the text in bytes
+min_k: mean of the lowest k% token log-probabilities (Min-K%, Shi et al. 2024)
+AUC of members vs non-members: 0.5 = indistinguishable, 1 = every member scores higher.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import torch
+
+from cir.evaluation import _pad
+
+METRICS = ("loss", "zlib", "min_k")
+
+
+@torch.no_grad()
+def token_logprobs(model, tokenizer, texts: list[str], max_length: int = 64,
+                   batch_size: int = 16) -> list[torch.Tensor]:
+    """log P(token | prefix) of every token after the first, one tensor per text."""
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start : start + batch_size]
+        seqs = [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in chunk]
+        ids, mask = _pad(seqs, tokenizer.pad_token_id, device)
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
+        lp = logits.log_softmax(-1).gather(2, ids[:, 1:, None])[..., 0]
+        out += [lp[row, : len(seq) - 1].cpu() for row, seq in enumerate(seqs)]
+    return out
+
+
+def mia_scores(model, tokenizer, texts: list[str], k: float = 0.2) -> dict[str, list[float]]:
+    scores = {m: [] for m in METRICS}
+    for text, lp in zip(texts, token_logprobs(model, tokenizer, texts)):
+        if lp.numel() == 0:
+            raise ValueError(f"text too short to score: {text!r}")
+        loss = -float(lp.mean())
+        scores["loss"].append(-loss)
+        scores["zlib"].append(-loss / len(zlib.compress(text.encode("utf-8"))))
+        lowest = lp.sort().values[: max(1, math.ceil(k * lp.numel()))]
+        scores["min_k"].append(float(lowest.mean()))
+    return scores
+
+
+def _ranks(values: list[float]) -> list[float]:
+    """1-based ranks, ties given their average rank."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for t in range(i, j + 1):
+            ranks[order[t]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def auc(positives: list[float], negatives: list[float]) -> float:
+    """ROC AUC = P(score of a positive > score of a negative), ties counting half (Mann-Whitney U)."""
+    if not positives or not negatives:
+        raise ValueError("AUC needs at least one positive and one negative")
+    ranks = _ranks(list(positives) + list(negatives))
+    n_pos = len(positives)
+    u = sum(ranks[:n_pos]) - n_pos * (n_pos + 1) / 2
+    return u / (n_pos * len(negatives))
+
+
+def mia_report(model, tokenizer, members: list[str], nonmembers: list[str], k: float = 0.2) -> dict:
+    """AUC of each score, members vs non-members, and their mean scores."""
+    pos, neg = mia_scores(model, tokenizer, members, k), mia_scores(model, tokenizer, nonmembers, k)
+    return {"auc": {m: auc(pos[m], neg[m]) for m in METRICS},
+            "members": {m: sum(pos[m]) / len(pos[m]) for m in METRICS},
+            "nonmembers": {m: sum(neg[m]) / len(neg[m]) for m in METRICS},
+            "n_members": len(members), "n_nonmembers": len(nonmembers), "min_k": k}
+
+
+def load_sentences(spec: str) -> list[str]:
+    """Sentences to score: a text corpus (.txt, JSONL with `text`) or a fact set's fact sentences."""
+    from cir.data import load_mcq, load_texts
+    from cir.data._io import read_jsonl
+
+    if spec.endswith(".txt"):
+        return load_texts(spec)
+    if spec.endswith(".jsonl") and "question" not in read_jsonl(spec)[0][1]:
+        return load_texts(spec)
+    return [s for item in load_mcq(spec) for s in item.sentences()]

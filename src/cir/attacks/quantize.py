@@ -1,0 +1,68 @@
+"""Round-to-nearest weight quantisation, an attack that can undo small weight changes.
+
+`rtn` (pure torch, any device): symmetric per-group quantisation of every Linear (and GPT-2
+Conv1D) weight in the decoder layers, written back dequantised, in place. Each group of
+`group_size` consecutive input weights gets scale = max|w| / (2^(bits-1) - 1), so the error
+of each weight is at most scale / 2.
+`bnb` (CUDA only): bitsandbytes' blockwise 8-bit or NF4 4-bit round trip.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cir.architecture import decoder_layers, is_transposed
+from cir.errors import InputError
+
+
+def quantize_tensor(weight: torch.Tensor, bits: int, group_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dequantised weight, per-group scale of shape (rows, groups)) for a 2-D (out, in) weight."""
+    if bits not in (4, 8):
+        raise InputError(f"bits must be 8 or 4, got {bits}")
+    if group_size < 1:
+        raise InputError(f"group size must be >= 1, got {group_size}")
+    rows, cols = weight.shape
+    pad = (-cols) % group_size
+    w = torch.nn.functional.pad(weight.float(), (0, pad)).reshape(rows, -1, group_size)
+    qmax = 2 ** (bits - 1) - 1
+    scale = w.abs().amax(-1, keepdim=True) / qmax
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = torch.clamp(torch.round(w / safe), -qmax, qmax)
+    deq = (q * scale).reshape(rows, -1)[:, :cols]
+    return deq.to(weight.dtype), scale[..., 0]
+
+
+def _linear_modules(model) -> list[nn.Module]:
+    return [m for layer in decoder_layers(model) for m in layer.modules()
+            if isinstance(m, nn.Linear) or is_transposed(m)]
+
+
+@torch.no_grad()
+def _bnb_round_trip(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    import bitsandbytes.functional as bnbf
+
+    w = weight.detach().to("cuda")
+    if bits == 8:
+        q, state = bnbf.quantize_blockwise(w)
+        return bnbf.dequantize_blockwise(q, state).to(weight)
+    q, state = bnbf.quantize_4bit(w, quant_type="nf4")
+    return bnbf.dequantize_4bit(q, state).to(weight)
+
+
+@torch.no_grad()
+def quantize_model(model, bits: int = 8, group_size: int = 128, backend: str = "rtn") -> dict:
+    """Quantise the decoder layers' Linear weights in place; returns counts and the largest error."""
+    if backend == "bnb":
+        if not torch.cuda.is_available():
+            raise InputError("--backend bnb needs a CUDA device (use rtn on CPU)")
+    elif backend != "rtn":
+        raise InputError(f"unknown quantisation backend '{backend}' (rtn, bnb)")
+    count, max_error = 0, 0.0
+    for module in _linear_modules(model):
+        weight = module.weight.T if is_transposed(module) else module.weight  # (out, in) view
+        new = _bnb_round_trip(weight, bits) if backend == "bnb" else quantize_tensor(weight, bits, group_size)[0]
+        max_error = max(max_error, float((new - weight).abs().max()))
+        weight.copy_(new)
+        count += weight.numel()
+    return {"bits": bits, "group_size": group_size, "backend": backend, "weights": count, "max_error": max_error}
