@@ -102,3 +102,17 @@ def test_eval_letters_and_text_kl(taught_dir, forget_file, tmp_path, capsys):
 def test_methods_lists_cir(capsys):
     assert main(["methods"]) == 0
     assert "cir" in capsys.readouterr().out
+
+
+def test_demo_runs_the_four_rows(taught_dir, tmp_path, tiny_cache, capsys):
+    out = tmp_path / "demo"
+    code = main(["demo", "--model", str(taught_dir), "--out", str(out), "--quiet", "--set", "max_epochs=1",
+                 "--set", "budget=10", "--set", "act_components=4", "--set", "grad_components=4"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    for row in ("before", "after unlearning", "after relearning on T", "after 4-bit quantisation"):
+        assert f"| {row} |" in printed
+    rows = json.loads((out / "demo.json").read_text())["rows"]
+    assert set(rows["before"]) >= {"V", "capitals", "languages"}
+    assert json.loads((out / "attacks.json").read_text())["relearn:mlp"]["per_epoch"]
+    assert (out / "report.md").is_file() and (out / "demo.md").is_file()

@@ -220,28 +220,32 @@ def _demo_args(p):
     p.add_argument("--quiet", action="store_true")
 
 
-@command("demo", "unlearn one built-in topic from the model and show accuracy per topic before and after")
+@command("demo", "unlearn one built-in topic, then attack it: before / after / after relearning / after 4-bit")
 def cmd_demo(args):
-    from cir.data import builtin_topics, load_mcq
-    from cir.demo import topic_table
+    from cir.attacks import split_forget
+    from cir.attacks.record import record_attack
+    from cir.data import builtin_topics
+    from cir.demo import DemoSettings, attacks, demo_table, measure, topic_sets, write_demo
 
     if args.topic not in builtin_topics():
         raise InputError(f"unknown built-in topic '{args.topic}' (known: {', '.join(builtin_topics())})")
     args.forget, args.retain = [args.topic], None
     run, method_config, items = _prepare_unlearning(args)
-    topics = {t: load_mcq(t) for t in builtin_topics()}
+    settings = DemoSettings(topic=args.topic, seed=run.seed)
+    topics = topic_sets()
     model, tokenizer = _load(args)
-    from cir.evaluation import evaluate_mcq
-
-    before = {t: evaluate_mcq(model, tokenizer, qs).accuracy for t, qs in topics.items()}
-    result = unlearn_into(args, model, tokenizer, run, method_config, items)
-    after = {t: evaluate_mcq(model, tokenizer, qs).accuracy for t, qs in topics.items()}
-    table = topic_table(args.topic, before, after, result)
+    train, held_out = split_forget(items, settings.split_ratio, settings.seed)
+    rows = {"before": measure(model, tokenizer, topics, held_out)}
+    result = unlearn_into(args, model, tokenizer, run, method_config, items)  # T and V are both unlearned
+    rows["after unlearning"] = measure(model, tokenizer, topics, held_out)
+    rows |= attacks(model, tokenizer, topics, train, held_out, settings)
+    table = demo_table(settings, rows, result)
     print(table)
-    (Path(args.out) / "demo.md").write_text(table + "\n")
-    (Path(args.out) / "demo.json").write_text(json.dumps({"forgotten": args.topic, "before": before, "after": after,
-                                                           "stop_reason": result.stop_reason}, indent=2))
-    print(f"report: {Path(args.out) / 'report.md'}")
+    out = Path(args.out)
+    write_demo(out, settings, rows, table)
+    record_attack(out, "relearn:mlp", {"per_epoch": rows["after relearning on T"].pop("_per_epoch"),
+                                       "max_accuracy": rows["after relearning on T"]["V"]})
+    print(f"run directory: {out} (report.md, demo.md); plots: cir report {out}")
 
 
 # ---------------------------------------------------------------- attacks and the robustness report
