@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import resource
 import statistics
 import subprocess
 import sys
@@ -64,10 +63,8 @@ def step_times(model, tokenizer, items):
 def truncation_speedup(model, tokenizer, items):
     from cir.architecture import forward_until
     from cir.batches import forget_batches
-    from cir.losses import MLPBreaking
 
     batch = forget_batches(tokenizer, items, batch_size=32)[0]
-    loss = MLPBreaking(model, [6, 7, 8, 9, 10])
 
     def truncated():
         with torch.no_grad():

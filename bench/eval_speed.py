@@ -18,7 +18,7 @@ def main() -> None:
     items = [q for t in builtin_topics() for q in load_mcq(t)][:200]
     evaluate_cloze(model, tokenizer, items[:8])  # warm-up
     start = time.perf_counter()
-    cloze = evaluate_cloze(model, tokenizer, items)
+    evaluate_cloze(model, tokenizer, items)
     cloze_s = time.perf_counter() - start
     start = time.perf_counter()
     evaluate_letters(model, tokenizer, items)

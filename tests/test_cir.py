@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 
 from cir.batches import forget_batches
-from cir.collapse import collapse
 from cir.data.general import builtin_prompts
 from cir.evaluation import evaluate_cloze
 from cir.hooks import activations_require_grad, capture_acts_and_grads

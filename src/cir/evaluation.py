@@ -104,14 +104,19 @@ def _result(choice_scores: list[torch.Tensor], items: list[MCQ]) -> MCQResult:
     return MCQResult(accuracy=sum(correct) / n, n=n, correct_prob=sum(probs) / n, correct=correct)
 
 
-def evaluate_cloze(model, tokenizer, items: list[MCQ], batch_size: int = 64) -> MCQResult:
-    pairs = [(cloze_prompt(item.question), " " + choice) for item in items for choice in item.choices]
+def evaluate_prompts(model, tokenizer, items: list[MCQ], prompts: list[str], batch_size: int = 64) -> MCQResult:
+    """Score each item's choices by log P(" choice" | its prompt)."""
+    pairs = [(prompt, " " + choice) for prompt, item in zip(prompts, items) for choice in item.choices]
     flat = continuation_logprobs(model, tokenizer, pairs, batch_size)
     scores, k = [], 0
     for item in items:
         scores.append(torch.tensor(flat[k : k + len(item.choices)]))
         k += len(item.choices)
     return _result(scores, items)
+
+
+def evaluate_cloze(model, tokenizer, items: list[MCQ], batch_size: int = 64) -> MCQResult:
+    return evaluate_prompts(model, tokenizer, items, [cloze_prompt(item.question) for item in items], batch_size)
 
 
 @torch.no_grad()

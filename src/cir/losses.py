@@ -21,19 +21,10 @@ import torch.nn.functional as F
 from cir.architecture import decoder_layers, forward_until, mlp_of
 from cir.batches import Batch
 from cir.hooks import record_outputs
+from cir.registry import registrar
 
 FORGET_LOSSES = {}
-
-
-def register_loss(name):
-    def wrap(cls):
-        if name in FORGET_LOSSES:
-            raise ValueError(f"forget loss '{name}' registered twice")
-        cls.name = name
-        FORGET_LOSSES[name] = cls
-        return cls
-
-    return wrap
+register_loss = registrar(FORGET_LOSSES, "forget loss")
 
 
 def make_forget_loss(name: str, model, loss_layers: list[int]):

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import random
 
-import torch
 
 from cir.data.mcq import MCQ
-from cir.evaluation import _result, cloze_prompt, continuation_logprobs, evaluate_letters
+from cir.evaluation import cloze_prompt, evaluate_letters, evaluate_prompts
 
 TEMPLATES = {
     "cloze": cloze_prompt,
@@ -48,19 +47,8 @@ def probe_prompts(items: list[MCQ], fmt: str, k: int = 3, seed: int = 0) -> list
     return [TEMPLATES[fmt](item.question) for item in items]
 
 
-def score_prompts(model, tokenizer, items: list[MCQ], prompts: list[str], batch_size: int = 32):
-    """MCQResult from log P(" choice" | prompt) for each item's choices."""
-    pairs = [(prompt, " " + c) for prompt, item in zip(prompts, items) for c in item.choices]
-    flat = continuation_logprobs(model, tokenizer, pairs, batch_size)
-    scores, at = [], 0
-    for item in items:
-        scores.append(torch.tensor(flat[at : at + len(item.choices)]))
-        at += len(item.choices)
-    return _result(scores, items)
-
-
 def probe_mcq(model, tokenizer, items: list[MCQ], fmt: str = "cloze", k: int = 3, seed: int = 0):
     """Accuracy of `items` under one probe format (an MCQ scoring function, like evaluate_mcq)."""
     if fmt == "letters":
         return evaluate_letters(model, tokenizer, items)
-    return score_prompts(model, tokenizer, items, probe_prompts(items, fmt, k, seed))
+    return evaluate_prompts(model, tokenizer, items, probe_prompts(items, fmt, k, seed))

@@ -5,18 +5,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from cir.registry import registrar
+
 METHODS: dict[str, type] = {}
-
-
-def register(name: str):
-    def wrap(cls):
-        if name in METHODS:
-            raise ValueError(f"method '{name}' registered twice")
-        cls.name = name
-        METHODS[name] = cls
-        return cls
-
-    return wrap
+register = registrar(METHODS, "method")
 
 
 def _import_all() -> None:
