@@ -29,7 +29,7 @@ class RunConfig:
 
     method: str = "cir"
     seed: int = 0
-    max_epochs: int = 10
+    max_epochs: int = 6
     disruption: str = "loss_ratio"  # loss_ratio: held-out loss / original; kl: KL(original || model) per token
     budget: float = 1.001  # stop once disruption exceeds this (paper: loss ratio 1.001)
     batch_size: int = 32  # forget sentences per step
