@@ -25,10 +25,16 @@ def readme_accuracy(topic: str) -> float:
     return float(match.group(1))
 
 
-def test_bundled_model_loads_as_llama(smollm):
+def test_bundled_model_loads_as_llama(smollm, tmp_path):
+    from transformers import AutoModelForCausalLM
+
     from cir.architecture import decoder_layers, mlp_projections
+    from cir.models import save_model
 
     model, tokenizer = smollm
+    assert getattr(model, "hf_quantizer", None) is None  # dequantised: a plain float32 model
+    save_model(model, tokenizer, tmp_path)
+    assert AutoModelForCausalLM.from_pretrained(tmp_path).config.num_hidden_layers == 30
     assert type(model).__name__ == "LlamaForCausalLM"
     assert len(decoder_layers(model)) == 30
     assert len(mlp_projections(model, range(13))) == 39

