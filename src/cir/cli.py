@@ -246,8 +246,7 @@ def cmd_demo(args):
     print(table)
     out = Path(args.out)
     write_demo(out, settings, rows, table)
-    record_attack(out, "relearn:mlp", {"per_epoch": rows["after relearning on T"].pop("_per_epoch"),
-                                       "max_accuracy": rows["after relearning on T"]["V"]})
+    record_attack(out, "relearn:mlp", rows["after relearning on T"].pop("_relearn"))
     print(f"run directory: {out} (report.md, demo.md); plots: cir report {out}")
 
 

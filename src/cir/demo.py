@@ -46,7 +46,7 @@ def attacks(model, tokenizer, topics: dict, train: list, held_out: list, setting
     result = relearn(relearned, tokenizer, train, held_out, epochs=settings.relearn_epochs, lr=settings.relearn_lr,
                      optimizer="adam", params="mlp", seed=settings.seed, progress=True)
     rows["after relearning on T"] = accuracies(relearned, tokenizer, topics) | {"V": result["max_accuracy"]}
-    rows["after relearning on T"]["_per_epoch"] = result["per_epoch"]
+    rows["after relearning on T"]["_relearn"] = result
     del relearned
     quantized = copy.deepcopy(model)
     quantize_model(quantized, bits=settings.quantize_bits)

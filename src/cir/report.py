@@ -106,10 +106,11 @@ def topic_accuracies(run: dict) -> dict[str, dict[str, float]]:
         kept = len(metrics) - 1 if kept is None or kept >= len(metrics) else kept
         name = " + ".join(_label(s) for s in run["forget"]) or "forget"
         topics[name] = {"before": metrics[0]["forget_accuracy"], "after unlearning": metrics[kept]["forget_accuracy"]}
-    if run["demo"]:
-        for topic, value in run["demo"].get("before", {}).items():
-            topics.setdefault(topic, {}).setdefault("before", value)
-            topics[topic].setdefault("after unlearning", run["demo"]["after"][topic])
+    if run["demo"]:  # demo.json: {"rows": {stage: {topic or "V": accuracy}}}
+        for stage, row in run["demo"].get("rows", {}).items():
+            for topic, value in row.items():
+                if isinstance(value, float):
+                    topics.setdefault(topic, {})[stage] = value
     for key, result in sorted(run["attacks"].items()):
         if key.startswith("relearn") and "eval" in result:
             stages = topics.setdefault(_label(result["eval"]), {})
@@ -151,7 +152,7 @@ def plot_unlearning(runs: list[dict], path) -> bool:
 
 
 def plot_relearn(runs: list[dict], path) -> bool:
-    curves = [(f"{run['name']} {key}", [res["before"]] + res["per_epoch"])
+    curves = [(f"{run['name']} {key}", ([res["before"]] if "before" in res else []) + res["per_epoch"])
               for run in runs for key, res in sorted(run["attacks"].items()) if key.startswith("relearn")]
     if not curves:
         return False
@@ -191,7 +192,7 @@ def _attack_rows(run: dict) -> list[list]:
     rows = []
     for key, res in sorted(run["attacks"].items()):
         if key.startswith("relearn"):
-            rows.append([key, _label(res.get("eval", "")), _fmt(res["before"], 3), _fmt(res["max_accuracy"], 3)])
+            rows.append([key, _label(res.get("eval", "")), _fmt(res.get("before"), 3), _fmt(res["max_accuracy"], 3)])
         elif key.startswith("quantize"):
             rows += [[key, _label(spec), _fmt(res["before"][spec], 3), _fmt(entry["accuracy"], 3)]
                      for spec, entry in res.get("mcq", {}).items()]
