@@ -21,7 +21,8 @@ def machine() -> str:
 
 def write_section(name: str, body: str) -> None:
     """Replace (or append) the section `name` of docs/benchmarks.md, with the command that made it."""
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), BENCHMARKS.parent.parent)
+    command = "python " + " ".join(shlex.quote(a) for a in [script] + sys.argv[1:])
     block = (f"<!-- {name}:start -->\n{body.rstrip()}\n\nMeasured with `{command}` on {machine()}.\n"
              f"<!-- {name}:end -->")
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n\nEach section below is written by the script named in it.\n"

@@ -142,3 +142,14 @@ def test_non_finite_loss_stops_with_the_last_good_weights(taught_dir, people, mo
     assert result.stop_reason.startswith("non-finite loss at epoch 2") and result.kept_epoch == 1
     for p, q in zip(model.parameters(), good.parameters()):
         torch.testing.assert_close(p, q)
+
+
+def test_trained_layers_past_the_loss_layers_get_no_forget_update(taught, people):
+    model, tokenizer = taught
+    batches = forget_batches(tokenizer, split(people)[0], batch_size=16)
+    config = CIRConfig(**TINY | {"forget_loss": "mlp_breaking", "train_layers": [0, 1, 2], "loss_layers": [1]})
+    method = CIR(model, tokenizer, config, batches, [])
+    method.prepare()
+    _, updates = method.forget_gradients(0)
+    assert all(updates[n].abs().sum() == 0 for n in updates if ".2." in n)
+    assert all(updates[n].abs().sum() > 0 for n in updates if ".0." in n or ".1." in n)

@@ -60,3 +60,13 @@ def test_saved_directory_loads_with_auto_classes(tmp_path, llama, tokenizer):
     torch.testing.assert_close(reloaded(input_ids=ids).logits, llama(input_ids=ids).logits)
     model, tok = load_model(str(tmp_path))
     assert tok.pad_token is not None and type(model).__name__ == "LlamaForCausalLM"
+
+
+def test_gpt_neox_projections(tokenizer):
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    model = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                             num_hidden_layers=2, num_attention_heads=4))
+    assert list(mlp_projections(model, [1])) == ["gpt_neox.layers.1.mlp.dense_h_to_4h",
+                                                 "gpt_neox.layers.1.mlp.dense_4h_to_h"]
+    assert len(decoder_layers(model)) == 2

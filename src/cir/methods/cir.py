@@ -74,7 +74,7 @@ class CIR(Method):
         """Create this pass's statistics, sharing `acts` between modules fed the same tensor."""
         device = next(self.model.parameters()).device
         shared = {}
-        for name in self.modules:
+        for name in grads:  # modules the loss reaches (not those past a truncated forward)
             key = (raw_acts[name].data_ptr(), tuple(raw_acts[name].shape))
             if key not in shared:
                 shared[key] = StreamingMoments(raw_acts[name].shape[-1], device)
@@ -83,7 +83,7 @@ class CIR(Method):
     def _finish_stats(self):
         """Turn this pass's statistics into the collapse used by the next pass."""
         if self.config.collapse == "none":
-            self.collapsers = {n: (None, None) for n in self.modules}
+            self.collapsers = {n: (None, None) for n in self.stats}
             return
         made = {}  # id(moments) -> collapse fn, so a shared `acts` object is decomposed once
 
@@ -114,6 +114,7 @@ class CIR(Method):
             loss = self.forget_loss(self.model, batch, self.forget_refs[index])
             self._check(loss)
             loss.backward()
+        acts = {n: a for n, a in acts.items() if n in grads}
         if not self.stats:
             self._stats_for(acts, grads)
         mask = batch.token_mask
@@ -137,6 +138,9 @@ class CIR(Method):
         loss, acts, grads = self._acts_and_grads(index)
         updates = {}
         for name, module in self.modules.items():
+            if name not in grads:  # after the last loss layer: no forget gradient, only retain steps
+                updates[name] = torch.zeros_like(module.weight)
+                continue
             collapse_acts, collapse_grads = self.collapsers[name]
             a, g = acts[name], grads[name]
             if collapse_acts is not None:
