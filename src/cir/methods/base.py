@@ -222,4 +222,4 @@ class Method:
     @staticmethod
     def _check(loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"the loss became {float(loss)}")
+            raise NonFiniteLoss(f"the loss became {float(loss.detach())}")
