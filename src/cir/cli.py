@@ -165,23 +165,22 @@ def _prepare_unlearning(args):
 
     run, method_config = build_configs(args.config, args.overrides, args.method, args.seed)
     items = [item for spec in args.forget for item in load_mcq(spec)]
+    retain_texts = None
     if args.retain:
         from cir.data import load_texts
 
-        load_texts(args.retain)
+        retain_texts = load_texts(args.retain)
     check_output_dir(args.out, args.overwrite)
-    return run, method_config, items
+    return run, method_config, items, retain_texts
 
 
-def unlearn_into(args, model, tokenizer, run, method_config, items):
+def unlearn_into(args, model, tokenizer, run, method_config, items, retain_texts=None):
+    """Unlearn into the run directory; `retain_texts` (a user corpus) replaces the sampled retain half."""
     from cir.outputs import staged_output
     from cir.unlearn import general_text_split, run_unlearning, write_run
 
     retain, heldout = general_text_split(model, tokenizer)
-    if args.retain:
-        from cir.data import load_texts
-
-        retain = load_texts(args.retain)
+    retain = retain_texts or retain
     with staged_output(args.out, args.overwrite) as staging:
         result = run_unlearning(model, tokenizer, items, retain, heldout, run, method_config,
                                 metrics_path=staging / "metrics.jsonl", progress=not args.quiet)
@@ -192,9 +191,9 @@ def unlearn_into(args, model, tokenizer, run, method_config, items):
 
 @command("unlearn", "make a model forget fact sets; writes the model, config.yaml, metrics.jsonl, report.md")
 def cmd_unlearn(args):
-    run, method_config, items = _prepare_unlearning(args)
+    run, method_config, items, retain_texts = _prepare_unlearning(args)
     model, tokenizer = _load(args)
-    result = unlearn_into(args, model, tokenizer, run, method_config, items)
+    result = unlearn_into(args, model, tokenizer, run, method_config, items, retain_texts)
     kept = result.metrics[result.kept_epoch]
     print(f"{run.method}: {result.stop_reason}")
     print(f"kept epoch {result.kept_epoch}: forget accuracy {result.metrics[0].get('forget_accuracy', float('nan')):.3f}"
@@ -233,7 +232,7 @@ def cmd_demo(args):
     if args.topic not in builtin_topics():
         raise InputError(f"unknown built-in topic '{args.topic}' (known: {', '.join(builtin_topics())})")
     args.forget, args.retain = [args.topic], None
-    run, method_config, items = _prepare_unlearning(args)
+    run, method_config, items, _ = _prepare_unlearning(args)
     settings = DemoSettings(topic=args.topic, seed=run.seed)
     topics = topic_sets()
     model, tokenizer = _load(args)
