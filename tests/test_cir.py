@@ -153,3 +153,27 @@ def test_trained_layers_past_the_loss_layers_get_no_forget_update(taught, people
     _, updates = method.forget_gradients(0)
     assert all(updates[n].abs().sum() == 0 for n in updates if ".2." in n)
     assert all(updates[n].abs().sum() > 0 for n in updates if ".0." in n or ".1." in n)
+
+
+def test_gradient_checkpointing_gives_the_same_update(taught, people):
+    """Recomputing the layers in backward fires the capture hooks again; the update must not change."""
+    from cir.unlearn import gradient_checkpointing
+
+    model, tokenizer = taught
+    batches = forget_batches(tokenizer, split(people)[0], batch_size=16)
+    updates, calls = {}, {}
+    for on in (False, True):
+        gradient_checkpointing(model, on)
+        method = CIR(model, tokenizer, CIRConfig(**TINY), batches, [])
+        method.prepare()
+        count = []
+        handle = model.model.layers[0].mlp.register_forward_hook(lambda *a: count.append(1))
+        updates[on] = method.forget_gradients(0)[1]
+        handle.remove()
+        calls[on] = len(count)
+    gradient_checkpointing(model, False)
+    assert calls == {False: 1, True: 2}  # checkpointing really recomputed the layer in backward
+    assert model.model.layers[0].gradient_checkpointing is False and not model.training
+    for name in updates[False]:
+        assert updates[False][name].abs().max() > 0
+        torch.testing.assert_close(updates[True][name], updates[False][name], rtol=1e-4, atol=1e-6)

@@ -71,3 +71,15 @@ def test_cir_moves_the_real_model_on_a_few_facts(smollm, tmp_path):
     trained = {f"model.layers.{i}.mlp.{m}.weight" for i in result.method_config.train_layers
                for m in ("gate_proj", "up_proj", "down_proj")}
     assert changed == trained
+
+
+def test_capitals_need_the_question(smollm):
+    """The capitals' wrong choices are other capitals, so the answer alone does not give it away:
+    leaving the question out scores near chance, asking it scores high."""
+    from cir.data import load_mcq
+    from cir.evaluation import evaluate_mcq
+
+    model, tokenizer = smollm
+    items = load_mcq("capitals")
+    assert evaluate_mcq(model, tokenizer, items, "answer_only").accuracy < 0.35
+    assert evaluate_mcq(model, tokenizer, items, "cloze").accuracy > 0.85

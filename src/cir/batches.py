@@ -25,6 +25,14 @@ class Batch:
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
+    def rows(self, index: slice) -> "Batch":
+        """Some of the sentences (a process's shard), with the batch's padding kept."""
+        return Batch(*(t[index] for t in (self.input_ids, self.attention_mask, self.token_mask, self.answer_mask)))
+
+    def n_tokens(self) -> int:
+        """Real tokens: the terms of a loss averaged over tokens."""
+        return int(self.token_mask.sum())
+
 
 def _answer_span_mask(offsets: list[tuple[int, int]], text: str, answer: str | None) -> list[bool]:
     if answer:
@@ -53,13 +61,23 @@ def encode(tokenizer, texts: list[str], answers: list[str | None] | None = None,
     return Batch(enc["input_ids"], attention, token_mask, answer_mask)
 
 
-def forget_batches(tokenizer, items: list[MCQ], batch_size: int = 32, max_length: int = 64) -> list[Batch]:
+def chunks(n: int, batch_size: int, min_size: int = 1) -> list[slice]:
+    """Consecutive slices of `batch_size` over n items; a last slice shorter than `min_size`
+    joins the one before it (so every process gets at least one row of every batch)."""
+    bounds = list(range(0, n, batch_size)) + [n]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < min_size:
+        del bounds[-2]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def forget_batches(tokenizer, items: list[MCQ], batch_size: int = 32, max_length: int = 64,
+                   min_size: int = 1) -> list[Batch]:
     """Every fact sentence of every item, in file order, with its answer tokens marked."""
     pairs = [(sentence, item.answer_text) for item in items for sentence in item.sentences()]
-    return [encode(tokenizer, [p[0] for p in pairs[i : i + batch_size]], [p[1] for p in pairs[i : i + batch_size]],
-                   max_length) for i in range(0, len(pairs), batch_size)]
+    return [encode(tokenizer, [p[0] for p in pairs[c]], [p[1] for p in pairs[c]], max_length)
+            for c in chunks(len(pairs), batch_size, min_size)]
 
 
-def text_batches(tokenizer, texts: list[str], batch_size: int = 16, max_length: int = 128) -> list[Batch]:
-    return [encode(tokenizer, texts[i : i + batch_size], max_length=max_length)
-            for i in range(0, len(texts), batch_size)]
+def text_batches(tokenizer, texts: list[str], batch_size: int = 16, max_length: int = 128,
+                 min_size: int = 1) -> list[Batch]:
+    return [encode(tokenizer, texts[c], max_length=max_length) for c in chunks(len(texts), batch_size, min_size)]

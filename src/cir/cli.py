@@ -26,15 +26,23 @@ def _model_arg(parser, required=False):
     parser.add_argument("--model", default=None if required else DEFAULT_MODEL, required=required,
                         help=f"alias ({DEFAULT_MODEL}), model directory (also one written by cir), or hub id")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the hub")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                        help="weights and compute (bfloat16/float16 halve the memory; CIR's statistics stay float32)")
 
 
 def _load(args):
+    """The model on this process's device (under a launcher the main process loads first: it
+    may convert the bundled model into the cache the others then read)."""
+    import torch
     from transformers.utils import logging as hf_logging
 
+    from cir import distributed
     from cir.models import load_model
 
     hf_logging.disable_progress_bar()  # our own bars say what is happening
-    return load_model(args.model, trust_remote_code=args.trust_remote_code)
+    with distributed.main_first():
+        return load_model(args.model, trust_remote_code=args.trust_remote_code,
+                          dtype=getattr(torch, args.dtype), device=distributed.device())
 
 
 # ---------------------------------------------------------------- eval
@@ -43,7 +51,8 @@ def _eval_args(p):
     p.add_argument("--mcq", action="append", default=[], help="fact set: JSONL file, builtin:TOPIC, TOPIC, or hf:NAME[:CONFIG][:SPLIT]")
     p.add_argument("--text", action="append", default=[], help="text corpus: .txt (one document per line), JSONL with 'text', or hf:...")
     p.add_argument("--base", help="reference model for KL(base || model) on --text")
-    p.add_argument("--format", choices=["cloze", "letters"], default="cloze", dest="fmt")
+    p.add_argument("--format", choices=["cloze", "letters", "answer_only"], default="cloze", dest="fmt",
+                   help="answer_only: the question left out (what guessing by answer likelihood scores)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -134,11 +143,17 @@ def cmd_teach(args):
     finetune(model, tokenizer, [s for item in items for s in item.sentences()], epochs=args.epochs, lr=args.lr,
              seed=args.seed)
     after = evaluate_mcq(model, tokenizer, items).accuracy
+    from cir import distributed
+
+    if not distributed.is_main():  # under a launcher every process holds the same weights
+        distributed.barrier()
+        return
     with staged_output(args.out, args.overwrite) as staging:
         save_model(model, tokenizer, staging)
         (staging / "teach.json").write_text(json.dumps({"facts": args.facts, "accuracy_before": before,
                                                           "accuracy_after": after, "epochs": args.epochs,
                                                           "lr": args.lr, "seed": args.seed}, indent=2))
+    distributed.barrier()
     print(f"taught {len(items)} facts: accuracy {before:.3f} -> {after:.3f}; model written to {args.out}")
 
 
@@ -176,16 +191,24 @@ def _prepare_unlearning(args):
 
 def unlearn_into(args, model, tokenizer, run, method_config, items, retain_texts=None):
     """Unlearn into the run directory; `retain_texts` (a user corpus) replaces the sampled retain half."""
+    from cir import distributed
     from cir.outputs import staged_output
     from cir.unlearn import general_text_split, run_unlearning, write_run
 
-    retain, heldout = general_text_split(model, tokenizer)
+    with distributed.main_first():  # the main process samples (and caches) the general text
+        retain, heldout = general_text_split(model, tokenizer)
     retain = retain_texts or retain
+    if not distributed.is_main():  # under a launcher: train on this process's shards, write nothing
+        result = run_unlearning(model, tokenizer, items, retain, heldout, run, method_config, progress=False)
+        distributed.barrier()
+        return result
     with staged_output(args.out, args.overwrite) as staging:
         result = run_unlearning(model, tokenizer, items, retain, heldout, run, method_config,
                                 metrics_path=staging / "metrics.jsonl", progress=not args.quiet)
         write_run(staging, model, tokenizer, result, run,
-                  {"model": args.model, "forget": args.forget, "retain": args.retain or "sampled from the model"})
+                  {"model": args.model, "forget": args.forget, "retain": args.retain or "sampled from the model",
+                   "processes": distributed.world_size()})
+    distributed.barrier()
     return result
 
 
@@ -194,6 +217,10 @@ def cmd_unlearn(args):
     run, method_config, items, retain_texts = _prepare_unlearning(args)
     model, tokenizer = _load(args)
     result = unlearn_into(args, model, tokenizer, run, method_config, items, retain_texts)
+    from cir import distributed
+
+    if not distributed.is_main():
+        return
     kept = result.metrics[result.kept_epoch]
     print(f"{run.method}: {result.stop_reason}")
     print(f"kept epoch {result.kept_epoch}: forget accuracy {result.metrics[0].get('forget_accuracy', float('nan')):.3f}"
@@ -247,6 +274,73 @@ def cmd_demo(args):
     write_demo(out, settings, rows, table)
     record_attack(out, "relearn:mlp", rows["after relearning on T"].pop("_relearn"))
     print(f"run directory: {out} (report.md, demo.md); plots: cir report {out}")
+
+
+# ---------------------------------------------------------------- compare
+def _compare_args(p):
+    _model_arg(p)
+    p.add_argument("--forget", action="append", required=True, help="fact set(s) to forget (as for --mcq)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated methods (default: cir,gradient_difference,npo,rmu,circuit_breakers; "
+                        "with --quick: cir,gradient_difference,npo)")
+    p.add_argument("--budget", type=float, default=None, help="held-out general-text loss ratio every run must keep (default 1.001)")
+    p.add_argument("--trials", type=int, default=None, help="optuna trials per method (default 2)")
+    p.add_argument("--seeds", type=int, default=None, help="runs of each method's best setting (default 1)")
+    p.add_argument("--quick", action="store_true", help="first 16 questions, fewer trials and epochs (~10 min on 2 CPU cores)")
+    p.add_argument("--retain", help="general text for the retain step and the budget (default: sampled from the model)")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                   help="an option fixed for every method's runs (loop options such as max_length)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the search")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+
+
+@command("compare", "compare methods at one disruption budget, each tuned to forget what survives relearning")
+def cmd_compare(args):
+    from cir.compare import CompareSettings, Comparison, Evaluation, markdown, write
+    from cir.data import builtin_topics, load_mcq
+    from cir.methods import method_names
+    from cir.outputs import check_output_dir, staged_output
+    from cir.unlearn import general_text_split
+
+    changes = {k: v for k, v in {"budget": args.budget, "trials": args.trials, "seeds": args.seeds}.items()
+               if v is not None}
+    if args.methods:
+        changes["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    unknown = [m for m in changes.get("methods", ()) if m not in method_names()]
+    if unknown:
+        raise InputError(f"unknown method(s) {', '.join(unknown)} (known: {', '.join(method_names())})")
+    for name in ("trials", "seeds"):
+        if changes.get(name, 1) < 1:
+            raise InputError(f"--{name} must be >= 1")
+    if changes.get("budget", 1.0) <= 0:
+        raise InputError("--budget must be > 0")
+    settings = (CompareSettings.quick if args.quick else CompareSettings)(seed=args.seed, overrides=args.overrides,
+                                                                         **changes)
+    from cir.compare import overrides_for
+    from cir.unlearn import build_configs
+
+    for method in settings.methods:  # every override must be valid for the methods it applies to
+        build_configs(None, overrides_for(method, args.overrides), method)
+    items = [item for spec in args.forget for item in load_mcq(spec)][: settings.max_facts]
+    if len(items) < 4:
+        raise InputError(f"need at least 4 forget questions to split into T and V, got {len(items)}")
+    forgotten = {spec.removeprefix("builtin:") for spec in args.forget}
+    topics = {t: load_mcq(t) for t in builtin_topics() if t not in forgotten}
+    check_output_dir(args.out, args.overwrite)
+    model, tokenizer = _load(args)
+    retain, heldout = general_text_split(model, tokenizer, args.retain)
+    comparison = Comparison(model, tokenizer, Evaluation(items, topics, retain, heldout), settings,
+                            progress=not args.quiet)
+    result = comparison.run()
+    import shlex
+
+    command_line = "cir " + shlex.join(args.argv)
+    with staged_output(args.out, args.overwrite) as staging:
+        write(result, staging, command_line)
+    print(markdown(result))
+    print(f"written to {args.out} (compare.md, compare.json, plots)")
 
 
 # ---------------------------------------------------------------- attacks and the robustness report
@@ -329,6 +423,10 @@ def cmd_attack(args):
 
     check_record_dir(args.record)
     key, result, summary = {"relearn": _attack_relearn, "quantize": _attack_quantize}[args.attack](args)
+    from cir import distributed
+
+    if not distributed.is_main():  # under a launcher (relearning): the main process reports
+        return
     if args.record:
         record_attack(args.record, key, result)
     print(json.dumps(result) if args.json else summary)
@@ -399,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args.handler(args)
     except InputError as error:

@@ -4,6 +4,9 @@ cloze:   log P(" choice" | "Question: {question}\\nAnswer:") summed over the cho
          the highest-scoring choice is the model's answer.
 letters: the lm-evaluation-harness WMDP prompt (question, lettered choices, "Answer:");
          argmax over " A", " B", ..., and P(correct letter) renormalised over the letters.
+answer_only: log P(" choice" | "Answer:"), the question left out: what a model that knows none
+         of the facts can still get by preferring likelier answers. A fact set whose answer-only
+         accuracy is far above chance does not measure knowledge well.
 """
 
 from __future__ import annotations
@@ -141,12 +144,17 @@ def evaluate_letters(model, tokenizer, items: list[MCQ], subject: str = "general
     return _result(scores, items)
 
 
+def evaluate_answer_only(model, tokenizer, items: list[MCQ], batch_size: int = 64) -> MCQResult:
+    return evaluate_prompts(model, tokenizer, items, ["Answer:"] * len(items), batch_size)
+
+
+MCQ_FORMATS = {"cloze": evaluate_cloze, "letters": evaluate_letters, "answer_only": evaluate_answer_only}
+
+
 def evaluate_mcq(model, tokenizer, items: list[MCQ], fmt: str = "cloze", **kwargs) -> MCQResult:
-    if fmt == "cloze":
-        return evaluate_cloze(model, tokenizer, items, **kwargs)
-    if fmt == "letters":
-        return evaluate_letters(model, tokenizer, items, **kwargs)
-    raise ValueError(f"unknown MCQ format '{fmt}' (cloze, letters)")
+    if fmt not in MCQ_FORMATS:
+        raise ValueError(f"unknown MCQ format '{fmt}' ({', '.join(MCQ_FORMATS)})")
+    return MCQ_FORMATS[fmt](model, tokenizer, items, **kwargs)
 
 
 def encode_texts(tokenizer, texts: list[str], max_length: int = 128) -> list[list[int]]:

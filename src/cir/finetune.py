@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
+from cir import distributed
 from cir.architecture import mlp_projections, decoder_layers
 from cir.evaluation import _pad
 
@@ -30,6 +31,16 @@ def sentence_batches(tokenizer, sentences: list[str], batch_size: int, rng: rand
         yield [tokenizer(s, truncation=True, max_length=max_length)["input_ids"] for s in chunk]
 
 
+def _synchronise(params: list[torch.nn.Parameter], n_targets: int) -> None:
+    """With several processes: replace each process's gradients (of the mean over its
+    `n_targets` targets) by the gradient of the mean over every process's targets."""
+    if not distributed.launched():
+        return
+    grads = {i: (p.grad if p.grad is not None else torch.zeros_like(p)) for i, p in enumerate(params)}
+    for i, g in distributed.weighted_sum(grads, distributed.share(n_targets)).items():
+        params[i].grad = g
+
+
 def causal_lm_loss(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy over the non-padding tokens."""
     logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1]
@@ -44,6 +55,8 @@ def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: flo
     """Fine-tune with cross-entropy on `sentences`; returns the mean loss of each epoch.
 
     `on_epoch(epoch, loss)` is called after each epoch (the relearning attack evaluates there).
+    Under a launcher each process trains on its rows of every batch and the gradients are
+    combined (cir.distributed), so the processes stay identical.
     """
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -60,16 +73,22 @@ def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: flo
     device = next(model.parameters()).device
     model.train()
     losses = []
-    bar = tqdm(range(epochs), desc="fine-tune", disable=not progress, leave=False)
+    bar = tqdm(range(epochs), desc="fine-tune", disable=not progress or not distributed.is_main(), leave=False)
     for epoch in bar:
         total, steps = 0.0, 0
         for seqs in sentence_batches(tokenizer, sentences, batch_size, rng):
-            ids, mask = _pad(seqs, tokenizer.pad_token_id, device)
-            loss = causal_lm_loss(model, ids, mask)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            seqs = seqs[distributed.shard_rows(len(seqs), allow_empty=True)]
+            n_targets, value = 0, 0.0
+            if seqs:
+                ids, mask = _pad(seqs, tokenizer.pad_token_id, device)
+                n_targets = int(mask[:, 1:].sum())
+                loss = causal_lm_loss(model, ids, mask)
+                loss.backward()
+                value = float(loss.detach())
+            _synchronise(trainable, n_targets)
             opt.step()
-            total += float(loss.detach())
+            total += distributed.sum_scalar(value * distributed.share(n_targets))
             steps += 1
         losses.append(total / max(steps, 1))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")

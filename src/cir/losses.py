@@ -11,6 +11,12 @@ pass and compares against references taken from the original model once, at setu
 
 Shared pieces for methods with losses of their own (cir.methods): `sequence_logprob`, `npo_loss`,
 `ResidualStreamLoss`, and `CrossEntropyRetain` (a retain loss on general text).
+
+Every loss is a mean; `terms(loss, batch)` is the number of terms it averages over on a batch
+(real tokens unless the loss says otherwise with a `count` method). With several processes
+each holds a shard of the batch, and the shards' gradients are weighted by these counts
+(cir.distributed); normalisers taken over the batch use `global_mean`, so a shard's loss is
+the same function as the whole batch's.
 """
 
 from __future__ import annotations
@@ -20,11 +26,27 @@ import torch.nn.functional as F
 
 from cir.architecture import decoder_layers, forward_until, mlp_of
 from cir.batches import Batch
+from cir.distributed import global_mean
 from cir.hooks import record_outputs
 from cir.registry import registrar
 
 FORGET_LOSSES = {}
 register_loss = registrar(FORGET_LOSSES, "forget loss")
+
+
+def terms(loss, batch: Batch) -> int:
+    """How many terms `loss` averages over on `batch`."""
+    count = getattr(loss, "count", None)
+    return int(count(batch)) if count is not None else batch.n_tokens()
+
+
+def answer_targets(batch: Batch) -> int:
+    """Answer tokens that are prediction targets (position t predicts token t + 1)."""
+    return int(batch.answer_mask[:, 1:].sum())
+
+
+def next_token_targets(batch: Batch) -> int:
+    return int(batch.token_mask[:, 1:].sum())
 
 
 def make_forget_loss(name: str, model, loss_layers: list[int]):
@@ -65,7 +87,7 @@ class MLPBreaking(_LayerOutputLoss):
         losses = []
         for name, out in self.outputs(model, batch).items():
             original = reference[name]
-            scale = original.norm(dim=-1).mean()
+            scale = global_mean(original.norm(dim=-1))
             losses.append(((out * original).sum(-1) / scale**2).clamp_min(0).mean())
         return torch.stack(losses).mean()
 
@@ -89,6 +111,7 @@ class _AnswerTokenLoss:
     """A loss on the logits that predict the answer tokens; needs the whole forward pass."""
 
     last_layer = None  # all layers
+    count = staticmethod(answer_targets)
 
     def __init__(self, model, loss_layers=None):
         pass
@@ -118,6 +141,10 @@ class TrueLogit(_AnswerTokenLoss):
         return (true - logits.mean(-1)).clamp_min(0).mean()
 
 
+def sentences(batch: Batch) -> int:
+    return len(batch)
+
+
 def sequence_logprob(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sentence: (sum of log p(answer token | prefix), number of answer tokens)."""
     logits = model(**batch.inputs(), use_cache=False).logits[:, :-1].float()
@@ -135,6 +162,8 @@ def npo_loss(x: torch.Tensor, beta: float) -> torch.Tensor:
 class CrossEntropyRetain:
     """Retain loss: next-token cross-entropy on the real tokens of general text (the `layer_id`
     argument is accepted for the common interface and unused)."""
+
+    count = staticmethod(next_token_targets)
 
     def __init__(self, model=None, layer_id: int | None = None):
         pass
@@ -167,4 +196,4 @@ class HiddenStateRetain:
         return self.hidden(model, batch).detach()
 
     def __call__(self, model, batch: Batch, reference: torch.Tensor) -> torch.Tensor:
-        return (self.hidden(model, batch) - reference).norm(dim=-1).mean() / reference.norm(dim=-1).mean()
+        return (self.hidden(model, batch) - reference).norm(dim=-1).mean() / global_mean(reference.norm(dim=-1))

@@ -15,6 +15,8 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from cir import distributed
+from cir.architecture import decoder_layers
 from cir.batches import forget_batches, text_batches
 from cir.data.mcq import MCQ
 from cir.errors import InputError
@@ -36,6 +38,7 @@ class RunConfig:
     retain_batch_size: int = 16
     max_length: int = 64
     eval_forget: bool = True  # forget accuracy every epoch
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
 
     def __post_init__(self):
         if self.disruption not in ("loss_ratio", "kl"):
@@ -146,6 +149,22 @@ class Disruption:
         return values
 
 
+def gradient_checkpointing(model, on: bool) -> None:
+    """Recompute each decoder layer's activations in backward instead of storing them.
+    Transformers checkpoints only layers in training mode, so the layers are put in training
+    mode with every dropout left off: the losses stay deterministic."""
+    if not on:
+        model.gradient_checkpointing_disable()
+        model.eval()
+        return
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    for layer in decoder_layers(model):
+        layer.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.eval()
+
+
 def _snapshot(params: dict) -> dict:
     return {n: p.detach().clone() for n, p in params.items()}
 
@@ -160,12 +179,21 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
                    run: RunConfig, method_config, *, metrics_path: Path | None = None,
                    progress: bool = True) -> RunResult:
     """Unlearn `forget_items` from `model` in place. Keeps the last weights whose disruption
-    is within budget; says which rule stopped the run."""
+    is within budget; says which rule stopped the run.
+
+    Under a launcher every process runs this with the same inputs: each takes its shard of
+    every batch, and the main process's measurements decide stopping for all of them."""
     torch.manual_seed(run.seed)
     start = time.perf_counter()
     method_cls = get_method(run.method)
-    forget = forget_batches(tokenizer, forget_items, run.batch_size, run.max_length)
-    retain = text_batches(tokenizer, retain_texts, run.retain_batch_size, max_length=128)
+    processes = distributed.world_size()
+    forget = forget_batches(tokenizer, forget_items, run.batch_size, run.max_length, min_size=processes)
+    retain = text_batches(tokenizer, retain_texts, run.retain_batch_size, max_length=128, min_size=processes)
+    device = next(model.parameters()).device
+    forget, retain = ([b.rows(distributed.shard_rows(len(b))).to(device) for b in batches]
+                      for batches in (forget, retain))
+    if run.gradient_checkpointing:
+        gradient_checkpointing(model, True)
     disruption = Disruption(model, tokenizer, heldout_texts, run.disruption)
     method = method_cls(model, tokenizer, method_config, forget, retain)
     params = method.trained_parameters()
@@ -178,6 +206,11 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
             row["forget_accuracy"] = evaluate_cloze(model, tokenizer, forget_items).accuracy
         row["in_budget"] = row["disruption"] <= run.budget
         row["seconds"] = round(time.perf_counter() - t0, 3)
+        peaks = distributed.gather_values(distributed.peak_memory_mb())  # one per process
+        row["peak_memory_mb"] = round(max(peaks), 1)
+        if len(peaks) > 1:
+            row["peak_memory_mb_per_process"] = [round(p, 1) for p in peaks]
+        row = distributed.broadcast(row)  # every process stops and rolls back together
         metrics.append(row)
         if metrics_path is not None:
             with open(metrics_path, "a") as f:
@@ -188,7 +221,8 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
     method.prepare()
     record(0, None, t0)
     stop_reason, kept_epoch = f"max_epochs ({run.max_epochs})", 0
-    bar = tqdm(range(1, run.max_epochs + 1), desc=f"unlearn [{run.method}]", disable=not progress)
+    bar = tqdm(range(1, run.max_epochs + 1), desc=f"unlearn [{run.method}]",
+               disable=not progress or not distributed.is_main())
     for epoch in bar:
         t0 = time.perf_counter()
         try:
@@ -211,6 +245,8 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
             break
         kept, kept_epoch = _snapshot(params), epoch
     bar.close()
+    if run.gradient_checkpointing:
+        gradient_checkpointing(model, False)
     return RunResult(metrics=metrics, stop_reason=stop_reason, kept_epoch=kept_epoch, method_config=method.config,
                      seconds=time.perf_counter() - start, original_loss=disruption.original_loss,
                      n_facts=len(forget_items))

@@ -21,9 +21,10 @@ from typing import ClassVar
 
 import torch
 
+from cir import distributed
 from cir.architecture import decoder_layers, mlp_projections
 from cir.batches import Batch
-from cir.losses import FORGET_LOSSES, HiddenStateRetain, make_forget_loss
+from cir.losses import FORGET_LOSSES, HiddenStateRetain, make_forget_loss, terms
 
 
 class NonFiniteLoss(RuntimeError):
@@ -52,6 +53,10 @@ class MethodConfig:
 
     # a method with a loss of its own names it here (then `forget_loss` can only be that)
     own_losses: ClassVar[tuple[str, ...]] = ()
+    # the range of `unlearning_rate` that `cir compare` searches (log scale): on the bundled
+    # model, gradient difference and NPO at 0.125 already exceed a 1.001 loss-ratio budget in
+    # their first epoch
+    rate_range: ClassVar[tuple[float, float]] = (1e-3, 0.1)
 
     def __post_init__(self):
         known = self.own_losses or tuple(FORGET_LOSSES)
@@ -152,15 +157,18 @@ class Method:
     def trained_parameters(self) -> dict[str, torch.nn.Parameter]:
         return {name: module.weight for name, module in self.modules.items()}
 
-    def _gradients(self, loss_fn) -> tuple[float, dict[str, torch.Tensor]]:
-        """(loss value, {name: d loss / d trained weight}, zeros where unused)."""
+    def _gradients(self, loss_fn, n_terms: int) -> tuple[float, dict[str, torch.Tensor]]:
+        """(loss value, {name: d loss / d trained weight}, zeros where unused). With several
+        processes, the loss and gradients of the whole batch, from this process's shard of
+        `n_terms` terms and the others'."""
         params = self.trained_parameters()
         with torch.enable_grad():
             loss = loss_fn()
             self._check(loss)
             grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-        return float(loss.detach()), {n: (g if g is not None else torch.zeros_like(p))
-                                      for (n, p), g in zip(params.items(), grads)}
+        grads = {n: (g if g is not None else torch.zeros_like(p)) for (n, p), g in zip(params.items(), grads)}
+        weight = distributed.share(n_terms)
+        return distributed.sum_scalar(weight * float(loss.detach())), distributed.weighted_sum(grads, weight)
 
     @torch.no_grad()
     def forget_loss_value(self) -> float:
@@ -173,10 +181,14 @@ class Method:
 
     def forget_gradients(self, index: int) -> tuple[float, dict[str, torch.Tensor]]:
         """(loss value, {module name: gradient of the forget loss w.r.t. its weight})."""
-        return self._gradients(lambda: self.forget_loss(self.model, self.forget[index], self.forget_refs[index]))
+        batch = self.forget[index]
+        return self._gradients(lambda: self.forget_loss(self.model, batch, self.forget_refs[index]),
+                               terms(self.forget_loss, batch))
 
     def retain_gradients(self, index: int) -> tuple[float, dict[str, torch.Tensor]]:
-        return self._gradients(lambda: self.retain_loss(self.model, self.retain[index], self.retain_refs[index]))
+        batch = self.retain[index]
+        return self._gradients(lambda: self.retain_loss(self.model, batch, self.retain_refs[index]),
+                               terms(self.retain_loss, batch))
 
     def run_epoch(self, epoch: int) -> dict:
         """One pass over the forget batches; returns {"forget_loss": mean loss before each step}."""

@@ -4,7 +4,9 @@ Per trained MLP projection, with a_t its input and g_t the gradient at its outpu
 token t:
 
     1. statistics: mean and covariance of {a_t} and of {g_t} over all forget tokens of the
-       previous pass (the first pass, `prepare`, only collects them);
+       previous pass (the first pass, `prepare`, only collects them); with several processes,
+       the counts, sums and sums of outer products are summed across them first, so every
+       process finds the subspaces one process would find on all the tokens;
     2. basis:      orthonormal span of the mean direction and the top principal components;
     3. collapse:   a_t, g_t  ->  their components outside that span;
     4. update:     grad W = sum_t collapse(g_t) collapse(a_t)^T, then one step of global
@@ -15,13 +17,16 @@ token t:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
+from cir import distributed
 from cir.architecture import weight_grad_from
 from cir.collapse import StreamingMoments, collapse, common_basis, soft_basis, soft_collapse
 from cir.hooks import activations_require_grad, capture_acts_and_grads
 from cir.methods import register
+from cir.losses import terms
 from cir.methods.base import Method, MethodConfig
 
 
@@ -39,6 +44,8 @@ class CIRConfig(MethodConfig):
     grad_components: int = 35  # and from output gradients
     collapse: str = "paper"  # paper: remove mean + top PCs; soft: Mahalanobis shrink; none: ablation
     soft_components: int = 256  # directions shrunk by the soft collapse
+
+    rate_range: ClassVar[tuple[float, float]] = (0.3, 3.0)
 
     def __post_init__(self):
         super().__post_init__()
@@ -80,8 +87,19 @@ class CIR(Method):
                 shared[key] = StreamingMoments(raw_acts[name].shape[-1], device)
             self.stats[name] = _ModuleStats(shared[key], StreamingMoments(grads[name].shape[-1], device))
 
+    def _reduce_stats(self) -> None:
+        """Sum every process's moments (each distinct object once)."""
+        if not distributed.launched():
+            return
+        unique = {id(m): m for stats in self.stats.values() for m in (stats.acts, stats.grads)}
+        for moments in unique.values():
+            count = torch.tensor([float(moments.count)], dtype=moments.sum.dtype, device=moments.sum.device)
+            distributed.sum_(moments.tensors() + [count])
+            moments.count = int(round(float(count)))
+
     def _finish_stats(self):
         """Turn this pass's statistics into the collapse used by the next pass."""
+        self._reduce_stats()
         if self.config.collapse == "none":
             self.collapsers = {n: (None, None) for n in self.stats}
             return
@@ -106,7 +124,9 @@ class CIR(Method):
     # -- one forget batch --------------------------------------------------------------
     def _acts_and_grads(self, index: int) -> tuple[float, dict, dict]:
         """Forward to the last loss layer, backward to the activations only; per module the
-        (N, d) inputs and output gradients on the batch's real tokens."""
+        (N, d) inputs and output gradients on the batch's real tokens. With several processes
+        the gradients are scaled by this process's share of the loss's terms: they are then
+        the gradients of the whole batch's loss."""
         batch = self.forget[index]
         acts, grads = {}, {}
         with activations_require_grad(self.model), capture_acts_and_grads(self.modules, acts, grads), \
@@ -114,6 +134,9 @@ class CIR(Method):
             loss = self.forget_loss(self.model, batch, self.forget_refs[index])
             self._check(loss)
             loss.backward()
+        weight = distributed.share(terms(self.forget_loss, batch))
+        if weight != 1.0:
+            grads = {n: g * weight for n, g in grads.items()}
         acts = {n: a for n, a in acts.items() if n in grads}
         if not self.stats:
             self._stats_for(acts, grads)
@@ -125,7 +148,7 @@ class CIR(Method):
                 seen.add(id(stats.acts))
                 stats.acts.update(acts[name])
             stats.grads.update(grads[name][mask])
-        return float(loss.detach()), acts, {n: g[mask] for n, g in grads.items()}
+        return distributed.sum_scalar(weight * float(loss.detach())), acts, {n: g[mask] for n, g in grads.items()}
 
     def prepare(self) -> None:
         """Pass 0: statistics only, no update."""
@@ -146,7 +169,7 @@ class CIR(Method):
             if collapse_acts is not None:
                 a, g = collapse_acts(a), collapse_grads(g)
             updates[name] = weight_grad_from(module, g, a)  # sum_t g_t a_t^T
-        return loss, updates
+        return loss, distributed.weighted_sum(updates)  # the sum over every process's tokens
 
     def run_epoch(self, epoch: int) -> dict:
         self._new_stats()

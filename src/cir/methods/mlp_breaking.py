@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from cir.methods import register
 from cir.methods.cir import CIR, CIRConfig
@@ -16,6 +17,8 @@ from cir.methods.cir import CIR, CIRConfig
 class MLPBreakingConfig(CIRConfig):
     forget_loss: str = "mlp_breaking"
     collapse: str = "none"
+
+    rate_range: ClassVar[tuple[float, float]] = (1e-3, 0.1)  # without the collapse, steps disrupt far more
 
 
 @register("mlp_breaking")

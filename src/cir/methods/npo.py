@@ -15,13 +15,14 @@ from typing import ClassVar
 
 import torch
 
-from cir.losses import npo_loss, sequence_logprob
+from cir.losses import npo_loss, sentences, sequence_logprob
 from cir.methods import register
 from cir.methods.base import Method, MethodConfig
 
 
 class NPOLoss:
     last_layer = None  # needs the whole model
+    count = staticmethod(sentences)  # a mean over sentences
 
     def __init__(self, beta: float):
         self.beta = beta

@@ -19,6 +19,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from cir.distributed import global_mean
 from cir.losses import ResidualStreamLoss
 from cir.methods import register
 from cir.methods.base import Method, MethodConfig, scaled_layers
@@ -73,7 +74,7 @@ class RMU(Method):
         if coef is None:
             with torch.no_grad():
                 norms = torch.cat([h.norm(dim=-1) for b in self.forget for h in loss.outputs(self.model, b).values()])
-            coef = self.config.steering_scale * float(norms.float().mean())
+            coef = self.config.steering_scale * float(global_mean(norms.float()))
         weight = self.model.get_input_embeddings().weight
         direction = torch.rand(weight.shape[1], device=weight.device)
         self.steering_coef, self.direction = coef, direction / direction.norm()

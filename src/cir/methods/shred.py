@@ -19,12 +19,14 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from cir.losses import next_token_targets
 from cir.methods import register
 from cir.methods.base import Method, MethodConfig, frozen_copy
 
 
 class SHREDLoss:
     last_layer = None  # needs the whole model
+    count = staticmethod(next_token_targets)
 
     def __init__(self, frozen, fraction: float):
         self.frozen, self.fraction = frozen, fraction

@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from cir.losses import npo_loss, sequence_logprob
+from cir.losses import npo_loss, sentences, sequence_logprob
 from cir.methods import register
 from cir.methods.base import Method, MethodConfig
 
 
 class SimNPOLoss:
     last_layer = None  # needs the whole model
+    count = staticmethod(sentences)  # a mean over sentences
 
     def __init__(self, beta: float, gamma: float):
         self.beta, self.gamma = beta, gamma

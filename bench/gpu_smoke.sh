@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# What a machine with a CUDA GPU runs to check cir there: the demo on the bundled model (no
+# network needed), CIR's speed on the GPU, and two processes against one where two GPUs exist.
+# Usage: bench/gpu_smoke.sh [OUT_DIR]   (CIR_PYTHON picks the interpreter; default: python)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${CIR_PYTHON:-python}"
+OUT="${1:-runs/gpu-smoke}"
+export HF_HUB_OFFLINE=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$OUT"
+
+"$PY" - <<'PY'
+import torch
+assert torch.cuda.is_available(), "no CUDA device visible"
+print("GPU:", torch.cuda.get_device_name(0), "| torch", torch.__version__, "| devices:", torch.cuda.device_count())
+PY
+
+# 1. the README demo, on the GPU (cir puts the model on the first GPU when there is one)
+"$PY" -m cir.cli demo --out "$OUT/demo" --quiet | tee "$OUT/demo.txt"
+
+# 2. seconds per fact and peak memory, float32 and bfloat16, from the runs' own metrics
+"$PY" -m cir.cli unlearn --forget capitals --out "$OUT/bf16" --overwrite --quiet --dtype bfloat16 \
+    --set max_epochs=3 | tee "$OUT/bf16.txt"
+"$PY" - "$OUT" <<'PY'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+rows = []
+for name, run in (("float32 (demo)", out / "demo"), ("bfloat16", out / "bf16")):
+    result = json.loads((run / "result.json").read_text())
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows.append(f"| {name} | {result['seconds_per_fact']:.2f} | {max(m['peak_memory_mb'] for m in metrics):.0f} | "
+                f"{result['kept']['loss_ratio']:.4f} | {result['stop_reason']} |")
+text = "| run | s / fact | peak GPU memory (MiB) | loss ratio | stopped by |\n|---|---|---|---|---|\n" + "\n".join(rows)
+(out / "summary.md").write_text(text + "\n")
+print(text)
+PY
+
+# 3. with two or more GPUs: two processes (nccl) must give the one-process weights
+if [ "$("$PY" -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
+    "$PY" -m torch.distributed.run --nproc_per_node 2 -m cir.cli unlearn --forget capitals --out "$OUT/ddp2" \
+        --overwrite --quiet --set max_epochs=2
+    "$PY" -m cir.cli unlearn --forget capitals --out "$OUT/ddp1" --overwrite --quiet --set max_epochs=2
+    "$PY" - "$OUT" <<'PY'
+import sys
+from pathlib import Path
+from safetensors.torch import load_file
+out = Path(sys.argv[1])
+a, b = load_file(out / "ddp1" / "model.safetensors"), load_file(out / "ddp2" / "model.safetensors")
+worst = max(float((a[n] - b[n]).abs().max() / a[n].abs().max().clamp_min(1e-12)) for n in a)
+print(f"two GPUs vs one: largest relative weight difference {worst:.2e}")
+PY
+fi

@@ -1,0 +1,321 @@
+"""Compare unlearning methods at one disruption budget, judged after a relearning attack.
+
+For every method: a seeded optuna search over its step size (CIR also over its forget loss)
+that minimises the accuracy on V *after* the relearning attack on T, every run stopped by the
+same held-out general-text budget (rolled back to its last in-budget epoch). The best setting
+is then run with K seeds (seed k also draws the T/V split), and each run is measured the same
+way: V before, after unlearning, after relearning on T, after 4-bit quantisation; the other
+topics' accuracy; disruption; seconds per fact.
+
+Every method sees the same forget set, the same splits, the same general text, the same attack
+and the same evaluation; only its own hyperparameters change.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from cir.attacks.relearn import relearn, split_forget
+from cir.data.mcq import MCQ
+from cir.demo import accuracies
+from cir.evaluation import evaluate_mcq
+from cir.methods import get_method
+from cir.report import markdown_table
+from cir.unlearn import RunConfig, build_configs, run_unlearning
+
+DEFAULT_METHODS = ("cir", "gradient_difference", "npo", "rmu", "circuit_breakers")
+QUICK_METHODS = ("cir", "gradient_difference", "npo")
+
+
+@dataclass
+class CompareSettings:
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    budget: float = 1.001  # held-out general-text loss ratio, the same for every method
+    trials: int = 2  # optuna trials per method
+    seeds: int = 1  # runs of each method's best setting (seed k also draws the T/V split)
+    max_epochs: int = 4
+    split_ratio: float = 0.5  # share of the forget questions the attacker trains on (T)
+    relearn_epochs: int = 6
+    relearn_lr: float = 3e-5  # Adam on every MLP, as in the demo
+    quantize_bits: int = 4
+    max_facts: int | None = None  # use only the first N forget questions (--quick)
+    seed: int = 0  # the search's sampler seed
+    overrides: list[str] = field(default_factory=list)  # fixed options for every run (--set)
+
+    @classmethod
+    def quick(cls, **changes) -> "CompareSettings":
+        """A small comparison for a first look (about 10 minutes on two CPU cores)."""
+        values = dict(methods=QUICK_METHODS, trials=2, seeds=1, max_epochs=2, relearn_epochs=3, max_facts=16)
+        return cls(**(values | changes))
+
+
+def search_space(trial, method: str) -> list[str]:
+    """`--set` overrides for one trial: the step size on a log scale over the method's range,
+    and for CIR also the forget loss."""
+    low, high = get_method(method).Config.rate_range
+    overrides = [f"unlearning_rate={trial.suggest_float('unlearning_rate', low, high, log=True)}"]
+    if method == "cir":
+        overrides.append(f"forget_loss={trial.suggest_categorical('forget_loss', ['neg_cross_entropy', 'mlp_breaking'])}")
+    return overrides
+
+
+def overrides_for(method: str, overrides: list[str]) -> list[str]:
+    """The `--set` options that apply to `method`: unprefixed ones, and `METHOD.key=value`."""
+    from cir.methods import method_names
+
+    def prefix(item: str) -> str | None:
+        head = item.split("=", 1)[0]
+        return head.split(".", 1)[0] if "." in head and head.split(".", 1)[0] in method_names() else None
+
+    return [o for o in overrides if prefix(o) in (None, method)]
+
+
+@dataclass
+class Evaluation:
+    """What every run is measured on, the same for every method."""
+
+    items: list[MCQ]
+    topics: dict[str, list[MCQ]]  # other topics, for collateral damage
+    retain_texts: list[str]
+    heldout_texts: list[str]
+
+
+class Comparison:
+    def __init__(self, model, tokenizer, evaluation: Evaluation, settings: CompareSettings, progress: bool = True):
+        self.base, self.tokenizer, self.evaluation, self.settings = model, tokenizer, evaluation, settings
+        self.original = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.progress = progress
+        self.splits = {k: split_forget(evaluation.items, settings.split_ratio, seed=k) for k in range(settings.seeds)}
+        self.before = {k: evaluate_mcq(model, tokenizer, self.splits[k][1]).accuracy for k in range(settings.seeds)}
+        self.topics_before = accuracies(model, tokenizer, evaluation.topics)
+
+    def _fresh(self):
+        self.base.load_state_dict(self.original)
+        return self.base
+
+    def unlearn(self, method: str, overrides: list[str], seed: int):
+        """Unlearn with `method` from the original weights; (model, run result)."""
+        run, method_config = build_configs(None, [f"max_epochs={self.settings.max_epochs}",
+                                                  f"budget={self.settings.budget}", "disruption=loss_ratio",
+                                                  "eval_forget=false", *overrides_for(method, self.settings.overrides),
+                                                  *overrides],
+                                           method=method, seed=seed)
+        model = self._fresh()
+        result = run_unlearning(model, self.tokenizer, self.evaluation.items, self.evaluation.retain_texts,
+                                self.evaluation.heldout_texts, run, method_config, progress=False)
+        return model, result
+
+    def relearned(self, model, seed: int) -> float:
+        """The best V accuracy over the relearning attack's epochs (on a copy)."""
+        train, held_out = self.splits[seed]
+        attacked = copy.deepcopy(model)
+        result = relearn(attacked, self.tokenizer, train, held_out, epochs=self.settings.relearn_epochs,
+                         lr=self.settings.relearn_lr, optimizer="adam", params="mlp", seed=seed)
+        return result["max_accuracy"]
+
+    def trial(self, method: str, overrides: list[str]) -> dict:
+        """Seed 0's split; the unlearned weights are kept (`self.last`) so that the best trial
+        need not be run again for seed 0."""
+        start = time.perf_counter()
+        model, result = self.unlearn(method, overrides, seed=0)
+        self.last = ({k: v.detach().clone() for k, v in model.state_dict().items()}, result)
+        held_out = self.splits[0][1]
+        row = {"overrides": overrides, "kept_epoch": result.kept_epoch, "stop_reason": result.stop_reason,
+               "loss_ratio": result.metrics[result.kept_epoch]["loss_ratio"],
+               "V_after_unlearning": evaluate_mcq(model, self.tokenizer, held_out).accuracy,
+               "V_after_relearning": self.relearned(model, 0)}
+        row["seconds"] = time.perf_counter() - start
+        return row
+
+    def final(self, method: str, overrides: list[str], seed: int, weights=None) -> dict:
+        """One full measurement of a setting. `weights`: ((state dict, run result), trial row) of
+        a trial already run with it on this seed's split, measured instead of a new run."""
+        from cir.attacks import quantize_model
+
+        held_out = self.splits[seed][1]
+        if weights is None:
+            model, result = self.unlearn(method, overrides, seed=seed)
+            measured = {"V_after_unlearning": evaluate_mcq(model, self.tokenizer, held_out).accuracy,
+                        "V_after_relearning": self.relearned(model, seed)}
+        else:
+            (state, result), trial = weights
+            model = self._fresh()
+            model.load_state_dict(state)
+            measured = {k: trial[k] for k in ("V_after_unlearning", "V_after_relearning")}
+        row = {"seed": seed, "V_before": self.before[seed], **measured,
+               "loss_ratio": result.metrics[result.kept_epoch]["loss_ratio"], "kept_epoch": result.kept_epoch,
+               "stop_reason": result.stop_reason, "seconds_per_fact": result.seconds / max(result.n_facts, 1),
+               "topics": accuracies(model, self.tokenizer, self.evaluation.topics)}
+        quantized = copy.deepcopy(model)
+        quantize_model(quantized, bits=self.settings.quantize_bits)
+        row["V_after_quantisation"] = evaluate_mcq(quantized, self.tokenizer, held_out).accuracy
+        row["forget_all_after_unlearning"] = evaluate_mcq(model, self.tokenizer, self.evaluation.items).accuracy
+        return row
+
+    def run(self) -> dict:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        s = self.settings
+        total = len(s.methods) * (s.trials + 1)
+        bar = tqdm(total=total, desc="compare", disable=not self.progress)
+        results = {}
+        for method in s.methods:
+            study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=s.seed))
+            trials, best_weights = [], {}
+
+            def objective(trial):
+                bar.set_postfix_str(f"{method}: trial {trial.number + 1}/{s.trials}")
+                row = self.trial(method, search_space(trial, method))
+                trials.append(row)
+                if not best_weights or row["V_after_relearning"] < best_weights["value"]:
+                    best_weights.update(value=row["V_after_relearning"], weights=(self.last, row),
+                                        number=trial.number)
+                self.last = None
+                bar.update(1)
+                return row["V_after_relearning"]
+
+            study.optimize(objective, n_trials=s.trials)
+            best = trials[study.best_trial.number]
+            assert best_weights["number"] == study.best_trial.number  # optuna keeps the first of equal values
+            runs = []
+            for seed in range(s.seeds):
+                bar.set_postfix_str(f"{method}: best setting, seed {seed}")
+                runs.append(self.final(method, best["overrides"], seed,
+                                       weights=best_weights.pop("weights") if seed == 0 else None))
+            bar.update(1)
+            results[method] = {"trials": trials, "best": best["overrides"], "runs": runs,
+                               "summary": summarise(runs)}
+        bar.close()
+        self._fresh()
+        return {"settings": dataclasses.asdict(s), "n_facts": len(self.evaluation.items),
+                "V_size": len(self.splits[0][1]), "topics_before": self.topics_before, "methods": results}
+
+
+# ---------------------------------------------------------------- statistics and output
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """(mean, half-width of the 95% t confidence interval); the half-width is nan for one value."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan
+    t = T_975.get(len(values) - 1, 1.96)
+    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
+
+
+SUMMARY_KEYS = ("V_before", "V_after_unlearning", "V_after_relearning", "V_after_quantisation", "loss_ratio",
+                "seconds_per_fact")
+
+
+def summarise(runs: list[dict]) -> dict:
+    out = {key: mean_ci([r[key] for r in runs]) for key in SUMMARY_KEYS}
+    topics = runs[0]["topics"]
+    out["topics"] = {t: mean_ci([r["topics"][t] for r in runs]) for t in topics}
+    return out
+
+
+def _cell(value: tuple[float, float], digits: int = 3) -> str:
+    mean, half = value
+    return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def drops(result: dict) -> dict[str, float]:
+    """Per method: V accuracy before minus V accuracy after relearning (mean over seeds)."""
+    return {m: r["summary"]["V_before"][0] - r["summary"]["V_after_relearning"][0]
+            for m, r in result["methods"].items()}
+
+
+def markdown(result: dict) -> str:
+    methods = result["methods"]
+    topics = list(result["topics_before"])
+    header = ["method", "V before", "V after unlearning", "V after relearning", "V after 4-bit", "loss ratio",
+              "s / fact"] + [f"{t} (Δ)" for t in topics] + ["best setting"]
+    rows = []
+    for name, r in methods.items():
+        s = r["summary"]
+        rows.append([name] + [_cell(s[k]) for k in SUMMARY_KEYS[:4]] + [_cell(s["loss_ratio"], 4),
+                                                                        _cell(s["seconds_per_fact"], 2)]
+                    + [f"{s['topics'][t][0] - result['topics_before'][t]:+.3f}" for t in topics]
+                    + [" ".join(f"`{o}`" for o in r["best"])])
+    settings = result["settings"]
+    lines = [markdown_table(header, rows), ""]
+    gained = drops(result)
+    if "cir" in gained and len(gained) > 1:
+        best_other = max((v, m) for m, v in gained.items() if m != "cir")
+        ratio = (f"CIR / best baseline ({best_other[1]}) = {gained['cir'] / best_other[0]:.2f}x" if best_other[0] > 0
+                 else "no baseline keeps any drop through relearning, so there is no ratio")
+        lines.append(f"- drop in V accuracy that survives relearning (before - after relearning): "
+                     + ", ".join(f"{m} {v:+.3f}" for m, v in gained.items()) + f"; {ratio}")
+    lines += [
+        f"- {result['n_facts']} forget questions; V = {result['V_size']} held-out questions the relearning attack "
+        f"(Adam, lr {settings['relearn_lr']}, {settings['relearn_epochs']} epochs on the MLPs, trained on T) never "
+        f"sees; relearning reports its best epoch; chance is 0.25",
+        f"- every run stopped by the same budget: held-out general-text loss ratio <= {settings['budget']} "
+        f"(rolled back to the last epoch within it), at most {settings['max_epochs']} epochs",
+        f"- search: {settings['trials']} optuna (TPE, seed {settings['seed']}) trials per method over the step size "
+        f"(CIR also over its forget loss), minimising V after relearning; then {settings['seeds']} seed(s) of the "
+        f"best setting (mean ± 95% t-interval when more than one)",
+        f"- other topics: change in accuracy after unlearning (before: "
+        + ", ".join(f"{t} {a:.3f}" for t, a in result["topics_before"].items()) + ")",
+    ]
+    return "\n".join(lines)
+
+
+def plot(result: dict, out: Path) -> list[str]:
+    from cir.report import _pyplot
+
+    plt = _pyplot()
+    if plt is None:
+        return []
+    written = []
+    methods = list(result["methods"])
+    stages = ["V_before", "V_after_unlearning", "V_after_relearning", "V_after_quantisation"]
+    fig, ax = plt.subplots(figsize=(1.6 * len(methods) + 3, 4))
+    width = 0.8 / len(stages)
+    for i, stage in enumerate(stages):
+        means = [result["methods"][m]["summary"][stage][0] for m in methods]
+        errors = [0 if math.isnan(h) else h for h in (result["methods"][m]["summary"][stage][1] for m in methods)]
+        ax.bar([j + i * width for j in range(len(methods))], means, width, yerr=errors,
+               label=stage.replace("V_", "").replace("_", " "))
+    ax.axhline(0.25, color="grey", linestyle=":", label="chance")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(methods))], methods, rotation=20)
+    ax.set_ylabel("accuracy on V")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "accuracy.png", dpi=120)
+    plt.close(fig)
+    written.append("accuracy.png")
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for m in methods:
+        trials = result["methods"][m]["trials"]
+        ax.scatter([t["loss_ratio"] for t in trials], [t["V_after_relearning"] for t in trials], label=m)
+    ax.axvline(result["settings"]["budget"], color="grey", linestyle=":", label="budget")
+    ax.set_xlabel("held-out loss ratio (kept weights)")
+    ax.set_ylabel("V accuracy after relearning")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "trials.png", dpi=120)
+    plt.close(fig)
+    written.append("trials.png")
+    return written
+
+
+def write(result: dict, out: Path, command: str) -> None:
+    (out / "compare.json").write_text(json.dumps(result | {"command": command}, indent=2))
+    plots = plot(result, out)
+    text = [f"# Comparison at a loss-ratio budget of {result['settings']['budget']}", "", "```", command, "```", "",
+            markdown(result), ""] + [f"![{p}]({p})" for p in plots]
+    (out / "compare.md").write_text("\n".join(text) + "\n")

@@ -1,0 +1,96 @@
+"""Two CPU processes (torchrun, gloo) against one: the same global batches give the same weights.
+
+Tolerance: every weight within 1e-5 of the one-process run, relative to the tensor's largest
+entry (1e-4 for `teach`). The runs differ only in float summation order (the shards' sums are
+added by the all-reduce), so unlearning's normalised SGD steps agree to float32 rounding;
+Adam (`teach`) divides each entry by its running gradient scale, which magnifies rounding in
+entries whose gradients are near zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cir.cli import main
+from cir.data.synthetic import write_mcq
+
+TOLERANCE = 1e-5
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(args: list[str], tmp_path, processes: int = 2) -> subprocess.CompletedProcess:
+    env = os.environ | {"CIR_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                        "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "cir.cli", *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def assert_same_weights(a, b, tolerance: float = TOLERANCE) -> None:
+    first, second = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert first.keys() == second.keys()
+    for name in first:
+        scale = first[name].abs().max().clamp_min(1e-12)
+        assert ((first[name] - second[name]).abs().max() / scale) <= tolerance, name
+
+
+def changed(a, b) -> int:
+    first, second = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return sum(not torch.equal(first[n], second[n]) for n in first)
+
+
+@pytest.fixture
+def inputs(tmp_path, people):
+    forget = tmp_path / "forget.jsonl"
+    write_mcq(people[:10], forget)
+    n_sentences = sum(len(item.sentences()) for item in people[:10])
+    assert n_sentences % 16 not in (1,), "the last batch must hold a row for each process"
+    retain = tmp_path / "retain.txt"
+    retain.write_text("\n".join(s for item in people[10:] for s in item.sentences()) + "\n")
+    return str(forget), str(retain)
+
+
+@pytest.mark.parametrize("method", ["cir", "npo"])
+def test_two_processes_unlearn_to_the_same_weights_as_one(method, taught_dir, inputs, tmp_path, monkeypatch):
+    forget, retain = inputs
+    monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))
+    common = ["unlearn", "--model", str(taught_dir), "--forget", forget, "--retain", retain, "--method", method,
+              "--quiet", "--set", "max_epochs=2", "--set", "budget=10", "--set", "batch_size=16",
+              "--set", "retain_batch_size=8"]
+    if method == "cir":
+        common += ["--set", "act_components=4", "--set", "grad_components=4"]
+    assert main(common + ["--out", str(tmp_path / "one")]) == 0
+    launch(common + ["--out", str(tmp_path / "two")], tmp_path)
+
+    assert changed(taught_dir, tmp_path / "two") > 0  # the processes really trained
+    assert_same_weights(tmp_path / "one", tmp_path / "two")
+    rows = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows[-1]["peak_memory_mb_per_process"]) == 2
+    assert all(r["peak_memory_mb"] > 0 for r in rows)
+    config = (tmp_path / "two" / "config.yaml").read_text()
+    assert "processes: 2" in config
+
+
+def test_two_processes_teach_to_the_same_weights_as_one(taught_dir, inputs, tmp_path, monkeypatch):
+    forget, _ = inputs
+    monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))
+    common = ["teach", "--model", str(taught_dir), "--facts", forget, "--epochs", "2", "--lr", "1e-3"]
+    assert main(common + ["--out", str(tmp_path / "one")]) == 0
+    launch(common + ["--out", str(tmp_path / "two")], tmp_path)
+    assert changed(taught_dir, tmp_path / "two") > 0
+    assert_same_weights(tmp_path / "one", tmp_path / "two", tolerance=1e-4)
