@@ -94,3 +94,22 @@ def test_two_processes_teach_to_the_same_weights_as_one(taught_dir, inputs, tmp_
     launch(common + ["--out", str(tmp_path / "two")], tmp_path)
     assert changed(taught_dir, tmp_path / "two") > 0
     assert_same_weights(tmp_path / "one", tmp_path / "two", tolerance=1e-4)
+
+
+def test_a_last_batch_too_small_to_shard_joins_the_one_before():
+    from cir.batches import chunks
+
+    assert chunks(10, 4) == [slice(0, 4), slice(4, 8), slice(8, 10)]
+    assert chunks(9, 4, min_size=2) == [slice(0, 4), slice(4, 9)]  # 1 row cannot feed 2 processes
+    assert chunks(3, 4, min_size=8) == [slice(0, 3)]  # a single batch stays whole
+
+
+def test_one_process_never_starts_a_process_group(monkeypatch):
+    from cir import distributed
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    grads = {"w": torch.ones(2, 2)}
+    assert not distributed.launched()
+    assert distributed.weighted_sum(grads, 0.5) is grads and distributed.share(7) == 1.0
+    assert distributed.shard_rows(5) == slice(0, 5)
+    assert not torch.distributed.is_initialized()
