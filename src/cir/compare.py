@@ -66,7 +66,7 @@ def search_space(trial, method: str) -> list[str]:
     """`--set` overrides for one trial: the step size on a log scale over the method's range,
     and for CIR also the forget loss."""
     low, high = get_method(method).Config.rate_range
-    overrides = [f"unlearning_rate={trial.suggest_float('unlearning_rate', low, high, log=True)}"]
+    overrides = [f"unlearning_rate={trial.suggest_float('unlearning_rate', low, high, log=True):.4g}"]
     if method == "cir":
         overrides.append(f"forget_loss={trial.suggest_categorical('forget_loss', CIR_LOSSES)}")
     return overrides
@@ -307,8 +307,8 @@ def plot(result: dict, out: Path) -> list[str]:
     ax.axhline(0.25, color="grey", linestyle=":", label="chance")
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(methods))], methods, rotation=20)
     ax.set_ylabel("accuracy on V")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8, ncol=5, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(out / "accuracy.png", dpi=120)
     plt.close(fig)

@@ -164,11 +164,14 @@ class Method:
         params = self.trained_parameters()
         with torch.enable_grad():
             loss = loss_fn()
-            self._check(loss)
+            if not distributed.launched():
+                self._check(loss)
             grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
         grads = {n: (g if g is not None else torch.zeros_like(p)) for (n, p), g in zip(params.items(), grads)}
         weight = distributed.share(n_terms)
-        return distributed.sum_scalar(weight * float(loss.detach())), distributed.weighted_sum(grads, weight)
+        value = distributed.sum_scalar(weight * float(loss.detach()))
+        self._check(torch.tensor(value))  # the whole batch's loss: every process stops together
+        return value, distributed.weighted_sum(grads, weight)
 
     @torch.no_grad()
     def forget_loss_value(self) -> float:

@@ -132,7 +132,8 @@ class CIR(Method):
         with activations_require_grad(self.model), capture_acts_and_grads(self.modules, acts, grads), \
                 torch.enable_grad():
             loss = self.forget_loss(self.model, batch, self.forget_refs[index])
-            self._check(loss)
+            if not distributed.launched():
+                self._check(loss)
             loss.backward()
         weight = distributed.share(terms(self.forget_loss, batch))
         if weight != 1.0:
@@ -148,7 +149,9 @@ class CIR(Method):
                 seen.add(id(stats.acts))
                 stats.acts.update(acts[name])
             stats.grads.update(grads[name][mask])
-        return distributed.sum_scalar(weight * float(loss.detach())), acts, {n: g[mask] for n, g in grads.items()}
+        value = distributed.sum_scalar(weight * float(loss.detach()))
+        self._check(torch.tensor(value))  # the whole batch's loss: every process stops together
+        return value, acts, {n: g[mask] for n, g in grads.items()}
 
     def prepare(self) -> None:
         """Pass 0: statistics only, no update."""
