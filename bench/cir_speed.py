@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import torch
 from _common import write_section
 
 
-def timed(fn, repeats: int = 3) -> float:
+def timed(fn, repeats: int = 5) -> float:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -27,6 +28,20 @@ def timed(fn, repeats: int = 3) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved_ratio(slow, fast, repeats: int = 7) -> float:
+    """Median of slow/fast over back-to-back pairs: a shared machine's load changes between
+    separate timings, much less within one pair."""
+    slow(), fast()  # warm-up
+    ratios = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        slow()
+        middle = time.perf_counter()
+        fast()
+        ratios.append((middle - start) / (time.perf_counter() - middle))
+    return statistics.median(ratios)
 
 
 def step_times(model, tokenizer, items):
@@ -74,28 +89,37 @@ def truncation_speedup(model, tokenizer, items):
         with torch.no_grad():
             model(**batch.inputs(), use_cache=False)
 
-    return timed(full) / timed(truncated)
+    return interleaved_ratio(full, truncated)
 
 
-def statistics_peak(n_facts: int) -> float:
-    """Peak RSS (MiB) of a process that streams the statistics of `n_facts` facts (3 sentences each)."""
+def statistics_peak(n_facts: int) -> dict:
+    """In a fresh process that streams the statistics of `n_facts` facts (3 sentences each):
+    the bytes held by the statistics and by the cached loss references (MiB), and the growth of
+    the resident set from after loading to after the pass (MiB; the loading transient makes the
+    process's lifetime peak uninformative)."""
     code = f"""
-import resource, torch
+import json, os, torch
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 from cir.models import load_model
 from cir.data import load_mcq, builtin_topics
 from cir.batches import forget_batches
 from cir.methods.cir import CIR, CIRConfig
 from cir.data.mcq import MCQ
 model, tok = load_model()
+before = rss()
 base = [q for t in builtin_topics() for q in load_mcq(t)]
 items = [MCQ(q.question + f" ({{i}})", q.choices, q.answer, q.facts) for i, q in enumerate(base * ({n_facts} // len(base) + 1))][:{n_facts}]
 method = CIR(model, tok, CIRConfig(forget_loss="mlp_breaking", train_layers=list(range(12)), loss_layers=[6, 7, 8, 9, 10]),
              forget_batches(tok, items, 32), [])
 method.prepare()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+moments = {{id(m): m for s in method.stats.values() for m in (s.acts, s.grads)}}.values()
+stats = sum(t.numel() * t.element_size() for m in moments for t in m.tensors()) / 2**20
+refs = sum(t.numel() * t.element_size() for r in method.forget_refs for t in r.values()) / 2**20
+print(json.dumps({{"statistics": stats, "references": refs, "rss_growth": rss() - before}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -109,7 +133,7 @@ def main() -> None:
     peaks = {n: statistics_peak(n) for n in (100, 1000)}
     write_section("cir", f"""## CIR step, truncation and memory (bundled SmolLM2-135M)
 
-One step on the same batch of 32 fact sentences (median of 3):
+One step on the same batch of 32 fact sentences (median of 5):
 
 | step | seconds | ratio to fine-tuning |
 |---|---|---|
@@ -119,9 +143,16 @@ One step on the same batch of 32 fact sentences (median of 3):
 
 Forward-truncation speed-up (forward through layer 10 vs the whole model, same batch): **{speedup:.2f}x**.
 
-Peak process memory while collecting the statistics (pass 0, 12 trained layers):
-{peaks[100]:.0f} MiB for 100 facts, {peaks[1000]:.0f} MiB for 1,000 facts. The statistics are streaming sums
-(O(d^2) per module), so only the cached loss references grow with the forget set.
+Memory of the statistics pass (pass 0, MLP breaking, 12 trained layers, loss on layers 6-10):
+
+| forget set | statistics (streaming sums) | cached loss references | resident set growth over the pass |
+|---|---|---|---|
+| 100 facts (300 sentences) | {peaks[100]['statistics']:.0f} MiB | {peaks[100]['references']:.0f} MiB | {peaks[100]['rss_growth']:.0f} MiB |
+| 1,000 facts (3,000 sentences) | {peaks[1000]['statistics']:.0f} MiB | {peaks[1000]['references']:.0f} MiB | {peaks[1000]['rss_growth']:.0f} MiB |
+
+The statistics are sums of x and x xᵀ per module, O(d²) whatever the number of tokens; what
+grows with the forget set is the MLP-breaking loss's cached original outputs (one row per
+token and loss layer).
 """)
 
 

@@ -65,3 +65,10 @@ def test_compare_refuses_unknown_methods_before_loading(tmp_path, capsys):
     assert code == 2
     assert "unknown method(s) nope" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_compare_refuses_to_let_set_change_the_shared_budget(tmp_path, capsys):
+    code = main(["compare", "--model", "no/such-model", "--forget", "capitals", "--set", "max_epochs=9",
+                 "--out", str(tmp_path / "x")])
+    assert code == 2
+    assert "--set cannot change max_epochs" in capsys.readouterr().err

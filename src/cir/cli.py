@@ -256,6 +256,10 @@ def cmd_demo(args):
     from cir.data import builtin_topics
     from cir.demo import DemoSettings, attacks, demo_table, measure, topic_sets, write_demo
 
+    from cir import distributed
+
+    if distributed.launched():
+        raise InputError("cir demo runs in one process (launch unlearn, teach or attack relearn with torchrun)")
     if args.topic not in builtin_topics():
         raise InputError(f"unknown built-in topic '{args.topic}' (known: {', '.join(builtin_topics())})")
     args.forget, args.retain = [args.topic], None
@@ -304,6 +308,15 @@ def cmd_compare(args):
     from cir.outputs import check_output_dir, staged_output
     from cir.unlearn import general_text_split
 
+    from cir import distributed
+
+    if distributed.launched():
+        raise InputError("cir compare runs in one process (launch unlearn, teach or attack relearn with torchrun)")
+    fixed = {"budget", "max_epochs", "disruption", "eval_forget", "seed", "method", "unlearning_rate"}
+    clashing = sorted({o.split("=", 1)[0].split(".")[-1] for o in args.overrides} & fixed)
+    if clashing:
+        raise InputError(f"--set cannot change {', '.join(clashing)} in a comparison (use --budget, --seed; the "
+                         "search sets the step)")
     changes = {k: v for k, v in {"budget": args.budget, "trials": args.trials, "seeds": args.seeds}.items()
                if v is not None}
     if args.methods:

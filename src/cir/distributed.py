@@ -88,9 +88,10 @@ def sum_scalar(value: float) -> float:
 
 
 def global_mean(values: torch.Tensor) -> torch.Tensor:
-    """The mean of `values` (any shape) over all processes' elements together."""
+    """The mean of `values` (any shape) over all processes' elements together (a constant:
+    no gradient flows through it)."""
     if not launched():
-        return values.mean()
+        return values.detach().mean()
     totals = torch.stack([values.detach().double().sum(), torch.tensor(values.numel(), dtype=torch.float64,
                                                                         device=values.device)])
     sum_([totals])

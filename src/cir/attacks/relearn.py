@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import random
 
+import torch
+
 from cir.architecture import decoder_layers, is_transposed, mlp_projections
 from cir.data.mcq import MCQ
 from cir.errors import InputError
@@ -70,6 +72,7 @@ def relearn(model, tokenizer, train_items: list[MCQ], eval_items: list[MCQ], epo
 
     trained, trainable = model, params
     if params == "lora":
+        torch.manual_seed(seed)  # the adapters' initialisation
         trained, trainable = _lora_parameters(model, lora_rank)
     sentences = [s for item in train_items for s in item.sentences()]
     losses = finetune(trained, tokenizer, sentences, epochs=epochs, lr=lr, optimizer=optimizer, params=trainable,

@@ -167,9 +167,9 @@ class Method:
             if not distributed.launched():
                 self._check(loss)
             grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-        grads = {n: (g if g is not None else torch.zeros_like(p)) for (n, p), g in zip(params.items(), grads)}
-        weight = distributed.share(n_terms)
-        value = distributed.sum_scalar(weight * float(loss.detach()))
+        grads = {n: (g if g is not None and n_terms else torch.zeros_like(p)) for (n, p), g in zip(params.items(), grads)}
+        weight = distributed.share(n_terms)  # a shard with no terms (e.g. no answer token) adds nothing
+        value = distributed.sum_scalar(weight * float(loss.detach()) if n_terms else 0.0)
         self._check(torch.tensor(value))  # the whole batch's loss: every process stops together
         return value, distributed.weighted_sum(grads, weight)
 

@@ -93,7 +93,7 @@ class CIR(Method):
             return
         unique = {id(m): m for stats in self.stats.values() for m in (stats.acts, stats.grads)}
         for moments in unique.values():
-            count = torch.tensor([float(moments.count)], dtype=moments.sum.dtype, device=moments.sum.device)
+            count = torch.tensor([float(moments.count)], dtype=torch.float64, device=moments.sum.device)
             distributed.sum_(moments.tensors() + [count])
             moments.count = int(round(float(count)))
 
@@ -135,9 +135,10 @@ class CIR(Method):
             if not distributed.launched():
                 self._check(loss)
             loss.backward()
-        weight = distributed.share(terms(self.forget_loss, batch))
-        if weight != 1.0:
-            grads = {n: g * weight for n, g in grads.items()}
+        n_terms = terms(self.forget_loss, batch)
+        weight = distributed.share(n_terms)
+        if weight != 1.0:  # a shard with no terms (e.g. no answer token) adds nothing
+            grads = {n: g * weight if n_terms else torch.zeros_like(g) for n, g in grads.items()}
         acts = {n: a for n, a in acts.items() if n in grads}
         if not self.stats:
             self._stats_for(acts, grads)
@@ -149,7 +150,7 @@ class CIR(Method):
                 seen.add(id(stats.acts))
                 stats.acts.update(acts[name])
             stats.grads.update(grads[name][mask])
-        value = distributed.sum_scalar(weight * float(loss.detach()))
+        value = distributed.sum_scalar(weight * float(loss.detach()) if n_terms else 0.0)
         self._check(torch.tensor(value))  # the whole batch's loss: every process stops together
         return value, acts, {n: g[mask] for n, g in grads.items()}
 
