@@ -4,8 +4,9 @@
   (target: <= 1.2x);
 - the forward-truncation speed-up (MLP-breaking loss: forward stopped after the last loss
   layer vs run through the whole model);
-- peak memory of the statistics for 100 and 1,000 facts (streaming moments: constant);
-- seconds per fact of a full unlearning epoch.
+- the memory of the statistics pass for 100 and 1,000 facts (streaming moments: constant).
+
+Seconds per fact of whole runs are printed by `cir demo` (README) and `cir compare`.
 """
 
 from __future__ import annotations
