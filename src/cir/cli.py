@@ -251,12 +251,11 @@ def _demo_args(p):
 
 @command("demo", "unlearn one built-in topic, then attack it: before / after / after relearning / after 4-bit")
 def cmd_demo(args):
+    from cir import distributed
     from cir.attacks import split_forget
     from cir.attacks.record import record_attack
     from cir.data import builtin_topics
     from cir.demo import DemoSettings, attacks, demo_table, measure, topic_sets, write_demo
-
-    from cir import distributed
 
     if distributed.launched():
         raise InputError("cir demo runs in one process (launch unlearn, teach or attack relearn with torchrun)")
@@ -302,13 +301,14 @@ def _compare_args(p):
 
 @command("compare", "compare methods at one disruption budget, each tuned to forget what survives relearning")
 def cmd_compare(args):
-    from cir.compare import CompareSettings, Comparison, Evaluation, markdown, write
+    import shlex
+
+    from cir import distributed
+    from cir.compare import CompareSettings, Comparison, Evaluation, markdown, overrides_for, write
     from cir.data import builtin_topics, load_mcq
     from cir.methods import method_names
     from cir.outputs import check_output_dir, staged_output
-    from cir.unlearn import general_text_split
-
-    from cir import distributed
+    from cir.unlearn import build_configs, general_text_split
 
     if distributed.launched():
         raise InputError("cir compare runs in one process (launch unlearn, teach or attack relearn with torchrun)")
@@ -331,9 +331,6 @@ def cmd_compare(args):
         raise InputError("--budget must be > 0")
     settings = (CompareSettings.quick if args.quick else CompareSettings)(seed=args.seed, overrides=args.overrides,
                                                                          **changes)
-    from cir.compare import overrides_for
-    from cir.unlearn import build_configs
-
     for method in settings.methods:  # every override must be valid for the methods it applies to
         build_configs(None, overrides_for(method, args.overrides), method)
     items = [item for spec in args.forget for item in load_mcq(spec)][: settings.max_facts]
@@ -347,8 +344,6 @@ def cmd_compare(args):
     comparison = Comparison(model, tokenizer, Evaluation(items, topics, retain, heldout), settings,
                             progress=not args.quiet)
     result = comparison.run()
-    import shlex
-
     command_line = "cir " + shlex.join(args.argv)
     with staged_output(args.out, args.overwrite) as staging:
         write(result, staging, command_line)

@@ -137,38 +137,41 @@ class Comparison:
                          lr=self.settings.relearn_lr, optimizer="adam", params="mlp", seed=seed)
         return result["max_accuracy"]
 
-    def trial(self, method: str, overrides: list[str]) -> dict:
-        """Seed 0's split; the unlearned weights are kept (`self.last`) so that the best trial
-        need not be run again for seed 0."""
-        start = time.perf_counter()
-        model, result = self.unlearn(method, overrides, seed=0)
-        self.last = ({k: v.detach().clone() for k, v in model.state_dict().items()}, result)
-        held_out = self.splits[0][1]
+    def attacked(self, method: str, overrides: list[str], seed: int):
+        """Unlearn on seed `seed`'s split; (row with V after unlearning and after relearning,
+        the unlearned model, the run result)."""
+        model, result = self.unlearn(method, overrides, seed=seed)
+        held_out = self.splits[seed][1]
         row = {"overrides": overrides, "kept_epoch": result.kept_epoch, "stop_reason": result.stop_reason,
                "loss_ratio": result.metrics[result.kept_epoch]["loss_ratio"],
                "V_after_unlearning": evaluate_mcq(model, self.tokenizer, held_out).accuracy,
-               "V_after_relearning": self.relearned(model, 0)}
+               "V_after_relearning": self.relearned(model, seed)}
+        return row, model, result
+
+    def trial(self, method: str, overrides: list[str]) -> dict:
+        """One search trial, on seed 0's split. The row keeps the unlearned weights and the run
+        result under "_state" and "_result", so the best trial need not be run again."""
+        start = time.perf_counter()
+        row, model, result = self.attacked(method, overrides, seed=0)
         row["seconds"] = time.perf_counter() - start
+        row["_state"], row["_result"] = {k: v.detach().clone() for k, v in model.state_dict().items()}, result
         return row
 
-    def final(self, method: str, overrides: list[str], seed: int, weights=None) -> dict:
-        """One full measurement of a setting. `weights`: ((state dict, run result), trial row) of
-        a trial already run with it on this seed's split, measured instead of a new run."""
+    def final(self, method: str, overrides: list[str], seed: int, trial: dict | None = None) -> dict:
+        """One full measurement of a setting; `trial` is the row of a trial already run with it
+        on this seed's split, whose weights are measured instead of a new run."""
         from cir.attacks import quantize_model
 
-        held_out = self.splits[seed][1]
-        if weights is None:
-            model, result = self.unlearn(method, overrides, seed=seed)
-            measured = {"V_after_unlearning": evaluate_mcq(model, self.tokenizer, held_out).accuracy,
-                        "V_after_relearning": self.relearned(model, seed)}
+        if trial is None:
+            attacked, model, result = self.attacked(method, overrides, seed)
         else:
-            (state, result), trial = weights
-            model = self._fresh()
-            model.load_state_dict(state)
-            measured = {k: trial[k] for k in ("V_after_unlearning", "V_after_relearning")}
-        row = {"seed": seed, "V_before": self.before[seed], **measured,
-               "loss_ratio": result.metrics[result.kept_epoch]["loss_ratio"], "kept_epoch": result.kept_epoch,
-               "stop_reason": result.stop_reason, "seconds_per_fact": result.seconds / max(result.n_facts, 1),
+            attacked, model, result = trial, self._fresh(), trial["_result"]
+            model.load_state_dict(trial["_state"])
+        held_out = self.splits[seed][1]
+        row = {"seed": seed, "V_before": self.before[seed],
+               **{k: attacked[k] for k in ("V_after_unlearning", "V_after_relearning", "loss_ratio", "kept_epoch",
+                                           "stop_reason")},
+               "seconds_per_fact": result.seconds / max(result.n_facts, 1),
                "topics": accuracies(model, self.tokenizer, self.evaluation.topics)}
         quantized = copy.deepcopy(model)
         quantize_model(quantized, bits=self.settings.quantize_bits)
@@ -187,26 +190,23 @@ class Comparison:
         for method in s.methods:
             study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=s.seed))
             study.enqueue_trial(first_trial(method))
-            trials, best_weights = [], {}
+            trials, best = [], {}  # best: the first trial with the lowest value, weights included
 
             def objective(trial):
                 bar.set_postfix_str(f"{method}: trial {trial.number + 1}/{s.trials}")
                 row = self.trial(method, search_space(trial, method))
-                trials.append(row)
-                if not best_weights or row["V_after_relearning"] < best_weights["value"]:
-                    best_weights.update(value=row["V_after_relearning"], weights=(self.last, row),
-                                        number=trial.number)
-                self.last = None
+                if not best or row["V_after_relearning"] < best["V_after_relearning"]:
+                    best.clear()
+                    best.update(row)
+                trials.append({k: v for k, v in row.items() if not k.startswith("_")})  # the weights only for the best
                 bar.update(1)
                 return row["V_after_relearning"]
 
             study.optimize(objective, n_trials=s.trials)
-            best = trials[best_weights["number"]]  # the first trial with the lowest value
             runs = []
             for seed in range(s.seeds):
                 bar.set_postfix_str(f"{method}: best setting, seed {seed}")
-                runs.append(self.final(method, best["overrides"], seed,
-                                       weights=best_weights.pop("weights") if seed == 0 else None))
+                runs.append(self.final(method, best["overrides"], seed, trial=best if seed == 0 else None))
             bar.update(1)
             results[method] = {"trials": trials, "best": best["overrides"], "runs": runs,
                                "summary": summarise(runs)}

@@ -31,13 +31,13 @@ def sentence_batches(tokenizer, sentences: list[str], batch_size: int, rng: rand
         yield [tokenizer(s, truncation=True, max_length=max_length)["input_ids"] for s in chunk]
 
 
-def _synchronise(params: list[torch.nn.Parameter], n_targets: int) -> None:
-    """With several processes: replace each process's gradients (of the mean over its
-    `n_targets` targets) by the gradient of the mean over every process's targets."""
+def _synchronise(params: list[torch.nn.Parameter], weight: float) -> None:
+    """With several processes: replace each process's gradients (of the mean over its targets)
+    by the gradient of the mean over every process's targets; `weight` is this process's share."""
     if not distributed.launched():
         return
     grads = {i: (p.grad if p.grad is not None else torch.zeros_like(p)) for i, p in enumerate(params)}
-    for i, g in distributed.weighted_sum(grads, distributed.share(n_targets)).items():
+    for i, g in distributed.weighted_sum(grads, weight).items():
         params[i].grad = g
 
 
@@ -86,9 +86,10 @@ def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: flo
                 loss = causal_lm_loss(model, ids, mask)
                 loss.backward()
                 value = float(loss.detach())
-            _synchronise(trainable, n_targets)
+            weight = distributed.share(n_targets)
+            _synchronise(trainable, weight)
             opt.step()
-            total += distributed.sum_scalar(value * distributed.share(n_targets))
+            total += distributed.sum_scalar(value * weight)
             steps += 1
         losses.append(total / max(steps, 1))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")

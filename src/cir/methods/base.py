@@ -164,14 +164,19 @@ class Method:
         params = self.trained_parameters()
         with torch.enable_grad():
             loss = loss_fn()
-            if not distributed.launched():
-                self._check(loss)
             grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        value, weight = self._whole_batch(loss, n_terms)
         grads = {n: (g if g is not None and n_terms else torch.zeros_like(p)) for (n, p), g in zip(params.items(), grads)}
-        weight = distributed.share(n_terms)  # a shard with no terms (e.g. no answer token) adds nothing
-        value = distributed.sum_scalar(weight * float(loss.detach()) if n_terms else 0.0)
-        self._check(torch.tensor(value))  # the whole batch's loss: every process stops together
         return value, distributed.weighted_sum(grads, weight)
+
+    def _whole_batch(self, loss: torch.Tensor, n_terms: int) -> tuple[float, float]:
+        """(the whole batch's loss, this process's weight: its share of the batch's `n_terms`
+        terms). A shard with no terms (e.g. no answer token) adds nothing. A non-finite loss
+        raises NonFiniteLoss on every process together."""
+        weight = distributed.share(n_terms)
+        value = distributed.sum_scalar(weight * float(loss.detach()) if n_terms else 0.0)
+        self._check(torch.tensor(value))
+        return value, weight
 
     @torch.no_grad()
     def forget_loss_value(self) -> float:

@@ -132,12 +132,10 @@ class CIR(Method):
         with activations_require_grad(self.model), capture_acts_and_grads(self.modules, acts, grads), \
                 torch.enable_grad():
             loss = self.forget_loss(self.model, batch, self.forget_refs[index])
-            if not distributed.launched():
-                self._check(loss)
             loss.backward()
         n_terms = terms(self.forget_loss, batch)
-        weight = distributed.share(n_terms)
-        if weight != 1.0:  # a shard with no terms (e.g. no answer token) adds nothing
+        value, weight = self._whole_batch(loss, n_terms)
+        if weight != 1.0:
             grads = {n: g * weight if n_terms else torch.zeros_like(g) for n, g in grads.items()}
         acts = {n: a for n, a in acts.items() if n in grads}
         if not self.stats:
@@ -150,8 +148,6 @@ class CIR(Method):
                 seen.add(id(stats.acts))
                 stats.acts.update(acts[name])
             stats.grads.update(grads[name][mask])
-        value = distributed.sum_scalar(weight * float(loss.detach()) if n_terms else 0.0)
-        self._check(torch.tensor(value))  # the whole batch's loss: every process stops together
         return value, acts, {n: g[mask] for n, g in grads.items()}
 
     def prepare(self) -> None:
