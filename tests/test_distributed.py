@@ -65,8 +65,10 @@ def inputs(tmp_path, people):
     return str(forget), str(retain)
 
 
-@pytest.mark.parametrize("method", ["cir", "npo"])
-def test_two_processes_unlearn_to_the_same_weights_as_one(method, taught_dir, inputs, tmp_path, monkeypatch):
+@pytest.mark.parametrize("method,sharding", [("cir", []), ("npo", []), ("cir", ["--fsdp"]),
+                                             ("gradient_difference", ["--fsdp"])])
+def test_two_processes_unlearn_to_the_same_weights_as_one(method, sharding, taught_dir, inputs, tmp_path,
+                                                          monkeypatch):
     forget, retain = inputs
     monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))
     common = ["unlearn", "--model", str(taught_dir), "--forget", forget, "--retain", retain, "--method", method,
@@ -75,7 +77,7 @@ def test_two_processes_unlearn_to_the_same_weights_as_one(method, taught_dir, in
     if method == "cir":
         common += ["--set", "act_components=4", "--set", "grad_components=4"]
     assert main(common + ["--out", str(tmp_path / "one")]) == 0
-    launch(common + ["--out", str(tmp_path / "two")], tmp_path)
+    launch(common + sharding + ["--out", str(tmp_path / "two")], tmp_path)
 
     assert changed(taught_dir, tmp_path / "two") > 0  # the processes really trained
     assert_same_weights(tmp_path / "one", tmp_path / "two")
@@ -86,12 +88,13 @@ def test_two_processes_unlearn_to_the_same_weights_as_one(method, taught_dir, in
     assert "processes: 2" in config
 
 
-def test_two_processes_teach_to_the_same_weights_as_one(taught_dir, inputs, tmp_path, monkeypatch):
+@pytest.mark.parametrize("sharding", [[], ["--fsdp"]])
+def test_two_processes_teach_to_the_same_weights_as_one(sharding, taught_dir, inputs, tmp_path, monkeypatch):
     forget, _ = inputs
     monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))
     common = ["teach", "--model", str(taught_dir), "--facts", forget, "--epochs", "2", "--lr", "1e-3"]
     assert main(common + ["--out", str(tmp_path / "one")]) == 0
-    launch(common + ["--out", str(tmp_path / "two")], tmp_path)
+    launch(common + sharding + ["--out", str(tmp_path / "two")], tmp_path)
     assert changed(taught_dir, tmp_path / "two") > 0
     assert_same_weights(tmp_path / "one", tmp_path / "two", tolerance=1e-4)
 

@@ -45,6 +45,30 @@ def _load(args):
                           dtype=getattr(torch, args.dtype), device=distributed.device())
 
 
+def _fsdp_arg(parser):
+    parser.add_argument("--fsdp", action="store_true",
+                        help="under a launcher, shard the weights across the processes with FSDP2 "
+                             "(also on with `accelerate launch --use_fsdp`)")
+
+
+def _shard(args, model):
+    """Shard `model` across the processes when FSDP is asked for (after everything that runs
+    the model on the main process alone, such as sampling the general text)."""
+    from cir import distributed
+
+    if distributed.fsdp_requested(getattr(args, "fsdp", False)):
+        distributed.shard_model(model)
+    return model
+
+
+def _check_fsdp_launch(args):
+    from cir import distributed
+
+    if distributed.fsdp_requested(getattr(args, "fsdp", False)) and not distributed.launched():
+        raise InputError("--fsdp needs several processes: start them with torchrun --nproc_per_node N "
+                         "(or accelerate launch) -m cir.cli ...")
+
+
 # ---------------------------------------------------------------- eval
 def _eval_args(p):
     _model_arg(p)
@@ -126,6 +150,7 @@ def _teach_args(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")
+    _fsdp_arg(p)
 
 
 @command("teach", "fine-tune a model on fact sentences (e.g. synthetic facts) and save it")
@@ -137,19 +162,22 @@ def cmd_teach(args):
     from cir.outputs import check_output_dir, staged_output
 
     check_output_dir(args.out, args.overwrite)
+    _check_fsdp_launch(args)
     items = [item for spec in args.facts for item in load_mcq(spec)]
     model, tokenizer = _load(args)
+    _shard(args, model)
     before = evaluate_mcq(model, tokenizer, items).accuracy
     finetune(model, tokenizer, [s for item in items for s in item.sentences()], epochs=args.epochs, lr=args.lr,
              seed=args.seed)
     after = evaluate_mcq(model, tokenizer, items).accuracy
     from cir import distributed
 
+    weights = distributed.full_state_dict(model)  # under FSDP: gathered onto the main process
     if not distributed.is_main():  # under a launcher every process holds the same weights
         distributed.barrier()
         return
     with staged_output(args.out, args.overwrite) as staging:
-        save_model(model, tokenizer, staging)
+        save_model(model, tokenizer, staging, state_dict=weights)
         (staging / "teach.json").write_text(json.dumps({"facts": args.facts, "accuracy_before": before,
                                                           "accuracy_after": after, "epochs": args.epochs,
                                                           "lr": args.lr, "seed": args.seed}, indent=2))
@@ -170,15 +198,20 @@ def _unlearn_args(p):
     p.add_argument("--out", required=True, help="run directory to write (refused if not empty)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _fsdp_arg(p)
 
 
 def _prepare_unlearning(args):
     """Validate every input before the model is loaded."""
+    from cir import distributed
     from cir.data import load_mcq
     from cir.outputs import check_output_dir
-    from cir.unlearn import build_configs
+    from cir.unlearn import build_configs, fsdp_limits
 
     run, method_config = build_configs(args.config, args.overrides, args.method, args.seed)
+    _check_fsdp_launch(args)
+    if distributed.fsdp_requested(getattr(args, "fsdp", False)):
+        fsdp_limits(run, method_config)
     items = [item for spec in args.forget for item in load_mcq(spec)]
     retain_texts = None
     if args.retain:
@@ -198,8 +231,10 @@ def unlearn_into(args, model, tokenizer, run, method_config, items, retain_texts
     with distributed.main_first():  # the main process samples (and caches) the general text
         retain, heldout = general_text_split(model, tokenizer)
     retain = retain_texts or retain
+    _shard(args, model)
     if not distributed.is_main():  # under a launcher: train on this process's shards, write nothing
         result = run_unlearning(model, tokenizer, items, retain, heldout, run, method_config, progress=False)
+        distributed.full_state_dict(model)  # under FSDP: this process's slices, to the main one
         distributed.barrier()
         return result
     with staged_output(args.out, args.overwrite) as staging:
@@ -373,6 +408,7 @@ def _attack_args(p):
     r.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     r.add_argument("--params", choices=["mlp", "all", "lora"], default="mlp")
     r.add_argument("--lora-rank", type=int, default=8)
+    _fsdp_arg(r)
     q = sub.add_parser("quantize", help="round-to-nearest weight quantisation, then accuracy on fact sets")
     _attack_common(q)
     q.add_argument("--bits", type=int, choices=[8, 4], required=True)
@@ -392,8 +428,12 @@ def _attack_relearn(args):
     from cir.data import load_mcq
 
     _check_positive(epochs=args.epochs, lr=args.lr, lora_rank=args.lora_rank, shots=args.shots)
+    _check_fsdp_launch(args)
+    if args.fsdp and args.params == "lora":
+        raise InputError("--fsdp shards whole weights: use --params mlp or all (LoRA adapters are not sharded)")
     train, eval_items = load_mcq(args.train), load_mcq(args.eval_set)
     model, tokenizer = _load(args)
+    _shard(args, model)
     result = relearn(model, tokenizer, train, eval_items, args.epochs, args.lr, args.optimizer, args.params,
                      seed=args.seed, fmt=args.fmt, shots=args.shots, lora_rank=args.lora_rank)
     result |= {"model": args.model, "train": args.train, "eval": args.eval_set}

@@ -7,6 +7,14 @@ processes take exactly the step one process takes on the whole batch (up to floa
 order). CIR's statistics (token counts, sums, sums of outer products) are summed the same
 way before the subspaces are computed, so every process collapses the same subspaces.
 
+With FSDP (`--fsdp`, or `accelerate launch --use_fsdp`), `shard_model` applies PyTorch's
+FSDP2 `fully_shard` to every decoder layer and to the whole model, the wrapping accelerate's
+FSDP2 plugin uses: each process then stores one slice (rows) of every weight, gathered per layer
+for the forward and backward passes. Autograd gradients arrive already summed into each
+process's slice (reduce-scatter; every process scales its loss by its share first); CIR's
+updates, formed from the gathered activations and gradients, are summed as before and each
+process keeps its slice (`local_part`).
+
 A single process (no launcher) never initialises anything here: every function is then the
 identity. Launch several with `torchrun --nproc_per_node N -m cir.cli ...` (CPU: gloo;
 GPU: nccl, one device per process); `accelerate launch` works the same where it starts N
@@ -160,3 +168,99 @@ def peak_memory_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+# ---------------------------------------------------------------- FSDP
+def fsdp_requested(flag: bool = False) -> bool:
+    """FSDP asked for by `--fsdp` or by `accelerate launch --use_fsdp` (ACCELERATE_USE_FSDP)."""
+    return flag or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
+def shard_model(model):
+    """Shard `model` in place with FSDP2 across the launched processes: each decoder layer is one
+    unit, the rest (embeddings, final norm, head) the root unit. Gradients are summed, not
+    averaged, across processes (each process weights its loss by its share of the batch)."""
+    if not launched():
+        from cir.errors import InputError
+
+        raise InputError("FSDP needs several processes: start them with torchrun or accelerate launch")
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+
+    from cir.architecture import decoder_layers
+
+    state()  # the process group
+    mesh = init_device_mesh(device().type, (world_size(),))
+    for layer in decoder_layers(model):
+        fully_shard(layer, mesh=mesh)
+    # the root resharded after forward too, so that between passes every parameter the
+    # model lists is its sharded self (what optimisers and updates must hold)
+    fully_shard(model, mesh=mesh, reshard_after_forward=True)
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.set_gradient_divide_factor(1.0)
+            module.set_force_sum_reduction_for_comms(True)  # plain sums: gloo has no pre-scaled ones
+    with torch.no_grad():  # one whole forward pass makes the model the root of every unit (FSDP
+        model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=device()), use_cache=False)  # inits lazily)
+    return model
+
+
+@contextlib.contextmanager
+def root_gathered(model):
+    """Under FSDP, gather the root unit's parameters (embeddings, final norm, head) for a block
+    that calls the model's body and head separately instead of the model itself."""
+    if not is_sharded(model):
+        yield
+        return
+    model.unshard()
+    try:
+        yield
+    finally:
+        model.reshard()
+
+
+def is_sharded(model) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def _is_dtensor(tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
+def local_part(param: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+    """`full` (the same whole tensor on every process) laid out like `param`: this process's
+    slice when `param` is sharded, else `full` itself."""
+    if not _is_dtensor(param) or _is_dtensor(full):
+        return full
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(full, param.device_mesh, param.placements, src_data_rank=None)
+
+
+def global_norm(tensors) -> torch.Tensor:
+    """The L2 norm of all `tensors` together (float32); sharded tensors count every process's slice."""
+    local = [t.to_local() if _is_dtensor(t) else t for t in tensors]
+    squares = sum(((t.float() ** 2).sum() for t in local), torch.zeros((), device=local[0].device))
+    if any(_is_dtensor(t) for t in tensors):  # mixed lists do not occur: a model is sharded or not
+        squares = squares.clone()
+        sum_([squares])
+    return squares.sqrt()
+
+
+def full_state_dict(model) -> dict | None:
+    """The whole model's weights on the main process (None elsewhere); every process must call
+    it. None for a model that is not sharded (its own state dict is complete)."""
+    if not is_sharded(model):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is not None and head.weight is embeddings.weight:  # tied: saved once, as the embeddings
+        name = next(n for n, m in model.named_modules() if m is head)
+        full.pop(f"{name}.weight", None)
+    return full if is_main() else None

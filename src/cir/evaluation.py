@@ -11,12 +11,14 @@ answer_only: log P(" choice" | "Answer:"), the question left out: what a model t
 
 from __future__ import annotations
 
+import functools
 import string
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from cir import distributed
 from cir.data.mcq import MCQ
 
 LETTERS = string.ascii_uppercase
@@ -42,6 +44,18 @@ def _pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
     return ids.to(device), mask.to(device)
 
 
+def _root_gathered(fn):
+    """For functions that call the model's body and head separately: under FSDP, the root's
+    own parameters (embeddings, final norm, head) are gathered for the call."""
+
+    @functools.wraps(fn)
+    def wrapper(model, *args, **kwargs):
+        with distributed.root_gathered(model):
+            return fn(model, *args, **kwargs)
+
+    return wrapper
+
+
 def _hidden_and_head(model):
     base = getattr(model, model.base_model_prefix)
     head = model.get_output_embeddings()
@@ -50,6 +64,7 @@ def _hidden_and_head(model):
 
 
 @torch.no_grad()
+@_root_gathered
 def continuation_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 64) -> list[float]:
     """Summed log P(continuation | context) for each (context, continuation) pair.
 
@@ -123,6 +138,7 @@ def evaluate_cloze(model, tokenizer, items: list[MCQ], batch_size: int = 64) -> 
 
 
 @torch.no_grad()
+@_root_gathered
 def evaluate_letters(model, tokenizer, items: list[MCQ], subject: str = "general knowledge",
                      batch_size: int = 32) -> MCQResult:
     base, head, softcap = _hidden_and_head(model)

@@ -31,13 +31,14 @@ def sentence_batches(tokenizer, sentences: list[str], batch_size: int, rng: rand
         yield [tokenizer(s, truncation=True, max_length=max_length)["input_ids"] for s in chunk]
 
 
-def _synchronise(params: list[torch.nn.Parameter], weight: float) -> None:
-    """With several processes: replace each process's gradients (of the mean over its targets)
-    by the gradient of the mean over every process's targets; `weight` is this process's share."""
-    if not distributed.launched():
+def _synchronise(model, params: list[torch.nn.Parameter]) -> None:
+    """With several processes: sum the processes' gradients (each of its loss scaled by its
+    share of the batch's targets), giving the gradient of the mean over every target. Under
+    FSDP the backward pass has already summed them into each process's slice."""
+    if not distributed.launched() or distributed.is_sharded(model):
         return
     grads = {i: (p.grad if p.grad is not None else torch.zeros_like(p)) for i, p in enumerate(params)}
-    for i, g in distributed.weighted_sum(grads, weight).items():
+    for i, g in distributed.weighted_sum(grads).items():
         params[i].grad = g
 
 
@@ -78,18 +79,17 @@ def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: flo
         total, steps = 0.0, 0
         for seqs in sentence_batches(tokenizer, sentences, batch_size, rng):
             opt.zero_grad(set_to_none=True)
-            seqs = seqs[distributed.shard_rows(len(seqs), allow_empty=True)]
-            n_targets, value = 0, 0.0
-            if seqs:
-                ids, mask = _pad(seqs, tokenizer.pad_token_id, device)
-                n_targets = int(mask[:, 1:].sum())
-                loss = causal_lm_loss(model, ids, mask)
-                loss.backward()
-                value = float(loss.detach())
+            rows = seqs[distributed.shard_rows(len(seqs), allow_empty=True)]
+            # a process left without rows runs the last row at weight 0: under FSDP every
+            # process takes part in every forward and backward pass
+            ids, mask = _pad(rows or seqs[-1:], tokenizer.pad_token_id, device)
+            n_targets = int(mask[:, 1:].sum()) if rows else 0
             weight = distributed.share(n_targets)
-            _synchronise(trainable, weight)
+            loss = causal_lm_loss(model, ids, mask)
+            (loss * weight).backward()
+            _synchronise(model, trainable)
             opt.step()
-            total += distributed.sum_scalar(value * weight)
+            total += distributed.sum_scalar(float(loss.detach()) * weight)
             steps += 1
         losses.append(total / max(steps, 1))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")

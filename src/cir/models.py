@@ -127,11 +127,12 @@ def load_model(
     return model, tokenizer
 
 
-def save_model(model, tokenizer, out_dir: str | Path) -> None:
-    """Write a directory that `AutoModelForCausalLM` and `AutoTokenizer.from_pretrained` load."""
+def save_model(model, tokenizer, out_dir: str | Path, state_dict: dict | None = None) -> None:
+    """Write a directory that `AutoModelForCausalLM` and `AutoTokenizer.from_pretrained` load;
+    `state_dict` replaces the model's own weights (a sharded model's gathered ones)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
+    model.save_pretrained(out_dir, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(out_dir)
 
 

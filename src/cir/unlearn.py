@@ -119,6 +119,16 @@ def config_dict(run: RunConfig, method_config) -> dict:
     return dataclasses.asdict(run) | {run.method: dataclasses.asdict(method_config)}
 
 
+def fsdp_limits(run: RunConfig, method_config) -> None:
+    """Refuse, before anything is loaded, what does not run with sharded weights."""
+    if run.disruption == "kl":
+        raise InputError("disruption=kl keeps a second, unsharded copy of the model: use loss_ratio with --fsdp")
+    if getattr(method_config, "gu", False):
+        raise InputError("gu=true flattens whole gradients across modules: not available with --fsdp")
+    if not get_method(run.method).shardable:
+        raise InputError(f"method {run.method} keeps an unsharded copy of the model: not available with --fsdp")
+
+
 # ---------------------------------------------------------------- the loop
 @dataclass
 class RunResult:
@@ -271,7 +281,7 @@ def write_run(out_dir: Path, model, tokenizer, result: RunResult, run: RunConfig
     from cir.models import save_model
     from cir.report import run_report
 
-    save_model(model, tokenizer, out_dir)
+    save_model(model, tokenizer, out_dir, state_dict=distributed.full_state_dict(model))
     resolved = config_dict(run, result.method_config)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(resolved | {"sources": sources}, sort_keys=False))
     summary = {

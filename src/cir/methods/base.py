@@ -13,6 +13,7 @@ until the first one, updates pass unprojected.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 from collections import deque
@@ -76,6 +77,20 @@ class MethodConfig:
         return dataclasses.replace(self, train_layers=list(train), loss_layers=list(loss))
 
 
+@contextlib.contextmanager
+def only_these_require_grad(model, params):
+    """Within the block, gradients are computed for `params` only."""
+    chosen = {id(p) for p in params}
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(id(p) in chosen)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
 def frozen_copy(model):
     """A frozen reference model: a deep copy in eval mode that takes no gradients."""
     frozen = copy.deepcopy(model).eval()
@@ -132,6 +147,7 @@ class Method:
     name = "base"
     Config = MethodConfig
     reference = ""
+    shardable = True  # runs with FSDP-sharded weights (a method keeping an unsharded model copy: False)
 
     def __init__(self, model, tokenizer, config: MethodConfig, forget: list[Batch], retain: list[Batch]):
         self.model, self.tokenizer = model, tokenizer
@@ -162,12 +178,28 @@ class Method:
         processes, the loss and gradients of the whole batch, from this process's shard of
         `n_terms` terms and the others'."""
         params = self.trained_parameters()
+        if distributed.is_sharded(self.model):
+            return self._sharded_gradients(loss_fn, n_terms, params)
         with torch.enable_grad():
             loss = loss_fn()
             grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
         value, weight = self._whole_batch(loss, n_terms)
         grads = {n: (g if g is not None and n_terms else torch.zeros_like(p)) for (n, p), g in zip(params.items(), grads)}
         return value, distributed.weighted_sum(grads, weight)
+
+    def _sharded_gradients(self, loss_fn, n_terms: int, params: dict) -> tuple[float, dict[str, torch.Tensor]]:
+        """Under FSDP: backward on the loss scaled by this process's share; FSDP sums the
+        processes' gradients into each one's slice of every weight (every process takes part,
+        also one whose shard has no terms)."""
+        with only_these_require_grad(self.model, params.values()), torch.enable_grad():
+            loss = loss_fn()
+            value, weight = self._whole_batch(loss, n_terms)
+            (loss * weight if n_terms else loss.nan_to_num() * 0.0).backward()
+        grads = {}
+        for name, p in params.items():
+            grads[name] = p.grad if p.grad is not None else torch.zeros_like(p)
+            p.grad = None
+        return value, grads
 
     def _whole_batch(self, loss: torch.Tensor, n_terms: int) -> tuple[float, float]:
         """(the whole batch's loss, this process's weight: its share of the batch's `n_terms`
@@ -215,14 +247,14 @@ class Method:
         With `gu`, the update is first projected off the recent retain gradients."""
         if self.config.gu:
             grads = self.retain_subspace.project(grads)
-        norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads.values()))
+        norm = distributed.global_norm(list(grads.values()))
         if not torch.isfinite(norm):
             raise NonFiniteLoss("the forget gradient is not finite")
         if norm == 0:
             return
         params = self.trained_parameters()
         for name, grad in grads.items():
-            params[name].sub_(grad * (self.config.unlearning_rate / norm))
+            params[name].sub_(distributed.local_part(params[name], grad) * (self.config.unlearning_rate / norm))
 
     def retain_step(self) -> float:
         """Plain SGD on the retain loss, rate `retain_rate`; with `gu` its gradient is remembered."""

@@ -162,14 +162,15 @@ class CIR(Method):
         updates = {}
         for name, module in self.modules.items():
             if name not in grads:  # after the last loss layer: no forget gradient, only retain steps
-                updates[name] = torch.zeros_like(module.weight)
+                updates[name] = torch.zeros(module.weight.shape, dtype=module.weight.dtype, device=module.weight.device)
                 continue
             collapse_acts, collapse_grads = self.collapsers[name]
             a, g = acts[name], grads[name]
             if collapse_acts is not None:
                 a, g = collapse_acts(a), collapse_grads(g)
             updates[name] = weight_grad_from(module, g, a)  # sum_t g_t a_t^T
-        return loss, distributed.weighted_sum(updates)  # the sum over every process's tokens
+        # the sum over every process's tokens; under FSDP too (Method.step keeps this process's slice)
+        return loss, distributed.weighted_sum(updates)
 
     def run_epoch(self, epoch: int) -> dict:
         self._new_stats()

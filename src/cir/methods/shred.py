@@ -69,6 +69,7 @@ class SHREDConfig(MethodConfig):
 @register("shred")
 class SHRED(Method):
     Config = SHREDConfig
+    shardable = False  # its loss runs a frozen, unsharded copy of the model
     reference = "Hu, Godbole, Wei, Rostami, Thomason & Jia 2026, SHRED: Retain-Set-Free Unlearning via Self-Distillation with Logit Demotion (arXiv 2605.07482)"
 
     def build_forget_loss(self):
