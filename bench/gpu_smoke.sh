@@ -36,18 +36,24 @@ text = "| run | s / fact | peak GPU memory (MiB) | loss ratio | stopped by |\n|-
 print(text)
 PY
 
-# 3. with two or more GPUs: two processes (nccl) must give the one-process weights
+# 3. with two or more GPUs: two processes (nccl), replicated and FSDP-sharded, must give the
+#    one-process weights; the runs' metrics give the peak memory per process
 if [ "$("$PY" -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
+    "$PY" -m cir.cli unlearn --forget capitals --out "$OUT/ddp1" --overwrite --quiet --set max_epochs=2
     "$PY" -m torch.distributed.run --nproc_per_node 2 -m cir.cli unlearn --forget capitals --out "$OUT/ddp2" \
         --overwrite --quiet --set max_epochs=2
-    "$PY" -m cir.cli unlearn --forget capitals --out "$OUT/ddp1" --overwrite --quiet --set max_epochs=2
+    "$PY" -m torch.distributed.run --nproc_per_node 2 -m cir.cli unlearn --forget capitals --out "$OUT/fsdp2" \
+        --overwrite --quiet --set max_epochs=2 --fsdp
     "$PY" - "$OUT" <<'PY'
-import sys
+import json, sys
 from pathlib import Path
 from safetensors.torch import load_file
 out = Path(sys.argv[1])
-a, b = load_file(out / "ddp1" / "model.safetensors"), load_file(out / "ddp2" / "model.safetensors")
-worst = max(float((a[n] - b[n]).abs().max() / a[n].abs().max().clamp_min(1e-12)) for n in a)
-print(f"two GPUs vs one: largest relative weight difference {worst:.2e}")
+a = load_file(out / "ddp1" / "model.safetensors")
+for run in ("ddp2", "fsdp2"):
+    b = load_file(out / run / "model.safetensors")
+    worst = max(float((a[n] - b[n]).abs().max() / a[n].abs().max().clamp_min(1e-12)) for n in a)
+    peaks = json.loads((out / run / "metrics.jsonl").read_text().splitlines()[-1])["peak_memory_mb_per_process"]
+    print(f"{run} vs one GPU: largest relative weight difference {worst:.2e}; peak MiB per process {peaks}")
 PY
 fi

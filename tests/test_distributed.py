@@ -116,3 +116,33 @@ def test_one_process_never_starts_a_process_group(monkeypatch):
     assert distributed.weighted_sum(grads, 0.5) is grads and distributed.share(7) == 1.0
     assert distributed.shard_rows(5) == slice(0, 5)
     assert not torch.distributed.is_initialized()
+
+
+def test_relearning_attack_under_fsdp_matches_one_process(taught_dir, inputs, people, tmp_path, monkeypatch, capsys):
+    forget, _ = inputs
+    train = tmp_path / "train.jsonl"
+    write_mcq(people[20:40], train)
+    monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))
+    common = ["attack", "relearn", "--model", str(taught_dir), "--train", str(train), "--eval", forget,
+              "--epochs", "2", "--lr", "1e-3", "--params", "all", "--json"]
+    assert main(common) == 0
+    one = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    two = json.loads(launch(common + ["--fsdp"], tmp_path).stdout.strip().splitlines()[-1])
+    assert one["per_epoch"] == two["per_epoch"]
+    assert one["losses"] == pytest.approx(two["losses"], rel=1e-4)
+    assert one["losses"][1] < one["losses"][0]  # it trained
+
+
+def test_fsdp_refuses_what_it_cannot_shard(tmp_path, capsys):
+    from cir.errors import InputError
+    from cir.unlearn import build_configs, fsdp_limits
+
+    for overrides, message in [(["disruption=kl"], "disruption=kl"), (["gu=true"], "gu=true"),
+                               (["method=shred"], "method shred")]:
+        with pytest.raises(InputError, match=message):
+            fsdp_limits(*build_configs(overrides=overrides))
+    fsdp_limits(*build_configs())  # CIR with the defaults shards
+    code = main(["unlearn", "--forget", "capitals", "--fsdp", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--fsdp needs several processes" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()

@@ -158,19 +158,23 @@ class CIR(Method):
         self._finish_stats()
 
     def forget_gradients(self, index: int):
+        """Per module, the collapsed update summed over every process's tokens; under FSDP each
+        process keeps only its slice, one module at a time (Method.step takes the global norm)."""
         loss, acts, grads = self._acts_and_grads(index)
         updates = {}
         for name, module in self.modules.items():
+            weight = module.weight
             if name not in grads:  # after the last loss layer: no forget gradient, only retain steps
-                updates[name] = torch.zeros(module.weight.shape, dtype=module.weight.dtype, device=module.weight.device)
-                continue
-            collapse_acts, collapse_grads = self.collapsers[name]
-            a, g = acts[name], grads[name]
-            if collapse_acts is not None:
-                a, g = collapse_acts(a), collapse_grads(g)
-            updates[name] = weight_grad_from(module, g, a)  # sum_t g_t a_t^T
-        # the sum over every process's tokens; under FSDP too (Method.step keeps this process's slice)
-        return loss, distributed.weighted_sum(updates)
+                update = torch.zeros(weight.shape, dtype=weight.dtype, device=weight.device)
+            else:
+                collapse_acts, collapse_grads = self.collapsers[name]
+                a, g = acts[name], grads[name]
+                if collapse_acts is not None:
+                    a, g = collapse_acts(a), collapse_grads(g)
+                update = weight_grad_from(module, g, a)  # sum_t g_t a_t^T
+            summed = distributed.weighted_sum({name: update})[name]
+            updates[name] = distributed.local_part(weight, summed)
+        return loss, updates
 
     def run_epoch(self, epoch: int) -> dict:
         self._new_stats()
