@@ -429,7 +429,9 @@ def _attack_relearn(args):
 
     _check_positive(epochs=args.epochs, lr=args.lr, lora_rank=args.lora_rank, shots=args.shots)
     _check_fsdp_launch(args)
-    if args.fsdp and args.params == "lora":
+    from cir import distributed
+
+    if distributed.fsdp_requested(args.fsdp) and args.params == "lora":
         raise InputError("--fsdp shards whole weights: use --params mlp or all (LoRA adapters are not sharded)")
     train, eval_items = load_mcq(args.train), load_mcq(args.eval_set)
     model, tokenizer = _load(args)
