@@ -3,6 +3,7 @@ exactly the collapsed outer product; rollback and seeds behave."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cir.batches import forget_batches
@@ -53,11 +54,12 @@ def test_without_collapse_the_same_steps_damage_retained_facts(taught_dir, peopl
     assert results["paper"] >= results["none"] + 0.1
 
 
-def test_update_is_the_einsum_of_collapsed_acts_and_grads(taught, people):
+@pytest.mark.parametrize("update_tokens", ["all", "answer"])
+def test_update_is_the_einsum_of_collapsed_acts_and_grads(update_tokens, taught, people):
     model, tokenizer = taught
     forget, keep = split(people)
     batches = forget_batches(tokenizer, forget, batch_size=16)
-    method = CIR(model, tokenizer, CIRConfig(**TINY), batches, [])
+    method = CIR(model, tokenizer, CIRConfig(**TINY, update_tokens=update_tokens), batches, [])
     method.prepare()
     _, updates = method.forget_gradients(0)
 
@@ -66,9 +68,14 @@ def test_update_is_the_einsum_of_collapsed_acts_and_grads(taught, people):
     batch = batches[0]
     with activations_require_grad(model), capture_acts_and_grads(method.modules, acts, grads), torch.enable_grad():
         method.forget_loss(model, batch, method.forget_refs[0]).backward()
+    tokens = batch.token_mask.clone()
+    if update_tokens == "answer":  # only the positions whose next token is an answer token
+        tokens[:, -1] = False
+        tokens[:, :-1] &= batch.answer_mask[:, 1:]
+        assert 0 < tokens.sum() < batch.token_mask.sum()
     for name, module in method.modules.items():
-        a = acts[name][batch.token_mask]
-        g = grads[name][batch.token_mask]
+        a = acts[name][tokens]
+        g = grads[name][tokens]
         collapse_acts, collapse_grads = method.collapsers[name]
         expected = torch.einsum("to,ti->oi", collapse_grads(g), collapse_acts(a))
         torch.testing.assert_close(updates[name], expected)

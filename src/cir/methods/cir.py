@@ -44,6 +44,9 @@ class CIRConfig(MethodConfig):
     grad_components: int = 35  # and from output gradients
     collapse: str = "paper"  # paper: remove mean + top PCs; soft: Mahalanobis shrink; none: ablation
     soft_components: int = 256  # directions shrunk by the soft collapse
+    # tokens whose (collapsed) a_t, g_t enter the update: all (paper), or answer: only the
+    # positions that predict an answer token (statistics still come from every token)
+    update_tokens: str = "all"
 
     rate_range: ClassVar[tuple[float, float]] = (0.3, 3.0)
 
@@ -51,6 +54,8 @@ class CIRConfig(MethodConfig):
         super().__post_init__()
         if self.collapse not in ("paper", "soft", "none"):
             raise ValueError(f"collapse must be paper, soft or none, got '{self.collapse}'")
+        if self.update_tokens not in ("all", "answer"):
+            raise ValueError(f"update_tokens must be all or answer, got '{self.update_tokens}'")
         if self.act_components < 0 or self.grad_components < 0:
             raise ValueError("act_components and grad_components must be >= 0")
 
@@ -148,6 +153,11 @@ class CIR(Method):
                 seen.add(id(stats.acts))
                 stats.acts.update(acts[name])
             stats.grads.update(grads[name][mask])
+        if self.config.update_tokens == "answer":
+            predicts = torch.zeros_like(batch.answer_mask)
+            predicts[:, :-1] = batch.answer_mask[:, 1:]
+            keep = predicts[mask]  # among the real tokens
+            return value, {n: a[keep] for n, a in acts.items()}, {n: g[mask][keep] for n, g in grads.items()}
         return value, acts, {n: g[mask] for n, g in grads.items()}
 
     def prepare(self) -> None:
