@@ -1,7 +1,7 @@
 """Two CPU processes (torchrun, gloo) against one: the same global batches give the same weights.
 
 Tolerance: every weight within 1e-5 of the one-process run, relative to the tensor's largest
-entry (1e-4 for `teach`). The runs differ only in float summation order (the shards' sums are
+entry (1e-4 for `teach`; 1e-3 for CIR with its small-model defaults, see the cases). The runs differ only in float summation order (the shards' sums are
 added by the all-reduce), so unlearning's normalised SGD steps agree to float32 rounding;
 Adam (`teach`) divides each entry by its running gradient scale, which magnifies rounding in
 entries whose gradients are near zero.
@@ -65,9 +65,17 @@ def inputs(tmp_path, people):
     return str(forget), str(retain)
 
 
-@pytest.mark.parametrize("method,sharding", [("cir", []), ("npo", []), ("cir", ["--fsdp"]),
-                                             ("gradient_difference", ["--fsdp"])])
-def test_two_processes_unlearn_to_the_same_weights_as_one(method, sharding, taught_dir, inputs, tmp_path,
+PAPER_RULE = ["--set", "forget_loss=neg_cross_entropy", "--set", "update_tokens=all"]
+
+
+@pytest.mark.parametrize("method,options,tolerance", [
+    ("cir", PAPER_RULE, TOLERANCE), ("npo", [], TOLERANCE), ("cir", PAPER_RULE + ["--fsdp"], TOLERANCE),
+    ("gradient_difference", ["--fsdp"], TOLERANCE),
+    # CIR's defaults (true logit, update from the answer-predicting positions only): the update
+    # is a sum over a few tokens per batch, so the summation-order differences in the summed
+    # statistics' principal components weigh more in it
+    ("cir", [], 1e-3), ("cir", ["--fsdp"], 1e-3)])
+def test_two_processes_unlearn_to_the_same_weights_as_one(method, options, tolerance, taught_dir, inputs, tmp_path,
                                                           monkeypatch):
     forget, retain = inputs
     monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))
@@ -76,11 +84,12 @@ def test_two_processes_unlearn_to_the_same_weights_as_one(method, sharding, taug
               "--set", "retain_batch_size=8"]
     if method == "cir":
         common += ["--set", "act_components=4", "--set", "grad_components=4"]
-    assert main(common + ["--out", str(tmp_path / "one")]) == 0
-    launch(common + sharding + ["--out", str(tmp_path / "two")], tmp_path)
+    one_process = [o for o in options if o != "--fsdp"]
+    assert main(common + one_process + ["--out", str(tmp_path / "one")]) == 0
+    launch(common + options + ["--out", str(tmp_path / "two")], tmp_path)
 
     assert changed(taught_dir, tmp_path / "two") > 0  # the processes really trained
-    assert_same_weights(tmp_path / "one", tmp_path / "two")
+    assert_same_weights(tmp_path / "one", tmp_path / "two", tolerance)
     rows = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows[-1]["peak_memory_mb_per_process"]) == 2
     assert all(r["peak_memory_mb"] > 0 for r in rows)

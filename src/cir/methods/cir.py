@@ -34,19 +34,22 @@ from cir.methods.base import Method, MethodConfig
 class CIRConfig(MethodConfig):
     """CIR's options. The paper's values (Llama-3.1-8B): forget_loss=mlp_breaking, layers 0-12
     trained and 6-11 in the loss, unlearning_rate=0.2, act_components=23, grad_components=35,
-    retain_rate=3e-4 (configs/paper-llama-3.1-8b.yaml). The defaults below were chosen by the
-    sweep on the bundled SmolLM2-135M (docs/sweep.md): negative cross-entropy on the answer
-    tokens and a 5x larger step; layers are scaled by depth."""
+    retain_rate=3e-4, the update summed over every token (configs/paper-llama-3.1-8b.yaml).
+    The defaults below were chosen by the sweeps on the bundled SmolLM2-135M (docs/sweep.md):
+    the true-token logit on the answer tokens, a 5x larger step, and the update taken from the
+    positions that predict the answer only; layers are scaled by depth."""
 
-    forget_loss: str = "neg_cross_entropy"
+    forget_loss: str = "true_logit"
     unlearning_rate: float = 1.0
     act_components: int = 23  # principal components removed from activations, besides the mean
     grad_components: int = 35  # and from output gradients
     collapse: str = "paper"  # paper: remove mean + top PCs; soft: Mahalanobis shrink; none: ablation
     soft_components: int = 256  # directions shrunk by the soft collapse
     # tokens whose (collapsed) a_t, g_t enter the update: all (paper), or answer: only the
-    # positions that predict an answer token (statistics still come from every token)
-    update_tokens: str = "all"
+    # positions that predict an answer token (statistics still come from every token); on
+    # the bundled model, answer keeps the forgetting and spares other facts about the same
+    # subjects, which updates at the subject's tokens damage (docs/sweep.md)
+    update_tokens: str = "answer"
 
     rate_range: ClassVar[tuple[float, float]] = (0.3, 3.0)
 
