@@ -63,7 +63,9 @@ def step_times(model, tokenizer, items):
 
     results = {"finetune": timed(finetune_step)}
     for loss in ("neg_cross_entropy", "mlp_breaking"):
-        method = CIR(model, tokenizer, CIRConfig(forget_loss=loss), [batch], [])
+        # the paper's rule: the update over every token (the heavier update; the default
+        # update_tokens=answer sums fewer outer products)
+        method = CIR(model, tokenizer, CIRConfig(forget_loss=loss, update_tokens="all"), [batch], [])
         method.prepare()
         method._new_stats()
 
