@@ -51,22 +51,21 @@ def _fsdp_arg(parser):
                              "(also on with `accelerate launch --use_fsdp`)")
 
 
+def _fsdp(args) -> bool:
+    """Whether FSDP is asked for (refused without a launcher: checked before anything loads)."""
+    from cir import distributed
+
+    return distributed.fsdp_requested(getattr(args, "fsdp", False))
+
+
 def _shard(args, model):
     """Shard `model` across the processes when FSDP is asked for (after everything that runs
     the model on the main process alone, such as sampling the general text)."""
     from cir import distributed
 
-    if distributed.fsdp_requested(getattr(args, "fsdp", False)):
+    if _fsdp(args):
         distributed.shard_model(model)
     return model
-
-
-def _check_fsdp_launch(args):
-    from cir import distributed
-
-    if distributed.fsdp_requested(getattr(args, "fsdp", False)) and not distributed.launched():
-        raise InputError("--fsdp needs several processes: start them with torchrun --nproc_per_node N "
-                         "(or accelerate launch) -m cir.cli ...")
 
 
 # ---------------------------------------------------------------- eval
@@ -162,7 +161,7 @@ def cmd_teach(args):
     from cir.outputs import check_output_dir, staged_output
 
     check_output_dir(args.out, args.overwrite)
-    _check_fsdp_launch(args)
+    _fsdp(args)
     items = [item for spec in args.facts for item in load_mcq(spec)]
     model, tokenizer = _load(args)
     _shard(args, model)
@@ -203,14 +202,12 @@ def _unlearn_args(p):
 
 def _prepare_unlearning(args):
     """Validate every input before the model is loaded."""
-    from cir import distributed
     from cir.data import load_mcq
     from cir.outputs import check_output_dir
     from cir.unlearn import build_configs, fsdp_limits
 
     run, method_config = build_configs(args.config, args.overrides, args.method, args.seed)
-    _check_fsdp_launch(args)
-    if distributed.fsdp_requested(getattr(args, "fsdp", False)):
+    if _fsdp(args):
         fsdp_limits(run, method_config)
     items = [item for spec in args.forget for item in load_mcq(spec)]
     retain_texts = None
@@ -240,7 +237,8 @@ def unlearn_into(args, model, tokenizer, run, method_config, items, retain_texts
     with staged_output(args.out, args.overwrite) as staging:
         result = run_unlearning(model, tokenizer, items, retain, heldout, run, method_config,
                                 metrics_path=staging / "metrics.jsonl", progress=not args.quiet)
-        write_run(staging, model, tokenizer, result, run,
+        weights = distributed.full_state_dict(model)  # under FSDP: gathered from every process
+        write_run(staging, model, tokenizer, result, run, weights,
                   {"model": args.model, "forget": args.forget, "retain": args.retain or "sampled from the model",
                    "processes": distributed.world_size()})
     distributed.barrier()
@@ -428,10 +426,7 @@ def _attack_relearn(args):
     from cir.data import load_mcq
 
     _check_positive(epochs=args.epochs, lr=args.lr, lora_rank=args.lora_rank, shots=args.shots)
-    _check_fsdp_launch(args)
-    from cir import distributed
-
-    if distributed.fsdp_requested(args.fsdp) and args.params == "lora":
+    if _fsdp(args) and args.params == "lora":
         raise InputError("--fsdp shards whole weights: use --params mlp or all (LoRA adapters are not sharded)")
     train, eval_items = load_mcq(args.train), load_mcq(args.eval_set)
     model, tokenizer = _load(args)

@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from cir.attacks.relearn import relearn, split_forget
@@ -31,7 +30,7 @@ from cir.demo import accuracies
 from cir.evaluation import evaluate_mcq
 from cir.methods import get_method
 from cir.report import markdown_table
-from cir.unlearn import RunConfig, build_configs, run_unlearning
+from cir.unlearn import build_configs, run_unlearning
 
 DEFAULT_METHODS = ("cir", "gradient_difference", "npo", "rmu", "circuit_breakers")
 QUICK_METHODS = ("cir", "gradient_difference", "npo")
@@ -275,7 +274,7 @@ def markdown(result: dict) -> str:
         best_other = max((v, m) for m, v in gained.items() if m != "cir")
         ratio = (f"CIR / best baseline ({best_other[1]}) = {gained['cir'] / best_other[0]:.2f}x" if best_other[0] > 0
                  else "no baseline keeps any drop through relearning, so there is no ratio")
-        lines.append(f"- drop in V accuracy that survives relearning (before - after relearning): "
+        lines.append("- drop in V accuracy that survives relearning (before - after relearning): "
                      + ", ".join(f"{m} {v:+.3f}" for m, v in gained.items()) + f"; {ratio}")
     lines += [
         f"- {result['n_facts']} forget questions; V = {result['V_size']} held-out questions the relearning attack "
@@ -288,7 +287,7 @@ def markdown(result: dict) -> str:
         f"relearning on seed 0's split; then {settings['seeds']} seed(s) of the best setting (mean ± 95% t-interval "
         f"when more than one). Seed 0's row is the best trial itself, chosen on that same split, so it is an "
         f"optimistic estimate; seeds 1 and up draw new splits",
-        f"- other topics: change in accuracy after unlearning (before: "
+        "- other topics: change in accuracy after unlearning (before: "
         + ", ".join(f"{t} {a:.3f}" for t, a in result["topics_before"].items()) + ")",
     ]
     return "\n".join(lines)

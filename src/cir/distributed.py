@@ -171,19 +171,28 @@ def peak_memory_mb() -> float:
 
 
 # ---------------------------------------------------------------- FSDP
+def _require_launcher() -> None:
+    if not launched():
+        from cir.errors import InputError
+
+        raise InputError("--fsdp needs several processes: start them with torchrun --nproc_per_node N "
+                         "(or accelerate launch) -m cir.cli ...")
+
+
 def fsdp_requested(flag: bool = False) -> bool:
-    """FSDP asked for by `--fsdp` or by `accelerate launch --use_fsdp` (ACCELERATE_USE_FSDP)."""
-    return flag or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    """FSDP asked for by `--fsdp` or by `accelerate launch --use_fsdp` (ACCELERATE_USE_FSDP);
+    asking for it without a launcher is an input error."""
+    requested = flag or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if requested:
+        _require_launcher()
+    return requested
 
 
 def shard_model(model):
     """Shard `model` in place with FSDP2 across the launched processes: each decoder layer is one
     unit, the rest (embeddings, final norm, head) the root unit. Gradients are summed, not
     averaged, across processes (each process weights its loss by its share of the batch)."""
-    if not launched():
-        from cir.errors import InputError
-
-        raise InputError("FSDP needs several processes: start them with torchrun or accelerate launch")
+    _require_launcher()
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import FSDPModule, fully_shard
 
@@ -246,7 +255,6 @@ def global_norm(tensors) -> torch.Tensor:
     local = [t.to_local() if _is_dtensor(t) else t for t in tensors]
     squares = sum(((t.float() ** 2).sum() for t in local), torch.zeros((), device=local[0].device))
     if any(_is_dtensor(t) for t in tensors):  # mixed lists do not occur: a model is sharded or not
-        squares = squares.clone()
         sum_([squares])
     return squares.sqrt()
 

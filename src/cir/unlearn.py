@@ -276,12 +276,14 @@ def general_text_split(model, tokenizer, spec: str | None = None) -> tuple[list[
     return split_general_text(sample_general_text(model, tokenizer))
 
 
-def write_run(out_dir: Path, model, tokenizer, result: RunResult, run: RunConfig, sources: dict) -> None:
-    """Model, resolved config, summary and report into `out_dir` (metrics.jsonl is written as it runs)."""
+def write_run(out_dir: Path, model, tokenizer, result: RunResult, run: RunConfig, weights: dict | None,
+              sources: dict) -> None:
+    """Model, resolved config, summary and report into `out_dir` (metrics.jsonl is written as it
+    runs). `weights`: a sharded model's gathered state dict (`distributed.full_state_dict`), else None."""
     from cir.models import save_model
     from cir.report import run_report
 
-    save_model(model, tokenizer, out_dir, state_dict=distributed.full_state_dict(model))
+    save_model(model, tokenizer, out_dir, state_dict=weights)
     resolved = config_dict(run, result.method_config)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(resolved | {"sources": sources}, sort_keys=False))
     summary = {

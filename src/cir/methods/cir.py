@@ -150,18 +150,19 @@ class CIR(Method):
             self._stats_for(acts, grads)
         mask = batch.token_mask
         acts = {n: a[mask] for n, a in acts.items()}
+        grads = {n: g[mask] for n, g in grads.items()}
         seen = set()
         for name, stats in self.stats.items():
             if id(stats.acts) not in seen:  # a shared `acts` object counts each token once
                 seen.add(id(stats.acts))
                 stats.acts.update(acts[name])
-            stats.grads.update(grads[name][mask])
-        if self.config.update_tokens == "answer":
+            stats.grads.update(grads[name])
+        if self.config.update_tokens == "answer":  # the update from the real tokens that predict an answer token
             predicts = torch.zeros_like(batch.answer_mask)
             predicts[:, :-1] = batch.answer_mask[:, 1:]
-            keep = predicts[mask]  # among the real tokens
-            return value, {n: a[keep] for n, a in acts.items()}, {n: g[mask][keep] for n, g in grads.items()}
-        return value, acts, {n: g[mask] for n, g in grads.items()}
+            keep = predicts[mask]
+            acts, grads = {n: a[keep] for n, a in acts.items()}, {n: g[keep] for n, g in grads.items()}
+        return value, acts, grads
 
     def prepare(self) -> None:
         """Pass 0: statistics only, no update."""
@@ -176,17 +177,16 @@ class CIR(Method):
         loss, acts, grads = self._acts_and_grads(index)
         updates = {}
         for name, module in self.modules.items():
-            weight = module.weight
             if name not in grads:  # after the last loss layer: no forget gradient, only retain steps
-                update = torch.zeros(weight.shape, dtype=weight.dtype, device=weight.device)
-            else:
-                collapse_acts, collapse_grads = self.collapsers[name]
-                a, g = acts[name], grads[name]
-                if collapse_acts is not None:
-                    a, g = collapse_acts(a), collapse_grads(g)
-                update = weight_grad_from(module, g, a)  # sum_t g_t a_t^T
+                updates[name] = torch.zeros_like(module.weight)  # laid out like the weight (sharded or not)
+                continue
+            collapse_acts, collapse_grads = self.collapsers[name]
+            a, g = acts[name], grads[name]
+            if collapse_acts is not None:
+                a, g = collapse_acts(a), collapse_grads(g)
+            update = weight_grad_from(module, g, a)  # sum_t g_t a_t^T
             summed = distributed.weighted_sum({name: update})[name]
-            updates[name] = distributed.local_part(weight, summed)
+            updates[name] = distributed.local_part(module.weight, summed)
         return loss, updates
 
     def run_epoch(self, epoch: int) -> dict:
