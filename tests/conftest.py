@@ -1,4 +1,9 @@
-"""Shared fixtures: tiny randomly initialised models (seconds) and the bundled real model."""
+"""Shared fixtures: tiny randomly initialised models (seconds) and the bundled real model.
+
+`CIR_TEST_SEED=N` shifts every seed of the tiny models and the synthetic facts (another draw
+of the same fixtures, as another CPU would give); `CIR_TEST_THREADS=N` runs the tiny models
+on N threads instead of one. `bin/test-matrix` runs the fast tier over several of each.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,14 @@ import pytest
 import torch
 
 from cir.data.synthetic import generate_people
+
+TEST_SEED = int(os.environ.get("CIR_TEST_SEED", "0"))
+TEST_THREADS = int(os.environ.get("CIR_TEST_THREADS", "1"))
+
+
+def seeded(seed: int) -> int:
+    """A fixture's seed under this run's CIR_TEST_SEED (0 leaves it unchanged)."""
+    return seed + 1000 * TEST_SEED
 
 
 def _training_corpus() -> list[str]:
@@ -45,7 +58,7 @@ def tokenizer():
 def tiny_llama(vocab_size: int, seed: int = 0, layers: int = 4):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(seed)
+    torch.manual_seed(seeded(seed))
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
                          tie_word_embeddings=True)
@@ -55,7 +68,7 @@ def tiny_llama(vocab_size: int, seed: int = 0, layers: int = 4):
 def tiny_gpt2(vocab_size: int, seed: int = 0, layers: int = 4):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    torch.manual_seed(seed)
+    torch.manual_seed(seeded(seed))
     config = GPT2Config(vocab_size=vocab_size, n_embd=64, n_layer=layers, n_head=4, n_positions=128)
     return GPT2LMHeadModel(config).eval()
 
@@ -72,10 +85,11 @@ def gpt2(tokenizer):
 
 @pytest.fixture(autouse=True)
 def _threads(request):
-    """Tiny models run fastest on one thread (and do not fight a busy machine for cores)."""
+    """Tiny models run fastest on one thread (and do not fight a busy machine for cores);
+    CIR_TEST_THREADS changes that, to check that nothing depends on it."""
     previous = torch.get_num_threads()
     if request.node.get_closest_marker("real_model") is None:
-        torch.set_num_threads(1)
+        torch.set_num_threads(TEST_THREADS)
     yield
     torch.set_num_threads(previous)
 
@@ -83,7 +97,7 @@ def _threads(request):
 @pytest.fixture(scope="session")
 def people():
     """80 synthetic facts: 16 invented people x 5 attributes."""
-    return generate_people(16, seed=0)
+    return generate_people(16, seed=seeded(0))
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +108,7 @@ def taught_dir(tmp_path_factory, tokenizer, people):
 
     model = tiny_llama(len(tokenizer), seed=1)
     sentences = [s for item in people for s in item.sentences()]
-    finetune(model, tokenizer, sentences, epochs=30, lr=3e-3, batch_size=16, seed=0, progress=False)
+    finetune(model, tokenizer, sentences, epochs=30, lr=3e-3, batch_size=16, seed=seeded(0), progress=False)
     path = tmp_path_factory.mktemp("taught")
     save_model(model, tokenizer, path)
     return path

@@ -11,7 +11,7 @@ from cir.attacks import (PROBE_FORMATS, auc, mia_report, probe_mcq, quantize_mod
                          split_forget)
 from cir.attacks.probes import kshot_prompts
 from cir.cli import build_parser, main
-from cir.data.synthetic import generate_people, write_mcq
+from cir.data.synthetic import ATTRIBUTES, generate_people, write_mcq
 from cir.evaluation import _pad, cloze_prompt, evaluate_mcq
 
 
@@ -124,12 +124,19 @@ def fresh_people(people, n, seed):
 
 
 def test_mia_separates_memorised_from_fresh_facts(taught, people):
+    from conftest import seeded
+
     model, tokenizer = taught
-    fresh = fresh_people(people, 40, seed=123)
-    sentences = [[s for item in group for s in item.sentences()] for group in (people, fresh[:80], fresh[80:160])]
-    same = mia_report(model, tokenizer, sentences[1], sentences[2])
-    assert all(abs(v - 0.5) <= 0.15 for v in same["auc"].values()), same["auc"]
-    memorised = mia_report(model, tokenizer, sentences[0], sentences[1])
+    # Two halves of one distribution: 100 unseen people each (every person's sentences in one
+    # half, alternating), ~2,000 sentences a side. The AUC's spread across draws is a few
+    # hundredths, so 0.5 +/- 0.1 holds by the sample size, not by the draw.
+    fresh = fresh_people(people, 200, seed=seeded(123))
+    per_person = len(ATTRIBUTES)  # generate_people gives each person's questions together
+    groups = [fresh[k : k + per_person] for k in range(0, len(fresh), per_person)]
+    halves = [[s for group in groups[k::2] for item in group for s in item.sentences()] for k in (0, 1)]
+    same = mia_report(model, tokenizer, halves[0], halves[1])
+    assert all(abs(v - 0.5) <= 0.1 for v in same["auc"].values()), same["auc"]
+    memorised = mia_report(model, tokenizer, [s for item in people for s in item.sentences()], halves[0])
     assert all(v > 0.9 for v in memorised["auc"].values()), memorised["auc"]
 
 
