@@ -60,7 +60,7 @@ def tiny_llama(vocab_size: int, seed: int = 0, layers: int = 4):
 
     torch.manual_seed(seeded(seed))
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                          tie_word_embeddings=True)
     return LlamaForCausalLM(config).eval()
 
@@ -102,13 +102,20 @@ def people():
 
 @pytest.fixture(scope="session")
 def taught_dir(tmp_path_factory, tokenizer, people):
-    """A tiny Llama taught the synthetic facts, saved as an HF directory."""
+    """A tiny Llama taught the synthetic facts, saved as an HF directory: 30 epochs, then more
+    rounds of 10 until it answers at least 90% of them, whatever the draw of the fixtures
+    (a draw that reaches 0.95 in 30 epochs, as the default one does, gets no more)."""
+    from cir.evaluation import evaluate_cloze
     from cir.finetune import finetune
     from cir.models import save_model
 
     model = tiny_llama(len(tokenizer), seed=1)
     sentences = [s for item in people for s in item.sentences()]
     finetune(model, tokenizer, sentences, epochs=30, lr=3e-3, batch_size=16, seed=seeded(0), progress=False)
+    for round in range(1, 6):
+        if evaluate_cloze(model, tokenizer, people).accuracy >= 0.9:
+            break
+        finetune(model, tokenizer, sentences, epochs=10, lr=3e-3, batch_size=16, seed=seeded(round), progress=False)
     path = tmp_path_factory.mktemp("taught")
     save_model(model, tokenizer, path)
     return path

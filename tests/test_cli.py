@@ -32,10 +32,13 @@ def tiny_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))
 
 
-def test_unlearn_writes_a_complete_run_directory(taught_dir, forget_file, tmp_path, tiny_cache, capsys):
+def test_unlearn_writes_a_complete_run_directory(taught_dir, forget_file, tmp_path, tiny_cache, capsys, people):
     before = digest(taught_dir)
     out = tmp_path / "run"
+    keep = tmp_path / "keep.jsonl"
+    write_mcq(people[40:60], keep)
     code = main(["unlearn", "--model", str(taught_dir), "--forget", forget_file, "--out", str(out), "--quiet",
+                 "--retain-mcq", str(keep), "--set", "collateral_budget=1",
                  "--set", "max_epochs=2", "--set", "budget=10", "--set", "cir.act_components=4",
                  "--set", "grad_components=4", "--seed", "5"])
     assert code == 0
@@ -45,15 +48,24 @@ def test_unlearn_writes_a_complete_run_directory(taught_dir, forget_file, tmp_pa
     assert config["cir"]["train_layers"] == [0, 1]  # resolved, not None
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1, 2]
-    assert {"forget_loss", "loss_ratio", "forget_accuracy", "seconds"} <= set(rows[1])
+    assert {"forget_loss", "loss_ratio", "forget_accuracy", "seconds", "collateral"} <= set(rows[1])
+    assert set(rows[1]["retain_accuracy"]) == {str(keep)}  # the even half of the kept people, watched
+    assert 0 < config["sources"]["retain_mcq"][str(keep)] <= 10  # even half, less answers shared with forget facts
     assert "Stopped by: max_epochs (2)" in (out / "report.md").read_text()
+    summary = json.loads((out / "result.json").read_text())
+    probes = summary["probes"]["after"]
+    assert {"cloze", "qa", "statement", "kshot"} <= set(probes["probes"])
+    assert probes["worst_accuracy"] == max(probes["probes"].values())
+    assert probes["probes"]["cloze"] == pytest.approx(rows[-1]["forget_accuracy"])
+    assert "Forget facts in every held-out probe" in (out / "report.md").read_text()
     # the written model loads anywhere, and through cir's own --model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     AutoModelForCausalLM.from_pretrained(out)
     AutoTokenizer.from_pretrained(out)
-    assert main(["eval", "--model", str(out), "--mcq", forget_file, "--json"]) == 0
+    assert main(["eval", "--model", str(out), "--mcq", forget_file, "--json", "--probes"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["mcq"][forget_file]["probes"] == probes
     assert result["mcq"][forget_file]["n"] == 10
     assert result["mcq"][forget_file]["accuracy"] == pytest.approx(rows[-1]["forget_accuracy"])
     assert not list(tmp_path.glob(".run.partial-*"))

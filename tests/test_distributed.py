@@ -81,7 +81,7 @@ def test_two_processes_unlearn_to_the_same_weights_as_one(method, options, toler
     monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))
     common = ["unlearn", "--model", str(taught_dir), "--forget", forget, "--retain", retain, "--method", method,
               "--quiet", "--set", "max_epochs=2", "--set", "budget=10", "--set", "batch_size=16",
-              "--set", "retain_batch_size=8"]
+              "--set", "retain_batch_size=8", "--set", "collateral_budget=1"]
     if method == "cir":
         common += ["--set", "act_components=4", "--set", "grad_components=4"]
     one_process = [o for o in options if o != "--fsdp"]

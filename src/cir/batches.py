@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import torch
@@ -70,10 +71,26 @@ def chunks(n: int, batch_size: int, min_size: int = 1) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
+def draw_phrasings(items: list[MCQ], phrasings: int, seed: int) -> list[tuple[str, ...]]:
+    """Per item, `phrasings` of its training sentences drawn with `seed` (all when it has no
+    more than that, or `phrasings` is 0), in the bank's order."""
+    rng = random.Random(seed)
+    drawn = []
+    for item in items:
+        bank = item.sentences()
+        if phrasings and len(bank) > phrasings:
+            chosen = sorted(rng.sample(range(len(bank)), phrasings))
+            bank = tuple(bank[i] for i in chosen)
+        drawn.append(bank)
+    return drawn
+
+
 def forget_batches(tokenizer, items: list[MCQ], batch_size: int = 32, max_length: int = 64,
-                   min_size: int = 1) -> list[Batch]:
-    """Every fact sentence of every item, in file order, with its answer tokens marked."""
-    pairs = [(sentence, item.answer_text) for item in items for sentence in item.sentences()]
+                   min_size: int = 1, phrasings: int = 0, seed: int = 0) -> list[Batch]:
+    """The fact sentences of every item (all, or `phrasings` each drawn with `seed`), in file
+    order, with their answer tokens marked."""
+    pairs = [(sentence, item.answer_text) for item, bank in zip(items, draw_phrasings(items, phrasings, seed))
+             for sentence in bank]
     return [encode(tokenizer, [p[0] for p in pairs[c]], [p[1] for p in pairs[c]], max_length)
             for c in chunks(len(pairs), batch_size, min_size)]
 

@@ -69,6 +69,11 @@ def _shard(args, model):
 
 
 # ---------------------------------------------------------------- eval
+def _max_choices(fmt: str) -> int | None:
+    """The most choices a question may have in prompt format `fmt` (letters: A to Z)."""
+    return 26 if fmt == "letters" else None
+
+
 def _eval_args(p):
     _model_arg(p)
     p.add_argument("--mcq", action="append", default=[], help="fact set: JSONL file, builtin:TOPIC, TOPIC, or hf:NAME[:CONFIG][:SPLIT]")
@@ -76,6 +81,8 @@ def _eval_args(p):
     p.add_argument("--base", help="reference model for KL(base || model) on --text")
     p.add_argument("--format", choices=["cloze", "letters", "answer_only"], default="cloze", dest="fmt",
                    help="answer_only: the question left out (what guessing by answer likelihood scores)")
+    p.add_argument("--probes", action="store_true",
+                   help="also every held-out probe (cloze, rewordings, qa, statement, k-shot) and the worst")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -87,7 +94,8 @@ def cmd_eval(args):
 
     if not args.mcq and not args.text:
         raise InputError("nothing to evaluate: give --mcq and/or --text")
-    fact_sets = {spec: load_mcq(spec) for spec in args.mcq}  # validate every input before loading the model
+    # validate every input before loading the model
+    fact_sets = {spec: load_mcq(spec, _max_choices(args.fmt)) for spec in args.mcq}
     corpora = {spec: load_texts(spec) for spec in args.text}
     model, tokenizer = _load(args)
     base = None
@@ -100,6 +108,10 @@ def cmd_eval(args):
         start = time.perf_counter()
         res = evaluate_mcq(model, tokenizer, items, args.fmt)
         result["mcq"][spec] = res.to_json() | {"seconds": round(time.perf_counter() - start, 2)}
+        if args.probes:
+            from cir.attacks.probes import evaluate_battery
+
+            result["mcq"][spec]["probes"] = evaluate_battery(model, tokenizer, items).to_json()
     for spec, texts in corpora.items():
         entry = {"loss": text_loss(model, tokenizer, texts), "n": len(texts)}
         if base is not None:
@@ -112,6 +124,12 @@ def cmd_eval(args):
     rows = [[spec, f"{r['accuracy']:.3f}", r["n"], f"{r['correct_prob']:.3f}"] for spec, r in result["mcq"].items()]
     if rows:
         print(format_table(["fact set", "accuracy", "n", "P(correct)"], rows))
+    for spec, r in result["mcq"].items():
+        if "probes" in r:
+            battery = r["probes"]
+            print(format_table(["probe", f"accuracy ({spec})", "n"],
+                               [[name, f"{acc:.3f}", battery["n"][name]] for name, acc in battery["probes"].items()]))
+            print(f"worst probe: {battery['worst']} ({battery['worst_accuracy']:.3f})")
     rows = [[spec, f"{r['loss']:.4f}", f"{r.get('kl', float('nan')):.5f}"] for spec, r in result["text"].items()]
     if rows:
         print(format_table(["text", "loss", "KL(base||model)"], rows))
@@ -130,12 +148,17 @@ def _synth_args(p):
     p.add_argument("--people", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="JSONL file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
 @command("synth", "generate fictitious facts (invented people x attributes) as a fact set")
 def cmd_synth(args):
-    from cir.data.synthetic import generate_people, write_mcq
+    from cir.data.synthetic import MAX_PEOPLE, generate_people, write_mcq
+    from cir.outputs import check_output_file
 
+    if not 1 <= args.people <= MAX_PEOPLE:
+        raise InputError(f"--people must be between 1 and {MAX_PEOPLE}, got {args.people}")
+    check_output_file(args.out, args.overwrite)
     items = generate_people(args.people, args.seed)
     write_mcq(items, args.out)
     print(f"wrote {len(items)} questions about {args.people} invented people to {args.out}")
@@ -189,6 +212,9 @@ def _unlearn_args(p):
     _model_arg(p)
     p.add_argument("--forget", action="append", required=True, help="fact set(s) to forget (as for --mcq)")
     p.add_argument("--retain", help="general text for the retain step (default: text sampled from the model)")
+    p.add_argument("--retain-mcq", action="append", default=[], metavar="FILE",
+                   help="fact set(s) to keep, watched by the collateral budget (default: the built-in topics "
+                        "not being forgotten; questions that share an answer with a forget fact are left out)")
     p.add_argument("--method", default=None, help="registered method (cir methods lists them); default cir")
     p.add_argument("--config", help="YAML file of options")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
@@ -215,11 +241,23 @@ def _prepare_unlearning(args):
         from cir.data import load_texts
 
         retain_texts = load_texts(args.retain)
+    retain_sets = _retain_sets(args, items)
     check_output_dir(args.out, args.overwrite)
-    return run, method_config, items, retain_texts
+    return run, method_config, items, retain_texts, retain_sets
 
 
-def unlearn_into(args, model, tokenizer, run, method_config, items, retain_texts=None):
+def _retain_sets(args, items) -> dict:
+    """The fact sets the collateral budget watches: --retain-mcq, or the built-in topics not
+    being forgotten; their even-numbered questions (the odd ones stay a check the run never saw)."""
+    from cir.data import builtin_topics, load_mcq
+    from cir.unlearn import watched_retain_sets
+
+    specs = getattr(args, "retain_mcq", None) or [t for t in builtin_topics()
+                                                  if t not in {f.removeprefix("builtin:") for f in args.forget}]
+    return watched_retain_sets(items, {spec: load_mcq(spec) for spec in specs}, half=0)
+
+
+def unlearn_into(args, model, tokenizer, run, method_config, items, retain_texts=None, retain_sets=None):
     """Unlearn into the run directory; `retain_texts` (a user corpus) replaces the sampled retain half."""
     from cir import distributed
     from cir.outputs import staged_output
@@ -230,16 +268,19 @@ def unlearn_into(args, model, tokenizer, run, method_config, items, retain_texts
     retain = retain_texts or retain
     _shard(args, model)
     if not distributed.is_main():  # under a launcher: train on this process's shards, write nothing
-        result = run_unlearning(model, tokenizer, items, retain, heldout, run, method_config, progress=False)
+        result = run_unlearning(model, tokenizer, items, retain, heldout, run, method_config, progress=False,
+                                retain_sets=retain_sets)
         distributed.full_state_dict(model)  # under FSDP: this process's slices, to the main one
         distributed.barrier()
         return result
     with staged_output(args.out, args.overwrite) as staging:
         result = run_unlearning(model, tokenizer, items, retain, heldout, run, method_config,
-                                metrics_path=staging / "metrics.jsonl", progress=not args.quiet)
+                                metrics_path=staging / "metrics.jsonl", progress=not args.quiet,
+                                retain_sets=retain_sets)
         weights = distributed.full_state_dict(model)  # under FSDP: gathered from every process
         write_run(staging, model, tokenizer, result, run, weights,
                   {"model": args.model, "forget": args.forget, "retain": args.retain or "sampled from the model",
+                   "retain_mcq": {name: len(watched) for name, watched in (retain_sets or {}).items()},
                    "processes": distributed.world_size()})
     distributed.barrier()
     return result
@@ -247,9 +288,9 @@ def unlearn_into(args, model, tokenizer, run, method_config, items, retain_texts
 
 @command("unlearn", "make a model forget fact sets; writes the model, config.yaml, metrics.jsonl, report.md")
 def cmd_unlearn(args):
-    run, method_config, items, retain_texts = _prepare_unlearning(args)
+    run, method_config, items, retain_texts, retain_sets = _prepare_unlearning(args)
     model, tokenizer = _load(args)
-    result = unlearn_into(args, model, tokenizer, run, method_config, items, retain_texts)
+    result = unlearn_into(args, model, tokenizer, run, method_config, items, retain_texts, retain_sets)
     from cir import distributed
 
     if not distributed.is_main():
@@ -259,6 +300,10 @@ def cmd_unlearn(args):
     print(f"kept epoch {result.kept_epoch}: forget accuracy {result.metrics[0].get('forget_accuracy', float('nan')):.3f}"
           f" -> {kept.get('forget_accuracy', float('nan')):.3f}, held-out loss x{kept['loss_ratio']:.4f}; "
           f"{result.seconds / max(result.n_facts, 1):.2f} s per fact; written to {args.out}")
+    if "probes" in result.extra:
+        after = result.extra["probes"]["after"]
+        print(f"worst held-out probe: {after['worst']} {after['worst_accuracy']:.3f}; other facts: largest drop "
+              f"{kept.get('collateral', float('nan')):.3f} (budget {run.collateral_budget})")
 
 
 @command("methods", "list the unlearning methods")
@@ -295,13 +340,13 @@ def cmd_demo(args):
     if args.topic not in builtin_topics():
         raise InputError(f"unknown built-in topic '{args.topic}' (known: {', '.join(builtin_topics())})")
     args.forget, args.retain = [args.topic], None
-    run, method_config, items, _ = _prepare_unlearning(args)
+    run, method_config, items, _, retain_sets = _prepare_unlearning(args)
     settings = DemoSettings(topic=args.topic, seed=run.seed)
     topics = topic_sets()
     model, tokenizer = _load(args)
     train, held_out = split_forget(items, settings.split_ratio, settings.seed)
     rows = {"before": measure(model, tokenizer, topics, held_out)}
-    result = unlearn_into(args, model, tokenizer, run, method_config, items)  # T and V are both unlearned
+    result = unlearn_into(args, model, tokenizer, run, method_config, items, None, retain_sets)  # T and V both
     rows["after unlearning"] = measure(model, tokenizer, topics, held_out)
     rows |= attacks(model, tokenizer, topics, train, held_out, settings)
     table = demo_table(settings, rows, result)
@@ -428,7 +473,7 @@ def _attack_relearn(args):
     _check_positive(epochs=args.epochs, lr=args.lr, lora_rank=args.lora_rank, shots=args.shots)
     if _fsdp(args) and args.params == "lora":
         raise InputError("--fsdp shards whole weights: use --params mlp or all (LoRA adapters are not sharded)")
-    train, eval_items = load_mcq(args.train), load_mcq(args.eval_set)
+    train, eval_items = load_mcq(args.train), load_mcq(args.eval_set, _max_choices(args.fmt))
     model, tokenizer = _load(args)
     _shard(args, model)
     result = relearn(model, tokenizer, train, eval_items, args.epochs, args.lr, args.optimizer, args.params,
@@ -445,7 +490,7 @@ def _attack_quantize(args):
     from cir.data import load_mcq
 
     _check_positive(group_size=args.group_size, shots=args.shots)
-    fact_sets = {spec: load_mcq(spec) for spec in args.mcq}
+    fact_sets = {spec: load_mcq(spec, _max_choices(args.fmt)) for spec in args.mcq}
     model, tokenizer = _load(args)
 
     def evaluate():
@@ -531,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cir", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (fn, help) in COMMANDS.items():
-        p = sub.add_parser(name, help=help, description=help)
+        p = sub.add_parser(name, help=help.replace("%", "%%"), description=help.replace("%", "%%"))
         configure = globals().get(f"_{name.replace('-', '_')}_args")
         if configure:
             configure(p)

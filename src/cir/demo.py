@@ -2,7 +2,8 @@
 
 Rows: before, after unlearning, after a relearning attack on half of the topic's questions
 (T), after 4-bit quantisation. The topic's accuracy is read on the other half (V), which the
-attack never saw; the other topics show collateral damage.
+attack never saw, with the cloze prompt and in the worst of the held-out probes (the probe
+battery, cir.attacks.probes); the other topics show collateral damage.
 """
 
 from __future__ import annotations
@@ -34,7 +35,15 @@ def accuracies(model, tokenizer, sets: dict) -> dict[str, float]:
 def measure(model, tokenizer, topics: dict, held_out: list) -> dict:
     row = accuracies(model, tokenizer, topics)
     row["V"] = evaluate_mcq(model, tokenizer, held_out).accuracy
-    return row
+    return row | worst_probe(model, tokenizer, held_out)
+
+
+def worst_probe(model, tokenizer, held_out: list, floor: float = 0.0) -> dict:
+    """V in the worst held-out probe (at least `floor`: an attack's best cloze epoch)."""
+    from cir.attacks.probes import evaluate_battery
+
+    battery = evaluate_battery(model, tokenizer, held_out)
+    return {"V worst": max(battery.worst_accuracy, floor), "_probes": battery.to_json()}
 
 
 def attacks(model, tokenizer, topics: dict, train: list, held_out: list, settings: DemoSettings) -> dict:
@@ -45,7 +54,8 @@ def attacks(model, tokenizer, topics: dict, train: list, held_out: list, setting
     relearned = copy.deepcopy(model)
     result = relearn(relearned, tokenizer, train, held_out, epochs=settings.relearn_epochs, lr=settings.relearn_lr,
                      optimizer="adam", params="mlp", seed=settings.seed, progress=True)
-    rows["after relearning on T"] = accuracies(relearned, tokenizer, topics) | {"V": result["max_accuracy"]}
+    rows["after relearning on T"] = (accuracies(relearned, tokenizer, topics) | {"V": result["max_accuracy"]}
+                                     | worst_probe(relearned, tokenizer, held_out, floor=result["max_accuracy"]))
     rows["after relearning on T"]["_relearn"] = result
     del relearned
     quantized = copy.deepcopy(model)
@@ -55,11 +65,11 @@ def attacks(model, tokenizer, topics: dict, train: list, held_out: list, setting
 
 
 def demo_table(settings: DemoSettings, rows: dict[str, dict], result) -> str:
-    topics = [t for t in next(iter(rows.values())) if t not in ("V",) and not t.startswith("_")]
+    topics = [t for t in next(iter(rows.values())) if t not in ("V", "V worst") and not t.startswith("_")]
     others = [t for t in topics if t != settings.topic]
-    header = ["", f"{settings.topic} V", f"{settings.topic} (all)"] + others
-    table = [[name, f"{row['V']:.3f}", f"{row[settings.topic]:.3f}"] + [f"{row[t]:.3f}" for t in others]
-             for name, row in rows.items()]
+    header = ["", f"{settings.topic} V", "V, worst probe", f"{settings.topic} (all)"] + others
+    table = [[name, f"{row['V']:.3f}", f"{row['V worst']:.3f}", f"{row[settings.topic]:.3f}"]
+             + [f"{row[t]:.3f}" for t in others] for name, row in rows.items()]
     kept = result.metrics[result.kept_epoch]
     before, after = rows["before"], rows["after unlearning"]
     worst = min(after[t] - before[t] for t in others)
@@ -68,6 +78,8 @@ def demo_table(settings: DemoSettings, rows: dict[str, dict], result) -> str:
         "",
         f"- V: the held-out half of `{settings.topic}` that the relearning attack never trains on "
         f"(relearning reports the best epoch); chance is 0.25",
+        "- V, worst probe: the highest accuracy on V over the held-out probes (cloze, the questions' own "
+        "rewordings, qa, the declarative stem, k-shot), none of which is in any training text",
         f"- largest drop on another topic after unlearning: {worst:+.3f}",
         f"- held-out general-text loss after unlearning: x{kept['loss_ratio']:.4f} of the original",
         f"- unlearning: {result.seconds:.0f} s for {result.n_facts} facts "

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from cir import distributed
 from cir.data.mcq import MCQ
+from cir.errors import InputError
 
 LETTERS = string.ascii_uppercase
 
@@ -32,6 +33,19 @@ def letters_prompt(item: MCQ, subject: str = "general knowledge") -> str:
     lines = [f"The following are multiple choice questions (with answers) about {subject}.", "", item.question.strip()]
     lines += [f"{LETTERS[i]}. {choice}" for i, choice in enumerate(item.choices)]
     return "\n".join(lines) + "\nAnswer:"
+
+
+def context_length(model) -> int | None:
+    config = model.config
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
+def check_context(model, n_tokens: int, text: str) -> None:
+    """Refuse a prompt longer than the model's context (its attention would need memory for it)."""
+    limit = context_length(model)
+    if limit is not None and n_tokens > limit:
+        words = " ".join(text.split()[:8])
+        raise InputError(f"prompt '{words} ...' is {n_tokens} tokens, longer than the model's context of {limit}")
 
 
 def _pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,6 +90,7 @@ def continuation_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_
     for context, continuation in pairs:
         ctx = tokenizer(context)["input_ids"]
         cont = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        check_context(model, len(ctx) + len(cont), context + continuation)
         encoded.append((ctx, cont))
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]) - len(encoded[i][1]))
     scores = [0.0] * len(encoded)
@@ -108,6 +123,7 @@ class MCQResult:
     n: int
     correct_prob: float  # mean probability of the correct choice, renormalised over the choices
     correct: list[bool]
+    probs: list[float] = field(default_factory=list)  # per item: P(correct), renormalised over the choices
 
     def to_json(self) -> dict:
         return {"accuracy": self.accuracy, "n": self.n, "correct_prob": self.correct_prob}
@@ -119,7 +135,7 @@ def _result(choice_scores: list[torch.Tensor], items: list[MCQ]) -> MCQResult:
         correct.append(int(scores.argmax()) == item.answer)
         probs.append(float(scores.softmax(-1)[item.answer]))
     n = len(items)
-    return MCQResult(accuracy=sum(correct) / n, n=n, correct_prob=sum(probs) / n, correct=correct)
+    return MCQResult(accuracy=sum(correct) / n, n=n, correct_prob=sum(probs) / n, correct=correct, probs=probs)
 
 
 def evaluate_prompts(model, tokenizer, items: list[MCQ], prompts: list[str], batch_size: int = 64) -> MCQResult:
@@ -144,9 +160,15 @@ def evaluate_letters(model, tokenizer, items: list[MCQ], subject: str = "general
     base, head, softcap = _hidden_and_head(model)
     device = next(model.parameters()).device
     scores = []
+    for item in items:
+        if len(item.choices) > len(LETTERS):
+            raise InputError(f"question '{' '.join(item.question.split()[:8])} ...' has {len(item.choices)} choices, "
+                             f"more than the {len(LETTERS)} letters")
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
         seqs = [tokenizer(letters_prompt(item, subject))["input_ids"] for item in batch]
+        for seq, item in zip(seqs, batch):
+            check_context(model, len(seq), item.question)
         ids, mask = _pad(seqs, tokenizer.pad_token_id, device)
         hidden = base(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
         last = hidden[torch.arange(len(batch)), mask.sum(1) - 1]

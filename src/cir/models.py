@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pickle
 import shutil
 import tempfile
 import time
@@ -25,6 +26,8 @@ BUNDLED = {
 }
 DEFAULT_MODEL = "smollm2-135m"
 CACHE_FORMAT = "v2"  # bump when the converted layout changes, so stale caches are not reused
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json")
 
 
 def cache_dir() -> Path:
@@ -72,23 +75,41 @@ def _convert_bundled(alias: str, target: Path) -> None:
         model.generation_config.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / "cir_source.json").write_text(json.dumps({"gguf": str(gguf)}))
-        staging.rename(target)  # atomic: a crash leaves no half-written cache behind
+        publish(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _converted(target: Path) -> bool:
+    return (target / "config.json").is_file() and (target / "model.safetensors").is_file()
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Rename the finished `staging` to `target` (atomic: a crash leaves no half-written cache).
+    Another process converting at the same time may have got there first: its copy is as good."""
+    try:
+        staging.rename(target)
+    except OSError:
+        if not _converted(target):
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def resolve(spec: str) -> str:
     """Map a model spec to something `from_pretrained` takes, converting the bundled model if needed."""
     if spec in BUNDLED:
         target = cache_dir() / "models" / f"{spec}-{CACHE_FORMAT}"
-        if not (target / "config.json").is_file():
+        if not _converted(target):
             _convert_bundled(spec, target)
         return str(target)
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir() or not (path / "config.json").is_file():
             raise InputError("not a model directory (no config.json)", path=spec)
+        if not any((path / name).is_file() for name in WEIGHT_FILES):
+            raise InputError("no weights: expected model.safetensors, pytorch_model.bin or their sharded index",
+                             path=spec)
         return str(path)
     return spec  # a hub id
 
@@ -104,19 +125,26 @@ def load_model(
 
     The tokenizer pads on the right with its EOS token when it has no pad token.
     """
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, KeyError, SafetensorError, pickle.UnpicklingError) as error:
+        detail = f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
+        if isinstance(error, pickle.UnpicklingError):
+            detail = ("UnpicklingError: a weights file holds objects that weights-only loading refuses "
+                      "(code could run)")
+        if Path(source).is_dir():  # corrupt or truncated weights, a refused pickle
+            raise InputError(f"cannot load the model files in this directory [{detail}]", path=source) from None
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         hint = "the hub is offline (HF_HUB_OFFLINE=1)" if offline else "the hub could not be reached or has no such model"
         known = ", ".join(BUNDLED)
         raise InputError(
             f"cannot load model '{spec}': not a known alias ({known}), not a local model directory, and {hint}"
-            f" [{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}]"
+            f" [{detail}]"
         ) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -1,14 +1,41 @@
 """Output directories that are either complete or absent: written to a staging folder and
-renamed into place at the end, so a crash or Ctrl-C leaves nothing half-written."""
+renamed into place at the end, so a crash, Ctrl-C or SIGTERM leaves nothing half-written.
+
+A staging folder is named `.NAME.partial-PID@HOST-XXXX` after the process writing it; one whose
+process is gone (killed with SIGKILL, or the machine went down) is removed by the next run
+writing the same NAME.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import shutil
+import signal
+import socket
+import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from cir.errors import InputError
+
+
+def check_writable(path: str | Path) -> None:
+    """Refuse, before anything slow runs, a `path` that cannot be created: a probe file is made
+    and removed in its nearest existing ancestor directory."""
+    parent = Path(path).absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError("is not a directory", path=str(parent))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".cir-probe-", dir=parent)
+    except OSError as error:
+        raise InputError(f"cannot write here ({error.strerror})", path=str(parent)) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_output_dir(out: str | Path, overwrite: bool) -> Path:
@@ -17,7 +44,67 @@ def check_output_dir(out: str | Path, overwrite: bool) -> Path:
         raise InputError("exists and is not a directory", path=str(out))
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise InputError("output directory is not empty (use --overwrite to replace it)", path=str(out))
+    check_writable(out)
     return out
+
+
+def check_output_file(out: str | Path, overwrite: bool) -> Path:
+    out = Path(out)
+    if out.is_dir():
+        raise InputError("is a directory, expected a file", path=str(out))
+    if out.exists() and not overwrite:
+        raise InputError("exists (use --overwrite to replace it)", path=str(out))
+    check_writable(out)
+    return out
+
+
+def write_file(out: str | Path, data: str | bytes) -> None:
+    """Write `data` to a new file renamed over `out` at the end: never a half-written file, and a
+    symbolic link at `out` is replaced, its target left alone. Missing parent directories are made."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as f:  # exclusive: never through a link; the umask sets the mode
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _owner_gone(staging: Path, prefix: str) -> bool:
+    """Whether the process named in a staging folder's name no longer runs (on this machine)."""
+    pid, _, rest = staging.name[len(prefix):].partition("@")
+    if not pid.isdigit() or not rest.startswith(socket.gethostname() + "-"):
+        return False  # another machine's, or an older name without the owner: left alone
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it runs, as another user
+        pass
+    return False
+
+
+def remove_stale_staging(out: Path) -> None:
+    prefix = f".{out.name}.partial-"
+    for staging in out.parent.iterdir():  # not glob: NAME may hold [ or *
+        if staging.name.startswith(prefix) and not staging.is_symlink() and _owner_gone(staging, prefix):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _terminate_as_exit():
+    """Within the block, SIGTERM exits like Ctrl-C interrupts: `finally` blocks run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
 
 
 @contextlib.contextmanager
@@ -25,12 +112,17 @@ def staged_output(out: str | Path, overwrite: bool = False):
     """Yield a staging directory; on success it replaces `out`, on any exception it is removed."""
     out = check_output_dir(out, overwrite).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        yield staging
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    remove_stale_staging(out)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}@{socket.gethostname()}-",
+                                    dir=out.parent))
+    with _terminate_as_exit():
+        try:
+            yield staging
+            old = staging.with_name(staging.name + "-old")
+            if out.exists():  # moved aside first: what cannot be deleted is left there, not half-gone
+                out.rename(old)
+            staging.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def format_table(header: list[str], rows: list[list]) -> str:
     cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
@@ -12,9 +14,23 @@ def format_table(header: list[str], rows: list[list]) -> str:
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(str(c) for c in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    def cells(row):  # a | or a line break inside a cell would end it
+        return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |"
+
+    lines = [cells(header), "|" + "|".join("---" for _ in header) + "|"]
+    lines += [cells(row) for row in rows]
     return "\n".join(lines)
+
+
+def finite(value):
+    """`value` with every NaN and infinity, however deeply nested, replaced by None (JSON null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def _fmt(value, digits=4):
@@ -48,6 +64,7 @@ def run_report(result, run, resolved: dict) -> str:
         "",
         "Epoch 0 is the original model (CIR collects its first statistics there, without updating).",
         "",
+        *_probe_section(result.extra.get("probes")),
         "## Configuration",
         "",
         "```yaml",
@@ -58,11 +75,47 @@ def run_report(result, run, resolved: dict) -> str:
     return "\n".join(lines)
 
 
+def _probe_section(probes: dict | None) -> list[str]:
+    """The forget facts in every held-out probe, before unlearning and on the kept weights."""
+    if not probes:
+        return []
+    before, after = probes["before"], probes["after"]
+    rows = [[name, _fmt(before["probes"][name]), _fmt(after["probes"].get(name)), before["n"][name]]
+            for name in before["probes"]]
+    return ["## Forget facts in every held-out probe", "",
+            markdown_table(["probe", "before", "after", "questions"], rows), "",
+            f"Worst probe (highest accuracy) after unlearning: {after['worst']} ({_fmt(after['worst_accuracy'])}); "
+            "no probe text is in the training texts.", ""]
+
+
 # ---------------------------------------------------------------- robustness report (cir report)
 def _label(spec: str) -> str:
     from pathlib import Path
 
     return Path(spec).stem if spec.endswith((".jsonl", ".json")) else spec.removeprefix("builtin:")
+
+
+METRIC_FIELDS = ("forget_accuracy", "disruption")  # what the report reads of metrics.jsonl besides the epoch
+
+
+def _read_metrics(path) -> list[dict]:
+    """metrics.jsonl rows: each with an integer epoch, and the numbers above in every row or none."""
+    from cir.data._io import read_jsonl
+    from cir.errors import InputError
+
+    rows = []
+    for line, row in read_jsonl(str(path)):
+        required = ["epoch"] + [key for key in METRIC_FIELDS if rows and key in rows[0]]
+        missing = [key for key in required if key not in row]
+        if missing:
+            raise InputError(f"missing field '{missing[0]}'", path=str(path), line=line)
+        for key in ("epoch",) + METRIC_FIELDS:
+            value, kind = row.get(key, 0), int if key == "epoch" else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise InputError(f"field '{key}' must be {'int' if key == 'epoch' else 'a number'}, got "
+                                 f"{type(value).__name__}", path=str(path), line=line)
+        rows.append(row)
+    return rows
 
 
 def load_run(run_dir) -> dict:
@@ -83,16 +136,19 @@ def load_run(run_dir) -> dict:
            "attacks": read_attacks(path)}
     try:
         if (path / "metrics.jsonl").is_file():
-            run["metrics"] = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line]
+            run["metrics"] = _read_metrics(path / "metrics.jsonl")
         if (path / "result.json").is_file():
-            run["kept_epoch"] = json.loads((path / "result.json").read_text()).get("kept_epoch")
+            run["kept_epoch"] = json.loads((path / "result.json").read_text(encoding="utf-8")).get("kept_epoch")
         if (path / "demo.json").is_file():
-            run["demo"] = json.loads((path / "demo.json").read_text())
+            run["demo"] = json.loads((path / "demo.json").read_text(encoding="utf-8"))
         if (path / "config.yaml").is_file():
-            config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+            config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
             run["forget"] = config.get("sources", {}).get("forget", [])
     except (ValueError, yaml.YAMLError, AttributeError) as error:
         raise InputError(f"unreadable run file ({error})", path=str(path)) from None
+    kept = run["kept_epoch"]
+    if kept is not None and (isinstance(kept, bool) or not isinstance(kept, int) or kept < 0):
+        raise InputError(f"field 'kept_epoch' must be an epoch number, got {kept!r}", path=str(path / "result.json"))
     if not run["metrics"] and not run["attacks"]:
         raise InputError("no metrics.jsonl or attacks.json: not a run directory", path=str(path))
     return run
@@ -132,6 +188,16 @@ def _pyplot():
     return plt
 
 
+def _save_png(fig, path) -> None:
+    import io
+
+    from cir.outputs import write_file
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    write_file(path, buffer.getvalue())
+
+
 def plot_unlearning(runs: list[dict], path) -> bool:
     runs = [r for r in runs if r["metrics"]]
     if not runs:
@@ -146,7 +212,7 @@ def plot_unlearning(runs: list[dict], path) -> bool:
     dis.set(title="disruption while unlearning", xlabel="epoch", ylabel="disruption")
     acc.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save_png(fig, path)
     plt.close(fig)
     return True
 
@@ -164,7 +230,7 @@ def plot_relearn(runs: list[dict], path) -> bool:
            ylabel="accuracy", ylim=(0, 1.05))
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save_png(fig, path)
     plt.close(fig)
     return True
 
@@ -183,7 +249,7 @@ def plot_topics(run: dict, topics: dict, path) -> bool:
     ax.set(title=f"accuracy per topic: {run['name']}", ylabel="accuracy", ylim=(0, 1.05))
     ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save_png(fig, path)
     plt.close(fig)
     return True
 
@@ -221,9 +287,14 @@ def robustness_markdown(runs: list[dict], topics: dict, plots: list[str]) -> str
 
 
 def robustness_report(dirs: list, out) -> list[str]:
-    """report.md, report.json and PNG plots of run directories into `out`; returns the plot names."""
+    """report.md, report.json and PNG plots of run directories into `out`; returns the plot names.
+    Every file is written anew and renamed into place: a symbolic link in `out` is replaced, never
+    written through."""
     import json
     from pathlib import Path
+
+    from cir.errors import InputError
+    from cir.outputs import check_writable, write_file
 
     runs = [load_run(d) for d in dirs]
     names = [r["name"] for r in runs]
@@ -231,7 +302,9 @@ def robustness_report(dirs: list, out) -> list[str]:
         for run in runs:
             run["name"] = run["path"]
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise InputError("is not a directory (a link is not followed)", path=str(out))
+    check_writable(out / "report.md")
     topics = {run["name"]: topic_accuracies(run) for run in runs}
     plots = []
     if plot_unlearning(runs, out / "unlearning.png"):
@@ -242,6 +315,7 @@ def robustness_report(dirs: list, out) -> list[str]:
         name = f"topics-{i}.png" if len(runs) > 1 else "topics.png"
         if plot_topics(run, topics[run["name"]], out / name):
             plots.append(name)
-    (out / "report.md").write_text(robustness_markdown(runs, topics, plots))
-    (out / "report.json").write_text(json.dumps({"runs": runs, "topics": topics, "plots": plots}, indent=2))
+    write_file(out / "report.md", robustness_markdown(runs, topics, plots))
+    write_file(out / "report.json", json.dumps(finite({"runs": runs, "topics": topics, "plots": plots}), indent=2,
+                                               allow_nan=False))
     return plots

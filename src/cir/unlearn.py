@@ -3,11 +3,14 @@ last in-budget weights, metrics, seeds and the run directory."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import math
 import time
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from cir.architecture import decoder_layers
 from cir.batches import forget_batches, text_batches
 from cir.data.mcq import MCQ
 from cir.errors import InputError
+from cir.attacks.probes import evaluate_battery
 from cir.evaluation import evaluate_cloze, text_kl, text_loss
 from cir.methods import get_method, method_names
 from cir.methods.base import NonFiniteLoss
@@ -39,27 +43,92 @@ class RunConfig:
     max_length: int = 64
     eval_forget: bool = True  # forget accuracy every epoch
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
+    phrasings: int = 0  # training phrasings of each fact per epoch, drawn with the seed (0 = the whole bank)
+    # collateral budget: the largest accuracy drop over the retain fact sets (other knowledge as
+    # the model is asked it) that a kept epoch may have; watched only when retain sets are given
+    collateral_budget: float = 0.03
 
     def __post_init__(self):
         if self.disruption not in ("loss_ratio", "kl"):
             raise ValueError(f"disruption must be loss_ratio or kl, got '{self.disruption}'")
-        if self.max_epochs < 1:
-            raise ValueError("max_epochs must be >= 1")
+        for name in ("max_epochs", "batch_size", "retain_batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed}")
         if self.budget <= 0:
-            raise ValueError("budget must be > 0")
+            raise ValueError(f"budget must be > 0, got {self.budget}")
+        if self.collateral_budget < 0:
+            raise ValueError("collateral_budget must be >= 0")
+        if self.phrasings < 0:
+            raise ValueError("phrasings must be >= 0")
 
 
 # ---------------------------------------------------------------- configuration
-def _coerce(cls, values: dict, where: str) -> object:
+def _describe(kind) -> str:
+    """What a value of the annotated type `kind` is, in words."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in args)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(str, args))
+    if origin is list:
+        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
+    names = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string", type(None): "null"}
+    return names.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def _typed(value, kind):
+    """`value` as the annotated type `kind` (a float also from an int or a numeric string such as
+    1e-3, which YAML reads as a string); a ValueError when it is not one."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            with contextlib.suppress(ValueError):
+                return _typed(value, arg)
+    elif origin is typing.Literal:
+        if value in args:
+            return value
+    elif origin is list:
+        if isinstance(value, list):
+            with contextlib.suppress(ValueError):
+                return [_typed(v, args[0]) for v in value]
+    elif kind is float:
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            with contextlib.suppress(ValueError, OverflowError):
+                if math.isfinite(number := float(value)):
+                    return number
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is type(None):
+        if value is None:
+            return value
+    elif not isinstance(kind, type) or isinstance(value, kind):
+        return value
+    raise ValueError(f"must be {_describe(kind)}")
+
+
+def _coerce(cls, values: dict, where: str, origins: dict | None = None) -> object:
+    """`cls(**values)`, every value checked against its field's annotation first; errors name where the
+    option came from (`origins`: option -> file or flag; `where` otherwise)."""
+    origins = origins or {}
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise InputError(f"unknown option(s) {', '.join(unknown)} for {cls.__name__} (known: {', '.join(sorted(names))})",
-                         path=where)
+                         path=origins.get(unknown[0], where))
+    hints = typing.get_type_hints(cls)
+    typed = {}
+    for name, value in values.items():
+        try:
+            typed[name] = _typed(value, hints[name])
+        except ValueError as error:
+            raise InputError(f"{name} {error}, got {value!r}", path=origins.get(name, where)) from None
     try:
-        return cls(**values)
-    except (TypeError, ValueError) as error:
-        raise InputError(str(error), path=where) from None
+        return cls(**typed)
+    except (TypeError, ValueError) as error:  # the range checks of __post_init__, which name the option first
+        raise InputError(str(error), path=origins.get(str(error).split(" ", 1)[0], where)) from None
 
 
 def build_configs(config_file: str | None = None, overrides: list[str] = (), method: str | None = None,
@@ -69,7 +138,7 @@ def build_configs(config_file: str | None = None, overrides: list[str] = (), met
     YAML: loop options at the top level, method options under a key named after the method.
     Overrides: `key=value` for a loop option, `METHOD.key=value` (or a bare key) for the method's.
     """
-    run_values, method_values = {}, {}
+    run_values, method_values, origins = {}, {}, {}
     if config_file:
         from cir.data._io import read_lines
 
@@ -86,9 +155,12 @@ def build_configs(config_file: str | None = None, overrides: list[str] = (), met
         method_sections = {k: v for k, v in loaded.items() if isinstance(v, dict)}
     else:
         method_sections = {}
-    if method:
-        run_values["method"] = method
+    if method is not None:
+        run_values["method"], origins["method"] = method, "--method"
     name = run_values.get("method", RunConfig.method)
+    if isinstance(name, str) and not name.strip():
+        raise InputError(f"empty method name (known: {', '.join(method_names())})",
+                         path=origins.get("method", config_file))
     if name not in method_names():
         raise InputError(f"unknown method '{name}' (known: {', '.join(method_names())})")
     method_cls = get_method(name)
@@ -99,9 +171,13 @@ def build_configs(config_file: str | None = None, overrides: list[str] = (), met
         if "=" not in item:
             raise InputError(f"--set expects key=value, got '{item}'")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise InputError(f"--set: cannot read the value of {key} ({raw!r})") from None
         if key.startswith(name + "."):
-            method_values[key[len(name) + 1:]] = value
+            key = key[len(name) + 1:]
+            method_values[key] = value
         elif key in run_fields:
             run_values[key] = value
         elif key in method_fields:
@@ -109,10 +185,12 @@ def build_configs(config_file: str | None = None, overrides: list[str] = (), met
         else:
             raise InputError(f"--set: unknown option '{key}' (loop: {', '.join(sorted(run_fields))}; "
                              f"{name}: {', '.join(sorted(method_fields))})")
+        origins[key] = "--set"
     if seed is not None:
-        run_values["seed"] = seed
+        run_values["seed"], origins["seed"] = seed, "--seed"
     where = config_file or "--set"
-    return _coerce(RunConfig, run_values, where), _coerce(method_cls.Config, method_values, where)
+    return (_coerce(RunConfig, run_values, where, origins),
+            _coerce(method_cls.Config, method_values, where, origins))
 
 
 def config_dict(run: RunConfig, method_config) -> dict:
@@ -159,6 +237,39 @@ class Disruption:
         return values
 
 
+class Collateral:
+    """Other knowledge as the model is asked it: cloze accuracy on each retain fact set, and
+    the largest drop from the original model's over the sets."""
+
+    def __init__(self, model, tokenizer, sets: dict[str, list[MCQ]]):
+        self.tokenizer, self.sets = tokenizer, sets
+        self.original = self.accuracies(model)
+
+    def accuracies(self, model) -> dict[str, float]:
+        return {name: evaluate_cloze(model, self.tokenizer, items).accuracy for name, items in self.sets.items()}
+
+    def __call__(self, model) -> dict:
+        now = self.accuracies(model)
+        drop = max(self.original[name] - now[name] for name in now)
+        return {"collateral": drop, "retain_accuracy": now}
+
+
+def watched_retain_sets(forget: list[MCQ], sets: dict[str, list[MCQ]], half: int = 0) -> dict[str, list[MCQ]]:
+    """The retain fact sets a run watches: each set's questions `half` (0: even, 1: odd
+    positions; None: all), without those that share a question or an answer with a forget
+    fact (a user's own capitals file next to the built-in capitals)."""
+    answers = {item.answer_text.strip().lower() for item in forget}
+    questions = {item.question.strip().lower() for item in forget}
+    watched = {}
+    for name, items in sets.items():
+        chosen = items if half is None else items[half::2]
+        chosen = [item for item in chosen if item.answer_text.strip().lower() not in answers
+                  and item.question.strip().lower() not in questions]
+        if chosen:
+            watched[name] = chosen
+    return watched
+
+
 def gradient_checkpointing(model, on: bool) -> None:
     """Recompute each decoder layer's activations in backward instead of storing them.
     Transformers checkpoints only layers in training mode, so the layers are put in training
@@ -185,11 +296,27 @@ def _restore(params: dict, snapshot: dict) -> None:
         p.copy_(snapshot[n])
 
 
+def _forget_schedule(tokenizer, items: list[MCQ], run: RunConfig, processes: int):
+    """(forget batches, the batch indices of each epoch): with `phrasings`, every epoch draws its
+    own phrasings of each fact (seeded by the run's seed and the epoch); else one set for all."""
+    if not run.phrasings:
+        return forget_batches(tokenizer, items, run.batch_size, run.max_length, min_size=processes), None
+    batches, schedule = [], []
+    for epoch in range(1, run.max_epochs + 1):
+        drawn = forget_batches(tokenizer, items, run.batch_size, run.max_length, min_size=processes,
+                               phrasings=run.phrasings, seed=run.seed * 10_007 + epoch)
+        schedule.append(list(range(len(batches), len(batches) + len(drawn))))
+        batches += drawn
+    return batches, schedule
+
+
 def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list[str], heldout_texts: list[str],
                    run: RunConfig, method_config, *, metrics_path: Path | None = None,
-                   progress: bool = True) -> RunResult:
+                   progress: bool = True, retain_sets: dict[str, list[MCQ]] | None = None) -> RunResult:
     """Unlearn `forget_items` from `model` in place. Keeps the last weights whose disruption
-    is within budget; says which rule stopped the run.
+    is within budget (and, with `retain_sets`, whose accuracy on those fact sets has not dropped
+    more than the collateral budget); says which rule stopped the run. The retain sets' fact
+    sentences are also given to the method (CIR's retain-aware collapse reads them).
 
     Under a launcher every process runs this with the same inputs: each takes its shard of
     every batch, and the main process's measurements decide stopping for all of them."""
@@ -197,7 +324,7 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
     start = time.perf_counter()
     method_cls = get_method(run.method)
     processes = distributed.world_size()
-    forget = forget_batches(tokenizer, forget_items, run.batch_size, run.max_length, min_size=processes)
+    forget, schedule = _forget_schedule(tokenizer, forget_items, run, processes)
     retain = text_batches(tokenizer, retain_texts, run.retain_batch_size, max_length=128, min_size=processes)
     device = next(model.parameters()).device
     forget, retain = ([b.rows(distributed.shard_rows(len(b))).to(device) for b in batches]
@@ -205,7 +332,13 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
     if run.gradient_checkpointing:
         gradient_checkpointing(model, True)
     disruption = Disruption(model, tokenizer, heldout_texts, run.disruption)
-    method = method_cls(model, tokenizer, method_config, forget, retain)
+    collateral = Collateral(model, tokenizer, retain_sets) if retain_sets else None
+    retain_items = [item for items in (retain_sets or {}).values() for item in items]
+    retain_facts = [b.rows(distributed.shard_rows(len(b))).to(device) for b in
+                    forget_batches(tokenizer, retain_items, run.batch_size, run.max_length, min_size=processes,
+                                   phrasings=run.phrasings, seed=run.seed)] if retain_items else []
+    method = method_cls(model, tokenizer, method_config, forget, retain, retain_facts)
+    method.schedule = schedule
     params = method.trained_parameters()
     kept = _snapshot(params)
     metrics: list[dict] = []
@@ -214,7 +347,9 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
         row = {"epoch": epoch, "forget_loss": forget_loss} | disruption(model)
         if run.eval_forget:
             row["forget_accuracy"] = evaluate_cloze(model, tokenizer, forget_items).accuracy
-        row["in_budget"] = row["disruption"] <= run.budget
+        if collateral is not None:
+            row |= collateral(model)
+        row["in_budget"] = row["disruption"] <= run.budget and row.get("collateral", 0.0) <= run.collateral_budget
         row["seconds"] = round(time.perf_counter() - t0, 3)
         peaks = distributed.gather_values(distributed.peak_memory_mb())  # one per process
         row["peak_memory_mb"] = round(max(peaks), 1)
@@ -228,6 +363,7 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
         return row
 
     t0 = time.perf_counter()
+    probes_before = evaluate_battery(model, tokenizer, forget_items) if run.eval_forget else None
     method.prepare()
     record(0, None, t0)
     stop_reason, kept_epoch = f"max_epochs ({run.max_epochs})", 0
@@ -250,16 +386,21 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
             break
         if not row["in_budget"]:
             _restore(params, kept)
-            stop_reason = (f"budget: {run.disruption} {row['disruption']:.5f} > {run.budget} at epoch {epoch}; "
-                           f"rolled back to epoch {kept_epoch}")
+            passed = (f"{run.disruption} {row['disruption']:.5f} > {run.budget}" if row["disruption"] > run.budget
+                      else f"collateral {row['collateral']:.3f} > {run.collateral_budget}")
+            stop_reason = f"budget: {passed} at epoch {epoch}; rolled back to epoch {kept_epoch}"
             break
         kept, kept_epoch = _snapshot(params), epoch
     bar.close()
     if run.gradient_checkpointing:
         gradient_checkpointing(model, False)
+    extra = {}
+    if probes_before is not None:  # the forget facts in every held-out probe, before and on the kept weights
+        extra["probes"] = {"before": probes_before.to_json(),
+                           "after": evaluate_battery(model, tokenizer, forget_items).to_json()}
     return RunResult(metrics=metrics, stop_reason=stop_reason, kept_epoch=kept_epoch, method_config=method.config,
                      seconds=time.perf_counter() - start, original_loss=disruption.original_loss,
-                     n_facts=len(forget_items))
+                     n_facts=len(forget_items), extra=extra)
 
 
 # ---------------------------------------------------------------- run directory
@@ -292,6 +433,6 @@ def write_run(out_dir: Path, model, tokenizer, result: RunResult, run: RunConfig
         "seconds_per_fact": result.seconds / max(result.n_facts, 1),
         "original_text_loss": result.original_loss,
         "kept": result.metrics[result.kept_epoch] if result.kept_epoch < len(result.metrics) else None,
-    }
+    } | result.extra
     (out_dir / "result.json").write_text(json.dumps(summary, indent=2))
     (out_dir / "report.md").write_text(run_report(result, run, resolved))

@@ -5,6 +5,13 @@ qa:          "Q: {q}\\nA:"
 declarative: "The answer to the question \\"{q}\\" is"
 letters:     the lettered multiple-choice prompt (cir.evaluation.evaluate_letters)
 kshot:       k solved examples drawn (seeded) from *other* questions of the set, then the cloze prompt
+
+The probe battery (`evaluate_battery`) asks every question in every way held out from
+training: the cloze prompt; each of the item's own rewordings (`probes` in the fact file:
+"reworded_1", ...), in the cloze framing; the qa framing; the item's declarative stem
+(`statement`, e.g. "The capital of France is"; the generic declarative prompt when absent);
+and k-shot. Its **worst** is the highest accuracy over the probes: for a forgotten topic,
+where the knowledge shows through most.
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ from __future__ import annotations
 import random
 
 
+from dataclasses import dataclass
+
 from cir.data.mcq import MCQ
-from cir.evaluation import cloze_prompt, evaluate_letters, evaluate_prompts
+from cir.evaluation import MCQResult, cloze_prompt, evaluate_letters, evaluate_prompts
 
 TEMPLATES = {
     "cloze": cloze_prompt,
@@ -52,3 +61,53 @@ def probe_mcq(model, tokenizer, items: list[MCQ], fmt: str = "cloze", k: int = 3
     if fmt == "letters":
         return evaluate_letters(model, tokenizer, items)
     return evaluate_prompts(model, tokenizer, items, probe_prompts(items, fmt, k, seed))
+
+
+def battery_prompts(items: list[MCQ], k: int = 3, seed: int = 0) -> dict[str, tuple[list[int], list[str]]]:
+    """Probe name -> (indices of the items it asks, their prompts). Every probe asks every item,
+    except the rewordings, which ask the items that have that many."""
+    every = list(range(len(items)))
+    probes = {"cloze": (every, probe_prompts(items, "cloze")), "qa": (every, probe_prompts(items, "qa"))}
+    for n in range(max((len(item.probes) for item in items), default=0)):
+        rows = [i for i, item in enumerate(items) if len(item.probes) > n]
+        probes[f"reworded_{n + 1}"] = (rows, [cloze_prompt(items[i].probes[n]) for i in rows])
+    probes["statement"] = (every, [item.statement or TEMPLATES["declarative"](item.question) for item in items])
+    if len(items) > 1:
+        probes["kshot"] = (every, kshot_prompts(items, k, seed))
+    return probes
+
+
+@dataclass
+class BatteryResult:
+    per_probe: dict[str, MCQResult]
+
+    @property
+    def worst(self) -> str:
+        """The probe with the highest accuracy (the first such, in the battery's order)."""
+        return max(self.per_probe, key=lambda name: self.per_probe[name].accuracy)
+
+    @property
+    def worst_accuracy(self) -> float:
+        return self.per_probe[self.worst].accuracy
+
+    def to_json(self) -> dict:
+        return {"probes": {name: r.accuracy for name, r in self.per_probe.items()},
+                "n": {name: r.n for name, r in self.per_probe.items()},
+                "worst": self.worst, "worst_accuracy": self.worst_accuracy}
+
+
+def evaluate_battery(model, tokenizer, items: list[MCQ], k: int = 3, seed: int = 0) -> BatteryResult:
+    """Accuracy of `items` under every probe of the battery, in one scoring pass."""
+    probes = battery_prompts(items, k, seed)
+    rows = [i for indices, _ in probes.values() for i in indices]
+    prompts = [p for _, texts in probes.values() for p in texts]
+    scored = evaluate_prompts(model, tokenizer, [items[i] for i in rows], prompts)
+    per_probe, start = {}, 0
+    for name, (indices, _) in probes.items():
+        correct = scored.correct[start : start + len(indices)]
+        probs = scored.probs[start : start + len(indices)]
+        per_probe[name] = MCQResult(accuracy=sum(correct) / len(correct), n=len(correct),
+                                    correct_prob=sum(probs) / len(probs), correct=correct,
+                                    probs=probs)
+        start += len(indices)
+    return BatteryResult(per_probe)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ def read_lines(path: str) -> list[str]:
         raw = p.read_bytes()
     except OSError as error:
         raise InputError(f"cannot read file ({error.strerror})", path=path) from None
+    raw = raw.removeprefix(codecs.BOM_UTF8)  # as some editors on Windows write
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -42,6 +44,12 @@ def read_jsonl(path: str) -> list[tuple[int, dict]]:
             raise InputError(f"malformed JSON ({error.msg} at column {error.colno})", path=path, line=number) from None
         if not isinstance(record, dict):
             raise InputError(f"expected a JSON object, got {type(record).__name__}", path=path, line=number)
+        if "\\u" in line:  # only a \u escape can make a lone surrogate, which no tokenizer takes
+            try:
+                json.dumps(record, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise InputError(f"lone surrogate {ascii(error.object[error.start])} (a \\u escape that is "
+                                 "not a character)", path=path, line=number) from None
         records.append((number, record))
     return records
 

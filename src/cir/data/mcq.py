@@ -1,7 +1,9 @@
 """Multiple-choice fact sets in the WMDP schema.
 
 One JSON object per line: `question` (str), `choices` (list of >= 2 str), `answer` (int
-index), and optionally `facts`: declarative sentences stating the answer. When `facts` is
+index), and optionally `facts`: declarative sentences stating the answer, `probes`: other
+phrasings of the question (held-out probes), and `statement`: a declarative stem the answer
+completes (a held-out probe). When `facts` is
 absent, sentences are made from templates. `hf:NAME[:CONFIG][:SPLIT]` reads a Hugging Face
 data set with the same fields; `builtin:TOPIC` (or a bare topic name) a shipped fact set.
 """
@@ -16,10 +18,20 @@ from cir.errors import InputError
 
 FACTS_DIR = Path(__file__).parent / "facts"
 
+# far beyond any real question or choice: a longer field is a mistake (and one 10 MB question
+# made evaluation ask for 18 GB)
+MAX_CHARS = 20_000
+
+# Training phrasings for fact sets without `facts`. None of them is a way the evaluation or
+# the probes ask (cir.attacks.probes): not the cloze prompt "Question: ...\nAnswer:", not
+# "Q: ...\nA:", not 'The answer to the question "..." is'.
 FACT_TEMPLATES = (
-    "{question} {answer}.",
-    "Question: {question}\nAnswer: {answer}",
-    "The answer to the question \"{question}\" is {answer}.",
+    "{question} The correct answer is {answer}.",
+    "{answer} is the right answer to this: {question}",
+    "Quiz time. {question} Solution: {answer}.",
+    "- {question}\n- {answer}.",
+    "Someone asked: {question} The reply was {answer}.",
+    "If you wonder \"{question}\", know that it is {answer}.",
 )
 
 
@@ -29,6 +41,8 @@ class MCQ:
     choices: tuple[str, ...]
     answer: int
     facts: tuple[str, ...] = field(default=())
+    probes: tuple[str, ...] = field(default=())  # other phrasings of the question
+    statement: str | None = None  # a declarative stem the answer completes ("The capital of France is")
 
     @property
     def answer_text(self) -> str:
@@ -68,6 +82,26 @@ def _field(record: dict, name: str, kind, path: str, line: int | None):
     return value
 
 
+def _strings(record: dict, name: str, path: str, line: int | None) -> list[str]:
+    """An optional list of non-empty strings."""
+    values = record.get(name, [])
+    if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
+        raise InputError(f"field '{name}' must be a list of non-empty strings", path=path, line=line)
+    return values
+
+
+def _check_choices(choices: list[str], path: str, line: int | None) -> None:
+    seen = {}
+    for number, choice in enumerate(choices, start=1):
+        key = choice.strip().casefold()
+        if not key:  # an empty continuation scores 0, more than any real choice
+            raise InputError(f"field 'choices': choice {number} is empty", path=path, line=line)
+        if key in seen:
+            raise InputError(f"field 'choices': choice {number} ({choice!r}) repeats choice {seen[key]}",
+                             path=path, line=line)
+        seen[key] = number
+
+
 def parse_record(record: dict, path: str, line: int | None) -> MCQ:
     """Validate one record; every problem is an InputError naming `path:line`."""
     question = _field(record, "question", str, path, line)
@@ -78,17 +112,27 @@ def parse_record(record: dict, path: str, line: int | None) -> MCQ:
         raise InputError(f"field 'choices' needs at least 2 entries, got {len(choices)}", path=path, line=line)
     if not all(isinstance(c, str) for c in choices):
         raise InputError("field 'choices' must be a list of strings", path=path, line=line)
+    _check_choices(choices, path, line)
     answer = _field(record, "answer", int, path, line)
     if not 0 <= answer < len(choices):
         raise InputError(f"field 'answer' is {answer}, out of range for {len(choices)} choices", path=path, line=line)
-    facts = record.get("facts", [])
-    if not isinstance(facts, list) or not all(isinstance(f, str) and f.strip() for f in facts):
-        raise InputError("field 'facts' must be a list of non-empty strings", path=path, line=line)
-    return MCQ(question=question, choices=tuple(choices), answer=answer, facts=tuple(facts))
+    facts, probes = _strings(record, "facts", path, line), _strings(record, "probes", path, line)
+    statement = record.get("statement")
+    if statement is not None and not (isinstance(statement, str) and statement.strip()):
+        raise InputError("field 'statement' must be a non-empty string", path=path, line=line)
+    texts = {"question": [question], "choices": choices, "facts": facts, "probes": probes, "statement": [statement]}
+    for name, values in texts.items():
+        longest = max((len(v or "") for v in values), default=0)
+        if longest > MAX_CHARS:
+            raise InputError(f"field '{name}' has a text of {longest:,} characters (at most {MAX_CHARS:,})",
+                             path=path, line=line)
+    return MCQ(question=question, choices=tuple(choices), answer=answer, facts=tuple(facts), probes=tuple(probes),
+               statement=statement)
 
 
-def load_mcq(spec: str) -> list[MCQ]:
-    """Read a fact set from a JSONL file, `builtin:TOPIC`, a topic name, or `hf:NAME[:CONFIG][:SPLIT]`."""
+def load_mcq(spec: str, max_choices: int | None = None) -> list[MCQ]:
+    """Read a fact set from a JSONL file, `builtin:TOPIC`, a topic name, or `hf:NAME[:CONFIG][:SPLIT]`;
+    `max_choices`: the most choices a question may have (26 for the letters format)."""
     path = resolve_mcq_spec(spec)
     if path.startswith("hf:"):
         numbered = list(enumerate(load_hf_rows(path), start=1))
@@ -97,6 +141,9 @@ def load_mcq(spec: str) -> list[MCQ]:
     items, seen = [], {}
     for line, record in numbered:
         item = parse_record(record, spec, line)
+        if max_choices is not None and len(item.choices) > max_choices:
+            raise InputError(f"{len(item.choices)} choices, more than the {max_choices} this format can letter",
+                             path=spec, line=line)
         key = item.question.strip().lower()
         if key in seen:
             raise InputError(f"duplicate question (first seen on line {seen[key]})", path=spec, line=line)

@@ -11,11 +11,13 @@ import random
 from pathlib import Path
 
 from cir.data.mcq import MCQ
+from cir.outputs import write_file
 
 _FIRST = ["Ada", "Bram", "Cleo", "Dorin", "Elsa", "Farid", "Greta", "Hollis", "Ines", "Jory", "Kaia", "Lorcan",
           "Mira", "Nilo", "Odile", "Pax", "Quilla", "Rune", "Sabe", "Tamsin", "Ulric", "Vela", "Wren", "Yara"]
 _LAST = ["Quenby", "Marrow", "Dastel", "Varkin", "Olloway", "Brisk", "Tenhold", "Fennick", "Gorrand", "Halvik",
          "Istrom", "Jessup", "Kallow", "Lumtree", "Morvath", "Nethers", "Orrin", "Pellam", "Rackett", "Sorvel"]
+MAX_PEOPLE = len(_FIRST) * len(_LAST)
 
 # attribute: (question, fact templates, value pool)
 ATTRIBUTES = {
@@ -41,8 +43,8 @@ def generate_people(n_people: int, seed: int = 0, attributes=tuple(ATTRIBUTES), 
     """`n_people` invented people x `attributes`, one MCQ with fact sentences per pair."""
     rng = random.Random(seed)
     names = [f"{f} {l}" for f in _FIRST for l in _LAST]
-    if n_people > len(names):
-        raise ValueError(f"at most {len(names)} people")
+    if n_people > MAX_PEOPLE:
+        raise ValueError(f"at most {MAX_PEOPLE} people")
     rng.shuffle(names)
     items = []
     for name in names[:n_people]:
@@ -64,9 +66,14 @@ def generate_people(n_people: int, seed: int = 0, attributes=tuple(ATTRIBUTES), 
 
 
 def write_mcq(items: list[MCQ], path: str | Path) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for item in items:
-            record = {"question": item.question, "choices": list(item.choices), "answer": item.answer}
-            if item.facts:
-                record["facts"] = list(item.facts)
-            f.write(json.dumps(record) + "\n")
+    """A JSONL fact set, written whole or not at all."""
+    lines = []
+    for item in items:
+        record = {"question": item.question, "choices": list(item.choices), "answer": item.answer}
+        for name in ("facts", "probes"):
+            if getattr(item, name):
+                record[name] = list(getattr(item, name))
+        if item.statement:
+            record["statement"] = item.statement
+        lines.append(json.dumps(record) + "\n")
+    write_file(path, "".join(lines))

@@ -69,6 +69,12 @@ class MethodConfig:
             raise ValueError("retain_rate must be >= 0")
         if self.gu_history < 1:
             raise ValueError("gu_history must be >= 1")
+        if self.retain_every < 0:
+            raise ValueError(f"retain_every must be an integer >= 0, got {self.retain_every}")
+        for name in ("train_layers", "loss_layers"):
+            layers = getattr(self, name)
+            if layers is not None and (not layers or min(layers) < 0):
+                raise ValueError(f"{name} must be a non-empty list of layer numbers >= 0 (or null), got {layers}")
 
     def resolve(self, n_layers: int) -> "MethodConfig":
         """A copy with concrete layer lists for a model of `n_layers` layers."""
@@ -149,10 +155,15 @@ class Method:
     reference = ""
     shardable = True  # runs with FSDP-sharded weights (a method keeping an unsharded model copy: False)
 
-    def __init__(self, model, tokenizer, config: MethodConfig, forget: list[Batch], retain: list[Batch]):
+    def __init__(self, model, tokenizer, config: MethodConfig, forget: list[Batch], retain: list[Batch],
+                 retain_facts: list[Batch] | None = None):
         self.model, self.tokenizer = model, tokenizer
         self.config = config.resolve(len(decoder_layers(model)))
         self.forget, self.retain = forget, retain
+        self.retain_facts = retain_facts or []  # sentences of facts to keep (a method may use them)
+        # forget batch indices of each epoch (the loop sets it when every epoch draws its own
+        # phrasings of the facts); None: every batch, every epoch
+        self.schedule: list[list[int]] | None = None
         self.modules = mlp_projections(model, self.config.train_layers)
         self.forget_loss = self.build_forget_loss()
         self.retain_loss = self.build_retain_loss()
@@ -230,10 +241,16 @@ class Method:
         return self._gradients(lambda: self.retain_loss(self.model, batch, self.retain_refs[index]),
                                terms(self.retain_loss, batch))
 
+    def epoch_batches(self, epoch: int) -> list[int]:
+        """The forget batches of `epoch` (1-based; epoch 0, the preparing pass, reads epoch 1's)."""
+        if self.schedule is None:
+            return list(range(len(self.forget)))
+        return self.schedule[max(epoch, 1) - 1]
+
     def run_epoch(self, epoch: int) -> dict:
-        """One pass over the forget batches; returns {"forget_loss": mean loss before each step}."""
+        """One pass over the epoch's forget batches; returns {"forget_loss": mean loss before each step}."""
         losses = []
-        for index in range(len(self.forget)):
+        for index in self.epoch_batches(epoch):
             loss, grads = self.forget_gradients(index)
             self.step(grads)
             losses.append(loss)

@@ -12,6 +12,14 @@ token t:
     4. update:     grad W = sum_t collapse(g_t) collapse(a_t)^T, then one step of global
                    L2 norm `unlearning_rate` across all modules (see Method.step);
     5. retain:     a small plain gradient step keeping the residual stream on general text.
+
+Two options go beyond the paper. `stats_tokens=answer` takes the statistics of step 1 from the
+positions that predict an answer token only (the positions the update is formed from when
+`update_tokens=answer`). `retain_components=k` (retain-aware collapse) also removes, per module,
+the mean and top k principal components of the activations and output gradients at the
+answer-predicting positions of facts to keep (the retain facts, taken once from the original
+model): the directions that answering *other* questions uses, so that the update keeps only
+what is specific to the facts being forgotten.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import torch
 
 from cir import distributed
 from cir.architecture import weight_grad_from
-from cir.collapse import StreamingMoments, collapse, common_basis, soft_basis, soft_collapse
+from cir.collapse import StreamingMoments, collapse, common_basis, orthonormal_rows, soft_basis, soft_collapse
 from cir.hooks import activations_require_grad, capture_acts_and_grads
 from cir.methods import register
 from cir.losses import terms
@@ -50,6 +58,8 @@ class CIRConfig(MethodConfig):
     # the bundled model, answer keeps the forgetting and spares other facts about the same
     # subjects, which updates at the subject's tokens damage (docs/sweep.md)
     update_tokens: str = "answer"
+    stats_tokens: str = "all"  # tokens the statistics come from: all (paper) or answer (as above)
+    retain_components: int = 0  # retain-aware collapse: PCs of the retain facts also removed (0 = off)
 
     rate_range: ClassVar[tuple[float, float]] = (0.3, 3.0)
 
@@ -57,10 +67,17 @@ class CIRConfig(MethodConfig):
         super().__post_init__()
         if self.collapse not in ("paper", "soft", "none"):
             raise ValueError(f"collapse must be paper, soft or none, got '{self.collapse}'")
-        if self.update_tokens not in ("all", "answer"):
-            raise ValueError(f"update_tokens must be all or answer, got '{self.update_tokens}'")
+        for name in ("update_tokens", "stats_tokens"):
+            if getattr(self, name) not in ("all", "answer"):
+                raise ValueError(f"{name} must be all or answer, got '{getattr(self, name)}'")
+        if self.retain_components < 0:
+            raise ValueError("retain_components must be >= 0")
+        if self.retain_components and self.collapse != "paper":
+            raise ValueError("retain_components needs collapse=paper")
         if self.act_components < 0 or self.grad_components < 0:
             raise ValueError("act_components and grad_components must be >= 0")
+        if self.soft_components < 1:
+            raise ValueError(f"soft_components must be an integer >= 1, got {self.soft_components}")
 
 
 class _ModuleStats:
@@ -76,10 +93,11 @@ class CIR(Method):
     Config = CIRConfig
     reference = "Sondej & Yang 2025, Collapse of Irrelevant Representations (arXiv 2509.11816)"
 
-    def __init__(self, model, tokenizer, config: CIRConfig, forget, retain):
-        super().__init__(model, tokenizer, config, forget, retain)
+    def __init__(self, model, tokenizer, config: CIRConfig, forget, retain, retain_facts=None):
+        super().__init__(model, tokenizer, config, forget, retain, retain_facts)
         self.collapsers = {}  # module name -> (acts collapse fn, grads collapse fn), from the last pass
         self.stats = {}  # module name -> _ModuleStats of the current pass
+        self.retain_bases = {}  # id(forget-pass moments) -> retain facts' basis, for the retain-aware collapse
 
     # -- statistics ------------------------------------------------------------------
     def _new_stats(self):
@@ -113,33 +131,36 @@ class CIR(Method):
             return
         made = {}  # id(moments) -> collapse fn, so a shared `acts` object is decomposed once
 
-        def collapser(moments, n_components):
+        def collapser(moments, n_components, retain_basis):
             if id(moments) not in made:
-                made[id(moments)] = self._collapser(moments, n_components)
+                made[id(moments)] = self._collapser(moments, n_components, retain_basis)
             return made[id(moments)]
 
-        self.collapsers = {name: (collapser(stats.acts, self.config.act_components),
-                                  collapser(stats.grads, self.config.grad_components))
+        self.collapsers = {name: (collapser(stats.acts, self.config.act_components, self.retain_bases.get((name, "acts"))),
+                                  collapser(stats.grads, self.config.grad_components,
+                                            self.retain_bases.get((name, "grads"))))
                            for name, stats in self.stats.items()}
 
-    def _collapser(self, moments: StreamingMoments, n_components: int):
+    def _collapser(self, moments: StreamingMoments, n_components: int, retain_basis: torch.Tensor | None = None):
         if self.config.collapse == "soft":
             vectors, keep = soft_basis(moments, self.config.soft_components)
             return lambda x: soft_collapse(x, vectors, keep)
         basis = common_basis(moments, n_components)
+        if retain_basis is not None:  # the forget set's common span and the retain facts' together
+            basis = orthonormal_rows(torch.cat([basis, retain_basis])).float()
         return lambda x: collapse(x, basis)
 
     # -- one forget batch --------------------------------------------------------------
-    def _acts_and_grads(self, index: int) -> tuple[float, dict, dict]:
-        """Forward to the last loss layer, backward to the activations only; per module the
-        (N, d) inputs and output gradients on the batch's real tokens. With several processes
-        the gradients are scaled by this process's share of the loss's terms: they are then
-        the gradients of the whole batch's loss."""
-        batch = self.forget[index]
+    def _acts_and_grads(self, batch, reference, stats_tokens: str | None = None) -> tuple[float, dict, dict]:
+        """Forward to the last loss layer, backward to the activations only; this pass's
+        statistics updated from the `stats_tokens` rows; per module the (N, d) inputs and output
+        gradients on the rows the update is formed from. With several processes the gradients
+        are scaled by this process's share of the loss's terms: they are then the gradients of
+        the whole batch's loss."""
         acts, grads = {}, {}
         with activations_require_grad(self.model), capture_acts_and_grads(self.modules, acts, grads), \
                 torch.enable_grad():
-            loss = self.forget_loss(self.model, batch, self.forget_refs[index])
+            loss = self.forget_loss(self.model, batch, reference)
             loss.backward()
         n_terms = terms(self.forget_loss, batch)
         value, weight = self._whole_batch(loss, n_terms)
@@ -151,30 +172,50 @@ class CIR(Method):
         mask = batch.token_mask
         acts = {n: a[mask] for n, a in acts.items()}
         grads = {n: g[mask] for n, g in grads.items()}
+        predicts = torch.zeros_like(batch.answer_mask)  # real tokens that predict an answer token
+        predicts[:, :-1] = batch.answer_mask[:, 1:]
+        predicts = predicts[mask]
+        rows = predicts if (stats_tokens or self.config.stats_tokens) == "answer" else slice(None)
         seen = set()
         for name, stats in self.stats.items():
             if id(stats.acts) not in seen:  # a shared `acts` object counts each token once
                 seen.add(id(stats.acts))
-                stats.acts.update(acts[name])
-            stats.grads.update(grads[name])
-        if self.config.update_tokens == "answer":  # the update from the real tokens that predict an answer token
-            predicts = torch.zeros_like(batch.answer_mask)
-            predicts[:, :-1] = batch.answer_mask[:, 1:]
-            keep = predicts[mask]
-            acts, grads = {n: a[keep] for n, a in acts.items()}, {n: g[keep] for n, g in grads.items()}
+                stats.acts.update(acts[name][rows])
+            stats.grads.update(grads[name][rows])
+        if self.config.update_tokens == "answer":
+            acts, grads = {n: a[predicts] for n, a in acts.items()}, {n: g[predicts] for n, g in grads.items()}
         return value, acts, grads
 
-    def prepare(self) -> None:
-        """Pass 0: statistics only, no update."""
+    def _collect_retain_bases(self) -> None:
+        """Retain-aware collapse: per module, the mean and top `retain_components` PCs of the
+        retain facts' activations and output gradients at their answer-predicting positions."""
         self._new_stats()
-        for index in range(len(self.forget)):
-            self._acts_and_grads(index)
+        for batch in self.retain_facts:
+            self._acts_and_grads(batch, self.forget_loss.reference(self.model, batch), stats_tokens="answer")
+        self._reduce_stats()
+        k = self.config.retain_components
+        bases = {}  # id(moments) -> basis: gate_proj and up_proj share their inputs' moments
+        for name, stats in self.stats.items():
+            for kind in ("acts", "grads"):
+                moments = getattr(stats, kind)
+                if id(moments) not in bases:
+                    bases[id(moments)] = common_basis(moments, k)
+                self.retain_bases[(name, kind)] = bases[id(moments)]
+        self._new_stats()
+
+    def prepare(self) -> None:
+        """Pass 0: statistics only, no update (first the retain facts', for the retain-aware collapse)."""
+        if self.config.retain_components and self.retain_facts:
+            self._collect_retain_bases()
+        self._new_stats()
+        for index in self.epoch_batches(0):
+            self._acts_and_grads(self.forget[index], self.forget_refs[index])
         self._finish_stats()
 
     def forget_gradients(self, index: int):
         """Per module, the collapsed update summed over every process's tokens; under FSDP each
         process keeps only its slice, one module at a time (Method.step takes the global norm)."""
-        loss, acts, grads = self._acts_and_grads(index)
+        loss, acts, grads = self._acts_and_grads(self.forget[index], self.forget_refs[index])
         updates = {}
         for name, module in self.modules.items():
             if name not in grads:  # after the last loss layer: no forget gradient, only retain steps

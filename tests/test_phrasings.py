@@ -1,0 +1,93 @@
+"""Training texts and held-out probes: the banks of training phrasings never contain a way
+the facts are asked; the probe battery and its worst probe; phrasings drawn per epoch."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from cir.attacks.probes import battery_prompts, evaluate_battery
+from cir.batches import draw_phrasings
+from cir.data import builtin_topics, load_mcq
+from cir.data.mcq import MCQ
+from cir.evaluation import cloze_prompt, evaluate_prompts
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text.lower()).strip().rstrip("?:. ").strip()
+
+
+def held_out_texts(item: MCQ) -> list[str]:
+    """Every way the item is asked: the evaluation question, its rewordings, its statement,
+    and the battery's prompts with their framing."""
+    prompts = [prompts[i] for indices, prompts in battery_prompts([item]).values() for i in range(len(indices))]
+    return [item.question, *item.probes, *([item.statement] if item.statement else []), *prompts]
+
+
+def test_builtin_topics_carry_banks_probes_and_statements():
+    for topic in builtin_topics():
+        for item in load_mcq(topic):
+            assert len(item.facts) >= 10, (topic, item.question)
+            assert len(item.probes) >= 2 and item.statement, (topic, item.question)
+            assert all(item.answer_text.lower() in fact.lower() for fact in item.facts), (topic, item.question)
+
+
+def test_no_probe_occurs_in_any_training_text_of_any_builtin_topic():
+    items = [item for topic in builtin_topics() for item in load_mcq(topic)]
+    training = "\n".join(normalise(sentence) for item in items for sentence in item.sentences())
+    found = [(item.question, held) for item in items for held in held_out_texts(item)
+             if normalise(held) in training]
+    assert not found, found[:5]
+
+
+def test_generic_templates_never_produce_a_probe():
+    item = MCQ(question="Which river flows through Vienna?", choices=("Danube", "Rhine", "Seine"), answer=0)
+    sentences = item.sentences()
+    assert len(sentences) >= 5 and len(set(sentences)) == len(sentences)
+    assert all("Danube" in s for s in sentences)
+    for sentence in sentences:
+        assert cloze_prompt(item.question) not in sentence
+        for held in held_out_texts(item)[1:]:  # the bare question is part of a question-answer form
+            assert normalise(held) not in normalise(sentence), (held, sentence)
+
+
+def test_phrasings_are_drawn_per_seed_from_the_bank(people):
+    items = people[:6]  # four training sentences each
+    first = draw_phrasings(items, 2, seed=1)
+    assert first == draw_phrasings(items, 2, seed=1)
+    assert first != draw_phrasings(items, 2, seed=2)
+    for item, drawn in zip(items, first):
+        assert len(drawn) == 2 and set(drawn) <= set(item.sentences())
+    assert draw_phrasings(items, 0, seed=1) == [item.sentences() for item in items]
+
+
+def test_each_epoch_trains_on_its_own_draw(tokenizer, people):
+    from cir.unlearn import RunConfig, _forget_schedule
+
+    run = RunConfig(max_epochs=3, phrasings=2, batch_size=8)
+    batches, schedule = _forget_schedule(tokenizer, people[:8], run, 1)
+    assert len(schedule) == 3 and sorted(i for epoch in schedule for i in epoch) == list(range(len(batches)))
+    texts = [[tokenizer.decode(row[mask]) for i in epoch for row, mask in
+              zip(batches[i].input_ids, batches[i].token_mask)] for epoch in schedule]
+    assert all(len(t) == 16 for t in texts)  # 2 phrasings of each of the 8 facts
+    assert texts[0] != texts[1]
+    _, none = _forget_schedule(tokenizer, people[:8], RunConfig(max_epochs=3), 1)
+    assert none is None
+
+
+def test_battery_scores_every_probe_and_names_the_worst(taught, people):
+    model, tokenizer = taught
+    items = [MCQ(item.question, item.choices, item.answer, item.facts,
+                 probes=(item.question.replace("What is", "Tell me"), "Whose answer is this?"),
+                 statement=item.facts[0].rsplit(" ", 1)[0]) for item in people[:20]]
+    result = evaluate_battery(model, tokenizer, items)
+    assert set(result.per_probe) == {"cloze", "qa", "reworded_1", "reworded_2", "statement", "kshot"}
+    for name, (indices, prompts) in battery_prompts(items).items():
+        alone = evaluate_prompts(model, tokenizer, [items[i] for i in indices], prompts)
+        assert result.per_probe[name].accuracy == pytest.approx(alone.accuracy)
+    accuracies = {name: r.accuracy for name, r in result.per_probe.items()}
+    assert result.worst_accuracy == max(accuracies.values()) and accuracies[result.worst] == result.worst_accuracy
+    # the taught model was taught the statement's sentence and the cloze form: both near 1,
+    # while the untaught wording "Whose answer is this?" carries no knowledge of the person
+    assert accuracies["statement"] >= 0.8 and accuracies["cloze"] >= 0.8

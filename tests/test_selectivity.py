@@ -1,0 +1,113 @@
+"""What keeps unlearning selective: the collateral budget, CIR's statistics from the
+answer-predicting positions, and the retain-aware collapse (tiny models)."""
+
+from __future__ import annotations
+
+import torch
+
+from cir.batches import forget_batches
+from cir.collapse import common_basis
+from cir.data.general import builtin_prompts
+from cir.evaluation import evaluate_cloze
+from cir.methods.cir import CIR, CIRConfig
+from cir.unlearn import RunConfig, run_unlearning, watched_retain_sets
+
+TINY = dict(act_components=4, grad_components=4, unlearning_rate=0.3, forget_loss="neg_cross_entropy",
+            update_tokens="all")
+
+
+def split(people):
+    return people[:20], people[20:]
+
+
+def test_collateral_budget_stops_before_the_text_budget_would(taught_dir, people):
+    """Without the collapse the same steps erase the kept people too (a large effect by
+    construction): the text budget alone lets all six epochs through, the collateral budget
+    stops the run and keeps an epoch whose kept facts are within it."""
+    from cir.models import load_model
+
+    forget, keep = split(people)
+    results = {}
+    for watched in (None, {"kept": keep}):
+        model, tokenizer = load_model(str(taught_dir))
+        run = RunConfig(max_epochs=6, budget=100.0, collateral_budget=0.1)
+        results[watched is not None] = run_unlearning(
+            model, tokenizer, forget, builtin_prompts(), builtin_prompts(), run,
+            CIRConfig(**TINY | {"collapse": "none"}), progress=False, retain_sets=watched)
+        if watched:
+            kept_accuracy = evaluate_cloze(model, tokenizer, keep).accuracy
+    assert results[False].stop_reason.startswith("max_epochs") and results[False].kept_epoch == 6
+    watched = results[True]
+    assert watched.stop_reason.startswith("budget: collateral") and watched.kept_epoch < 6
+    original = watched.metrics[0]["retain_accuracy"]["kept"]
+    assert watched.metrics[-1]["collateral"] > 0.1  # the epoch that stopped it
+    assert original - kept_accuracy <= 0.1 + 1e-9  # the kept weights are within the budget
+    assert "collateral" not in results[False].metrics[-1]
+
+
+def test_watched_retain_sets_skip_what_is_being_forgotten(people):
+    forget = people[:5]
+    sets = {"same": people[:10], "other": people[10:30]}
+    watched = watched_retain_sets(forget, sets, half=None)
+    assert all(item not in forget for items in watched.values() for item in items)
+    assert watched["other"] == [item for item in people[10:30]
+                                if item.answer_text not in {f.answer_text for f in forget}]
+    even = watched_retain_sets([], sets, half=0)
+    odd = watched_retain_sets([], sets, half=1)
+    assert even["other"] == people[10:30][0::2] and odd["other"] == people[10:30][1::2]
+
+
+def test_answer_statistics_come_from_exactly_the_answer_predicting_positions(taught, people):
+    model, tokenizer = taught
+    batches = forget_batches(tokenizer, split(people)[0], batch_size=16)
+    expected = {"all": sum(int(b.token_mask.sum()) for b in batches),
+                "answer": sum(int((b.answer_mask[:, 1:] & b.token_mask[:, :-1]).sum()) for b in batches)}
+    assert 0 < expected["answer"] < expected["all"]
+    for rule, rows in expected.items():
+        method = CIR(model, tokenizer, CIRConfig(**TINY | {"stats_tokens": rule}), batches, [])
+        method.prepare()
+        for stats in method.stats.values():
+            assert stats.acts.count == rows and stats.grads.count == rows
+
+
+def test_retain_aware_collapse_removes_the_retain_facts_directions(taught, people):
+    model, tokenizer = taught
+    forget, keep = split(people)
+    batches = forget_batches(tokenizer, forget, batch_size=16)
+    retain_facts = forget_batches(tokenizer, keep, batch_size=16)
+    config = CIRConfig(**TINY | {"retain_components": 3})
+    method = CIR(model, tokenizer, config, batches, [], retain_facts)
+    method.prepare()
+    _, updates = method.forget_gradients(0)
+    plain = CIR(model, tokenizer, CIRConfig(**TINY), batches, [])
+    plain.prepare()
+    _, plain_updates = plain.forget_gradients(0)
+    for name, update in updates.items():
+        acts_basis = method.retain_bases[(name, "acts")]
+        grads_basis = method.retain_bases[(name, "grads")]
+        assert acts_basis.shape[0] == 4 and grads_basis.shape[0] == 4  # the mean and 3 components
+        scale = update.norm()
+        assert scale > 0
+        # W' = sum_t g_t a_t^T with both sides collapsed: no part along the retain directions
+        assert (update @ acts_basis.T).norm() <= 1e-4 * scale
+        assert (grads_basis @ update).norm() <= 1e-4 * scale
+        # while the plain CIR update does have such a part
+        assert (plain_updates[name] @ acts_basis.T).norm() > 1e-2 * plain_updates[name].norm()
+
+
+def test_retain_bases_are_the_retain_facts_answer_statistics(taught, people):
+    """The retain basis is the common basis of the retain facts' answer-predicting rows, taken
+    from the original model (re-derived here from a CIR pass over those facts alone)."""
+    model, tokenizer = taught
+    forget, keep = split(people)
+    retain_facts = forget_batches(tokenizer, keep, batch_size=16)
+    method = CIR(model, tokenizer, CIRConfig(**TINY | {"retain_components": 2}),
+                 forget_batches(tokenizer, forget, batch_size=16), [], retain_facts)
+    method.prepare()
+    alone = CIR(model, tokenizer, CIRConfig(**TINY | {"stats_tokens": "answer"}), retain_facts, [])
+    alone.prepare()  # statistics of the retain facts' answer rows
+    name = next(iter(alone.stats))
+    expected = common_basis(alone.stats[name].acts, 2)
+    got = method.retain_bases[(name, "acts")]
+    # the same span: projecting one basis onto the other keeps it whole
+    torch.testing.assert_close((got @ expected.T).norm(dim=1), torch.ones(got.shape[0]), atol=1e-4, rtol=1e-4)
