@@ -3,6 +3,7 @@ answer-predicting positions, and the retain-aware collapse (tiny models)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cir.batches import forget_batches
@@ -111,3 +112,53 @@ def test_retain_bases_are_the_retain_facts_answer_statistics(taught, people):
     got = method.retain_bases[(name, "acts")]
     # the same span: projecting one basis onto the other keeps it whole
     torch.testing.assert_close((got @ expected.T).norm(dim=1), torch.ones(got.shape[0]), atol=1e-4, rtol=1e-4)
+
+
+def test_saturating_logit_gradient_shrinks_as_the_true_logit_falls(monkeypatch):
+    from cir.losses import SaturatingLogit
+
+    falls = torch.tensor([0.0, -2.0, -6.0])  # m - m0: not yet moved, fallen by 2, fallen by 6
+    margins = torch.nn.Parameter(torch.tensor([1.0, 3.0, -1.5]))  # m
+    reference = margins.detach() - falls  # m0
+    monkeypatch.setattr(SaturatingLogit, "margins", staticmethod(lambda model, batch: margins))
+    loss = SaturatingLogit(None)(None, None, reference)
+    loss.backward()
+    # d/dm mean softplus(m - m0 + 2) = sigmoid(m - m0 + 2) / 3
+    expected = torch.tensor([0.880797, 0.5, 0.017986]) / 3
+    torch.testing.assert_close(margins.grad, expected, atol=1e-6, rtol=1e-5)
+    assert margins.grad[0] > margins.grad[1] > margins.grad[2]
+
+
+def test_saturating_losses_start_at_their_reference(taught, people):
+    """On the original model each loss sits at its known starting value: softplus(2) per token,
+    and NPO's -(2/beta) log sigmoid(0) = 2 log 2 per sentence."""
+    import math
+
+    from cir.losses import SaturatingLogit, SaturatingSequence
+
+    model, tokenizer = taught
+    batch = forget_batches(tokenizer, people[:8], batch_size=32)[0]
+    for loss, start in ((SaturatingLogit(model), math.log1p(math.exp(2.0))), (SaturatingSequence(model), 2 * math.log(2))):
+        with torch.no_grad():
+            assert float(loss(model, batch, loss.reference(model, batch))) == pytest.approx(start, rel=1e-4)
+
+
+def test_repselect_line_search_keeps_the_largest_step_within_the_budgets(taught_dir, people):
+    from cir.methods.repselect import RepSelectConfig
+    from cir.models import load_model
+
+    model, tokenizer = load_model(str(taught_dir))
+    original = {n: p.detach().clone() for n, p in model.named_parameters()}
+    forget, keep = split(people)
+    run = RunConfig(method="repselect", max_epochs=12, budget=100.0, collateral_budget=0.1)
+    result = run_unlearning(model, tokenizer, forget, builtin_prompts(), builtin_prompts(), run,
+                            RepSelectConfig(unlearning_rate=1.0, components=8), progress=False,
+                            retain_sets={"kept": keep})
+    assert result.stop_reason.startswith("budget: collateral"), result.stop_reason
+    assert all(row["in_budget"] for row in result.metrics[: result.kept_epoch + 1])
+    assert not result.metrics[-1]["in_budget"]
+    assert result.metrics[result.kept_epoch]["forget_accuracy"] < result.metrics[0]["forget_accuracy"]
+    # the kept weights are the original ones moved kept_epoch increments along one direction
+    moved = {n: p.detach() - original[n] for n, p in model.named_parameters() if not torch.equal(p, original[n])}
+    norm = torch.sqrt(sum((d.double() ** 2).sum() for d in moved.values()))
+    assert float(norm) == pytest.approx(result.kept_epoch * 1.0, rel=1e-3)

@@ -8,6 +8,10 @@ pass and compares against references taken from the original model once, at setu
                        layer (circuit breakers as adapted in the CIR paper).
     neg_cross_entropy  minus the cross-entropy of the answer tokens.
     true_logit         the answer token's logit above the mean logit, clipped at 0.
+    saturating_logit   per answer token, softplus of that margin's change from the original
+                       model's plus 2: its gradient fades once the token is forgotten.
+    saturating_sequence  per sentence, NPO's loss of the answer's log-likelihood ratio to the
+                       original model: its gradient fades once the sentence is forgotten.
 
 Shared pieces for methods with losses of their own (cir.methods): `sequence_logprob`, `npo_loss`,
 `ResidualStreamLoss`, and `CrossEntropyRetain` (a retain loss on general text).
@@ -139,6 +143,52 @@ class TrueLogit(_AnswerTokenLoss):
         logits, targets = self.answer_logits(model, batch)
         true = logits.gather(1, targets[:, None])[:, 0]
         return (true - logits.mean(-1)).clamp_min(0).mean()
+
+
+@register_loss("saturating_logit")
+class SaturatingLogit(_AnswerTokenLoss):
+    """Per answer token, softplus(m - m0 + 2), with m the true logit above the mean logit and m0
+    its value in the original model: d loss / d m = sigmoid(m - m0 + 2), 0.88 at the start, 0.5
+    once the margin fell by 2 and near 0 past that, so the normalised step goes to the tokens
+    not yet forgotten instead of pushing those already gone further down."""
+
+    offset = 2.0
+
+    @staticmethod
+    def margins(model, batch: Batch) -> torch.Tensor:
+        logits, targets = _AnswerTokenLoss.answer_logits(model, batch)
+        return logits.gather(1, targets[:, None])[:, 0] - logits.mean(-1)
+
+    @torch.no_grad()
+    def reference(self, model, batch: Batch) -> torch.Tensor:
+        return self.margins(model, batch).detach()
+
+    def __call__(self, model, batch: Batch, reference: torch.Tensor) -> torch.Tensor:
+        return F.softplus(self.margins(model, batch) - reference + self.offset).mean()
+
+
+@register_loss("saturating_sequence")
+class SaturatingSequence:
+    """Per sentence, NPO's loss of x = log p(answer) - log p0(answer) (the original model's,
+    cached): -(2/beta) log sigmoid(-beta x), whose gradient fades as the sentence's answer
+    becomes less likely than it was (beta = 1)."""
+
+    last_layer = None
+    beta = 1.0
+
+    def __init__(self, model, loss_layers=None):
+        pass
+
+    @staticmethod
+    def count(batch: Batch) -> int:
+        return len(batch)
+
+    @torch.no_grad()
+    def reference(self, model, batch: Batch) -> torch.Tensor:
+        return sequence_logprob(model, batch)[0].detach()
+
+    def __call__(self, model, batch: Batch, reference: torch.Tensor) -> torch.Tensor:
+        return npo_loss(sequence_logprob(model, batch)[0] - reference, self.beta)
 
 
 def sentences(batch: Batch) -> int:

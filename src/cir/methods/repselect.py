@@ -1,0 +1,104 @@
+"""RepSelect (after Sondej & Yang's successor to CIR, filyp/open-unlearning): one forget
+direction for the whole forget set, whitened per MLP projection, and a line search on its size.
+
+Per MLP projection of every layer, with a_t its input and g_t the forget loss's gradient at its
+output, over every answer-predicting position t of the whole forget set:
+
+    1. G = sum_t g_t a_t^T, the forget gradient of the weight, accumulated once;
+    2. soft collapse on both sides: each top principal direction u_i of the a_t (and of the
+       g_t) is shrunk by lambda_min / lambda_i over the `components` largest, a whitening that
+       leaves what the forget tokens share weak and what is specific to them whole:
+       D = S_g G S_a, S = I - sum_i (1 - lambda_min / lambda_i) u_i u_i^T;
+    3. the line search: epoch k sets W = W0 - k * unlearning_rate * D / ||D|| (global norm over
+       the projections); the loop stops at the first epoch past a budget (text loss or
+       collateral) and keeps the one before, so the step size is the largest in budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from cir import distributed
+from cir.architecture import weight_grad_from
+from cir.collapse import StreamingMoments, soft_basis, soft_collapse
+from cir.hooks import activations_require_grad, capture_acts_and_grads
+from cir.losses import terms
+from cir.methods import register
+from cir.methods.base import Method, MethodConfig
+
+
+@dataclass
+class RepSelectConfig(MethodConfig):
+    forget_loss: str = "true_logit"
+    unlearning_rate: float = 0.5  # line-search increment: global L2 norm added per epoch
+    components: int = 64  # top principal directions shrunk by the whitening, per side
+    retain_every: int = 0  # no retain steps: the budgets bound the step instead
+    all_layers: bool = True  # MLPs of every layer (train_layers unset); False: depth-scaled default
+
+    rate_range: ClassVar[tuple[float, float]] = (0.1, 2.0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.components < 1:
+            raise ValueError(f"components must be an integer >= 1, got {self.components}")
+
+    def resolve(self, n_layers: int) -> "RepSelectConfig":
+        if self.all_layers and self.train_layers is None:
+            import dataclasses
+
+            every = list(range(n_layers))
+            return dataclasses.replace(self, train_layers=every,
+                                       loss_layers=self.loss_layers if self.loss_layers is not None else every)
+        return super().resolve(n_layers)
+
+
+@register("repselect")
+class RepSelect(Method):
+    Config = RepSelectConfig
+    shardable = False  # not yet run with FSDP-sharded weights
+    reference = "Sondej & Yang, RepSelect: CIR's successor with whitened collapse and a line search (open-unlearning)"
+
+    def prepare(self) -> None:
+        """The whitened forget direction D per projection, from one pass over the forget set."""
+        acts_moments, grads_moments, weight_grads = {}, {}, {}
+        for index in self.epoch_batches(0):
+            batch = self.forget[index]
+            acts, grads = {}, {}
+            with activations_require_grad(self.model), capture_acts_and_grads(self.modules, acts, grads), \
+                    torch.enable_grad():
+                loss = self.forget_loss(self.model, batch, self.forget_refs[index])
+                loss.backward()
+            n_terms = terms(self.forget_loss, batch)
+            _, weight = self._whole_batch(loss, n_terms)
+            predicts = torch.zeros_like(batch.answer_mask)  # positions that predict an answer token
+            predicts[:, :-1] = batch.answer_mask[:, 1:]
+            rows = predicts & batch.token_mask
+            for name in grads:
+                a, g = acts[name][rows], grads[name][rows] * weight
+                if name not in acts_moments:
+                    acts_moments[name] = StreamingMoments(a.shape[-1], a.device)
+                    grads_moments[name] = StreamingMoments(g.shape[-1], g.device)
+                    weight_grads[name] = torch.zeros_like(self.modules[name].weight, dtype=torch.float32)
+                acts_moments[name].update(a)
+                grads_moments[name].update(g)
+                weight_grads[name] += weight_grad_from(self.modules[name], g, a).float()
+        self.direction = {}
+        for name, module in self.modules.items():
+            if name not in weight_grads:
+                self.direction[name] = torch.zeros_like(module.weight)
+                continue
+            if distributed.launched():
+                distributed.sum_(acts_moments[name].tensors() + grads_moments[name].tensors() + [weight_grads[name]])
+            a_vectors, a_keep = soft_basis(acts_moments[name], self.config.components)
+            g_vectors, g_keep = soft_basis(grads_moments[name], self.config.components)
+            whitened = soft_collapse(weight_grads[name], a_vectors, a_keep)  # rows of G: a-side
+            whitened = soft_collapse(whitened.T, g_vectors, g_keep).T  # columns: g-side
+            self.direction[name] = distributed.local_part(module.weight, whitened.to(module.weight.dtype))
+
+    def run_epoch(self, epoch: int) -> dict:
+        """One more increment of the line search along D."""
+        self.step(self.direction)
+        return {"forget_loss": self.forget_loss_value()}
