@@ -34,7 +34,7 @@ from cir.methods.base import Method, MethodConfig
 class RepSelectConfig(MethodConfig):
     forget_loss: str = "true_logit"
     unlearning_rate: float = 0.5  # line-search increment: global L2 norm added per epoch
-    components: int = 64  # top principal directions shrunk by the whitening, per side
+    components: int = 64  # top principal directions shrunk by the whitening, per side (<= width / 4)
     retain_every: int = 0  # no retain steps: the budgets bound the step instead
     all_layers: bool = True  # MLPs of every layer (train_layers unset); False: depth-scaled default
 
@@ -92,11 +92,16 @@ class RepSelect(Method):
                 continue
             if distributed.launched():
                 distributed.sum_(acts_moments[name].tensors() + grads_moments[name].tensors() + [weight_grads[name]])
-            a_vectors, a_keep = soft_basis(acts_moments[name], self.config.components)
-            g_vectors, g_keep = soft_basis(grads_moments[name], self.config.components)
+            a_vectors, a_keep = soft_basis(acts_moments[name], self._components(acts_moments[name]))
+            g_vectors, g_keep = soft_basis(grads_moments[name], self._components(grads_moments[name]))
             whitened = soft_collapse(weight_grads[name], a_vectors, a_keep)  # rows of G: a-side
             whitened = soft_collapse(whitened.T, g_vectors, g_keep).T  # columns: g-side
             self.direction[name] = distributed.local_part(module.weight, whitened.to(module.weight.dtype))
+
+    def _components(self, moments: StreamingMoments) -> int:
+        """`components`, at most a quarter of the width: whitening every direction of a narrow
+        module would leave the direction nothing of the forget gradient's shape."""
+        return max(1, min(self.config.components, moments.sum.shape[0] // 4))
 
     def run_epoch(self, epoch: int) -> dict:
         """One more increment of the line search along D."""
