@@ -9,7 +9,8 @@ Each --try is a set of `key=value` overrides (as `cir unlearn --set`) on the def
 setting runs the demo's protocol (cir.demo: T/V split, unlearning with the other topics'
 even-numbered questions watched by the collateral budget, then each attack on its own copy).
 Other topics are reported on all their questions and on the odd-numbered ones the run never
-watched. One JSON record per setting is appended to --out.
+watched. One JSON record per setting is appended to --out;
+`python bench/heldout_sweep.py --table FILE.jsonl` prints them as a Markdown table.
 """
 
 from __future__ import annotations
@@ -85,5 +86,30 @@ def main() -> None:
         print(json.dumps(record), flush=True)
 
 
+def table(path: str) -> str:
+    """The records of a JSONL file as one Markdown table (docs/sweep.md)."""
+    from cir.report import markdown_table
+
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        r = json.loads(line)
+        worst, cloze = r["V_worst"], r["V_cloze"]
+        stages = ["before", "after unlearning", "after relearning on T", "after 4-bit quantisation"]
+        lost = ", ".join(f"{t} -{n}" for t, n in r["other_questions_lost"].items() if n > 0) or "none"
+        rows.append([r["topic"], f"`{r['overrides']}`", r["kept_epoch"],
+                     " / ".join(f"{cloze[s]:.2f}" for s in stages if s in cloze),
+                     " / ".join(f"{worst[s]:.2f}" for s in stages if s in worst),
+                     lost, f"{min(r['unwatched_change'].values()):+.3f}", f"x{r['loss_ratio']:.4f}",
+                     " ".join(f"{e['forget_accuracy']:.2f}" for e in r["per_epoch"]),
+                     f"{r['seconds_per_fact']:.1f}"])
+    header = ["topic", "overrides", "kept epoch", "V cloze (before / unlearned / relearned / 4-bit)",
+              "V worst probe (same)", "other topics: questions lost", "unwatched half: worst change",
+              "text loss", "topic per epoch", "s/fact"]
+    return markdown_table(header, rows)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--table"]:
+        print(table(sys.argv[2]))
+    else:
+        main()

@@ -72,8 +72,9 @@ def test_each_epoch_trains_on_its_own_draw(tokenizer, people):
               zip(batches[i].input_ids, batches[i].token_mask)] for epoch in schedule]
     assert all(len(t) == 16 for t in texts)  # 2 phrasings of each of the 8 facts
     assert texts[0] != texts[1]
-    _, none = _forget_schedule(tokenizer, people[:8], RunConfig(max_epochs=3), 1)
-    assert none is None
+    for every_time in (RunConfig(max_epochs=3, phrasings=0), RunConfig(max_epochs=3, phrasings=4)):
+        _, none = _forget_schedule(tokenizer, people[:8], every_time, 1)
+        assert none is None  # the whole bank (4 sentences each) every epoch: one set of batches
 
 
 def test_battery_scores_every_probe_and_names_the_worst(taught, people):

@@ -43,7 +43,7 @@ class RunConfig:
     max_length: int = 64
     eval_forget: bool = True  # forget accuracy every epoch
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
-    phrasings: int = 0  # training phrasings of each fact per epoch, drawn with the seed (0 = the whole bank)
+    phrasings: int = 4  # training phrasings of each fact per epoch, drawn with the seed (0 = the whole bank)
     # collateral budget: the largest accuracy drop over the retain fact sets (other knowledge as
     # the model is asked it) that a kept epoch may have; watched only when retain sets are given
     collateral_budget: float = 0.05  # one question of a 24-question watched half
@@ -299,7 +299,7 @@ def _restore(params: dict, snapshot: dict) -> None:
 def _forget_schedule(tokenizer, items: list[MCQ], run: RunConfig, processes: int):
     """(forget batches, the batch indices of each epoch): with `phrasings`, every epoch draws its
     own phrasings of each fact (seeded by the run's seed and the epoch); else one set for all."""
-    if not run.phrasings:
+    if not run.phrasings or all(len(item.sentences()) <= run.phrasings for item in items):
         return forget_batches(tokenizer, items, run.batch_size, run.max_length, min_size=processes), None
     batches, schedule = [], []
     for epoch in range(1, run.max_epochs + 1):
