@@ -44,11 +44,12 @@ class CIRConfig(MethodConfig):
     trained and 6-11 in the loss, unlearning_rate=0.2, act_components=23, grad_components=35,
     retain_rate=3e-4, the update summed over every token (configs/paper-llama-3.1-8b.yaml).
     The defaults below were chosen by the sweeps on the bundled SmolLM2-135M (docs/sweep.md):
-    the true-token logit on the answer tokens, a 5x larger step, and the update taken from the
-    positions that predict the answer only; layers are scaled by depth."""
+    the true-token logit on the answer tokens, a 2.5x larger step, the update taken from the
+    positions that predict the answer only, and the retain-aware collapse (16 components of the
+    watched facts removed too); layers are scaled by depth."""
 
     forget_loss: str = "true_logit"
-    unlearning_rate: float = 1.0
+    unlearning_rate: float = 0.5
     act_components: int = 23  # principal components removed from activations, besides the mean
     grad_components: int = 35  # and from output gradients
     collapse: str = "paper"  # paper: remove mean + top PCs; soft: Mahalanobis shrink; none: ablation
@@ -59,7 +60,7 @@ class CIRConfig(MethodConfig):
     # subjects, which updates at the subject's tokens damage (docs/sweep.md)
     update_tokens: str = "answer"
     stats_tokens: str = "all"  # tokens the statistics come from: all (paper) or answer (as above)
-    retain_components: int = 0  # retain-aware collapse: PCs of the retain facts also removed (0 = off)
+    retain_components: int = 16  # retain-aware collapse: PCs of the retain facts also removed (0 = off)
 
     rate_range: ClassVar[tuple[float, float]] = (0.3, 3.0)
 
