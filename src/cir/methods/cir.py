@@ -60,7 +60,8 @@ class CIRConfig(MethodConfig):
     # subjects, which updates at the subject's tokens damage (docs/sweep.md)
     update_tokens: str = "answer"
     stats_tokens: str = "all"  # tokens the statistics come from: all (paper) or answer (as above)
-    retain_components: int = 16  # retain-aware collapse: PCs of the retain facts also removed (0 = off)
+    # retain-aware collapse: PCs of the retain facts also removed (0 = off; collapse=paper only)
+    retain_components: int = 16
 
     rate_range: ClassVar[tuple[float, float]] = (0.3, 3.0)
 
@@ -73,8 +74,7 @@ class CIRConfig(MethodConfig):
                 raise ValueError(f"{name} must be all or answer, got '{getattr(self, name)}'")
         if self.retain_components < 0:
             raise ValueError("retain_components must be >= 0")
-        if self.retain_components and self.collapse != "paper":
-            raise ValueError("retain_components needs collapse=paper")
+
         if self.act_components < 0 or self.grad_components < 0:
             raise ValueError("act_components and grad_components must be >= 0")
         if self.soft_components < 1:
@@ -206,7 +206,7 @@ class CIR(Method):
 
     def prepare(self) -> None:
         """Pass 0: statistics only, no update (first the retain facts', for the retain-aware collapse)."""
-        if self.config.retain_components and self.retain_facts:
+        if self.config.retain_components and self.retain_facts and self.config.collapse == "paper":
             self._collect_retain_bases()
         self._new_stats()
         for index in self.epoch_batches(0):
