@@ -17,11 +17,15 @@ from cir.cli import COMMANDS, build_parser, main
 from cir.evaluation import evaluate_cloze
 from cir.models import load_model
 
-API_DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def doc_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", API_DOC.read_text(encoding="utf-8"), re.S)
+def doc_blocks(name: str = "docs/api.md") -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / name).read_text(encoding="utf-8"), re.S)
+
+
+def test_the_readme_shows_the_api_docs_first_example():
+    assert doc_blocks("README.md") == doc_blocks()[:1]
 
 
 def same_weights(model, saved: dict) -> bool:

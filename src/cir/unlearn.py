@@ -1,5 +1,5 @@
 """The one training loop every method shares: epochs, the disruption budget, rollback to the
-last in-budget weights, metrics, seeds and the run directory."""
+last in-budget weights, metrics and seeds (cir.runs writes the run directory)."""
 
 from __future__ import annotations
 
@@ -377,7 +377,7 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
                      n_facts=len(forget_items), extra=extra)
 
 
-# ---------------------------------------------------------------- run directory
+# ---------------------------------------------------------------- general text
 def general_text_split(model, tokenizer, spec: str | None = None) -> tuple[list[str], list[str]]:
     """(retain, held-out) general text: a user corpus split in two, or the model's own samples."""
     from cir.data.general import sample_general_text, split_general_text
