@@ -8,7 +8,7 @@ import re
 import pytest
 
 from cir.attacks.probes import battery_prompts, evaluate_battery
-from cir.batches import draw_phrasings
+from cir.batches import draw_phrasings, forget_batches
 from cir.data import builtin_topics, load_mcq
 from cir.data.mcq import MCQ
 from cir.evaluation import cloze_prompt, evaluate_prompts
@@ -75,6 +75,24 @@ def test_each_epoch_trains_on_its_own_draw(tokenizer, people):
     for every_time in (RunConfig(max_epochs=3, phrasings=0), RunConfig(max_epochs=3, phrasings=4)):
         _, none = _forget_schedule(tokenizer, people[:8], every_time, 1)
         assert none is None  # the whole bank (4 sentences each) every epoch: one set of batches
+
+
+def test_context_precedes_each_fact_with_other_facts_and_marks_only_its_answer(tokenizer, people):
+    items = people[:5]
+    plain = forget_batches(tokenizer, items, batch_size=64, phrasings=2, seed=3)[0]
+    primed = forget_batches(tokenizer, items, batch_size=64, phrasings=2, seed=3, context=2)[0]
+    assert len(primed) == len(plain) == 10
+    owners = [item for item in items for _ in range(2)]
+    for row, item in enumerate(owners):
+        text = tokenizer.decode(primed.input_ids[row][primed.token_mask[row]])
+        own = tokenizer.decode(plain.input_ids[row][plain.token_mask[row]])
+        assert text.endswith("\n" + own)  # the fact itself, uncut, after its context
+        context = text[:-len(own) - 1]
+        others = [s for other in items if other is not item for s in other.sentences()]
+        assert any(context == f"{a}\n{b}" for a in others for b in others), context  # two other facts' sentences
+        # only the fact's own answer is marked, as without context
+        assert tokenizer.decode(primed.input_ids[row][primed.answer_mask[row]]) == \
+            tokenizer.decode(plain.input_ids[row][plain.answer_mask[row]])
 
 
 def test_battery_scores_every_probe_and_names_the_worst(taught, people):

@@ -85,12 +85,34 @@ def draw_phrasings(items: list[MCQ], phrasings: int, seed: int) -> list[tuple[st
     return drawn
 
 
+def with_context(texts: list[str], owners: list[int], banks: list[tuple[str, ...]], context: int,
+                 seed: int) -> list[str]:
+    """Each text preceded by `context` sentences of *other* facts (owner index != its own), one
+    drawn (seeded) from each of `context` other banks, a line apart: a primed context like a
+    k-shot prompt's, in the banks' own wordings."""
+    rng = random.Random(seed)
+    out = []
+    for text, owner in zip(texts, owners):
+        others = [i for i in range(len(banks)) if i != owner and banks[i]]
+        chosen = rng.sample(others, min(context, len(others)))
+        out.append("\n".join([rng.choice(banks[i]) for i in chosen] + [text]))
+    return out
+
+
 def forget_batches(tokenizer, items: list[MCQ], batch_size: int = 32, max_length: int = 64,
-                   min_size: int = 1, phrasings: int = 0, seed: int = 0) -> list[Batch]:
+                   min_size: int = 1, phrasings: int = 0, seed: int = 0, context: int = 0) -> list[Batch]:
     """The fact sentences of every item (all, or `phrasings` each drawn with `seed`), in file
-    order, with their answer tokens marked."""
-    pairs = [(sentence, item.answer_text) for item, bank in zip(items, draw_phrasings(items, phrasings, seed))
+    order, with their answer tokens marked. With `context`, each is preceded by that many
+    sentences of other facts (see `with_context`); only its own answer is marked, and
+    `max_length` grows with the context so that the fact itself is never cut."""
+    banks = draw_phrasings(items, phrasings, seed)
+    pairs = [(sentence, item.answer_text, owner) for owner, (item, bank) in enumerate(zip(items, banks))
              for sentence in bank]
+    if context:
+        texts = with_context([p[0] for p in pairs], [p[2] for p in pairs], [item.sentences() for item in items],
+                             context, seed)
+        pairs = [(text, answer, owner) for text, (_, answer, owner) in zip(texts, pairs)]
+        max_length *= context + 1
     return [encode(tokenizer, [p[0] for p in pairs[c]], [p[1] for p in pairs[c]], max_length)
             for c in chunks(len(pairs), batch_size, min_size)]
 

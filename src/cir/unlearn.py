@@ -47,6 +47,9 @@ class RunConfig:
     # collateral budget: the largest accuracy drop over the retain fact sets (other knowledge as
     # the model is asked it) that a kept epoch may have; watched only when retain sets are given
     collateral_budget: float = 0.05  # one question of a 24-question watched half
+    # sentences of other forget facts before each training text (0 = none): forgetting trained
+    # where context primes the answer, as in a k-shot prompt (never the probes' wording)
+    context: int = 0
 
     def __post_init__(self):
         if self.disruption not in ("loss_ratio", "kl"):
@@ -62,6 +65,8 @@ class RunConfig:
             raise ValueError("collateral_budget must be >= 0")
         if self.phrasings < 0:
             raise ValueError("phrasings must be >= 0")
+        if self.context < 0:
+            raise ValueError("context must be >= 0")
 
 
 # ---------------------------------------------------------------- configuration
@@ -273,12 +278,12 @@ def gradient_checkpointing(model, on: bool) -> None:
 def _forget_schedule(tokenizer, items: list[MCQ], run: RunConfig, processes: int):
     """(forget batches, the batch indices of each epoch): with `phrasings`, every epoch draws its
     own phrasings of each fact (seeded by the run's seed and the epoch); else one set for all."""
-    if not run.phrasings or all(len(item.sentences()) <= run.phrasings for item in items):
+    if not run.context and (not run.phrasings or all(len(item.sentences()) <= run.phrasings for item in items)):
         return forget_batches(tokenizer, items, run.batch_size, run.max_length, min_size=processes), None
     batches, schedule = [], []
     for epoch in range(1, run.max_epochs + 1):
         drawn = forget_batches(tokenizer, items, run.batch_size, run.max_length, min_size=processes,
-                               phrasings=run.phrasings, seed=run.seed * 10_007 + epoch)
+                               phrasings=run.phrasings, seed=run.seed * 10_007 + epoch, context=run.context)
         schedule.append(list(range(len(batches), len(batches) + len(drawn))))
         batches += drawn
     return batches, schedule
