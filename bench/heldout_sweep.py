@@ -36,7 +36,7 @@ def main() -> None:
     from cir.demo import DemoSettings, attacks, measure, topic_sets
     from cir.models import load_model
     from cir.commands.options import build_configs
-    from cir.unlearn import general_text_split, run_unlearning, watched_retain_sets
+    from cir.loop import general_text_split, run_unlearning, watched_retain_sets
 
     topics = topic_sets()
     model, tokenizer = load_model(args.model)

@@ -37,7 +37,7 @@ def main() -> None:
     from cir.models import load_model
     from cir.report import markdown_table
     from cir.commands.options import build_configs
-    from cir.unlearn import general_text_split, run_unlearning
+    from cir.loop import general_text_split, run_unlearning
 
     topics = {t: load_mcq(t) for t in builtin_topics()}
     model, tokenizer = load_model(args.model)

@@ -7,8 +7,7 @@ the facts being forgotten.
 
 The Python API (docs/api.md): load_model, load_facts, unlearn (in place) or unlearn_to_dir
 (a run directory), evaluate, compare, and the attacks in cir.attacks (relearn, quantize, mia,
-suite). `cir.unlearn` is the function; the training loop's module is read with
-`from cir.unlearn import RunConfig, ...`.
+suite). The training loop and its options (RunConfig) are in cir.loop.
 """
 
 from cir import attacks
@@ -17,7 +16,7 @@ from cir.comparison import CompareSettings
 from cir.data import load_facts
 from cir.errors import InputError
 from cir.models import load_model, save_model
-from cir.unlearn import RunConfig, UnlearningResult
+from cir.loop import RunConfig, UnlearningResult
 
 __all__ = ["CompareSettings", "InputError", "RunConfig", "UnlearningResult", "attacks", "compare", "evaluate",
            "load_facts", "load_model", "save_model", "unlearn", "unlearn_to_dir"]

@@ -18,7 +18,7 @@ from cir.comparison import CompareSettings, Comparison, Evaluation
 from cir.data import MCQ, load_facts, topic_sets
 from cir.evaluation import evaluate_mcq, named_sets, text_kl, text_loss
 from cir.runs import run_directory, save_weights, write_run
-from cir.unlearn import RunConfig, UnlearningResult, general_text_split, make_configs, run_unlearning, \
+from cir.loop import RunConfig, UnlearningResult, general_text_split, make_configs, run_unlearning, \
     watched_retain_sets
 
 Facts = Sequence[MCQ] | str | Sequence[str]  # questions, or fact set specs (a file, a topic, hf:...)

@@ -30,7 +30,7 @@ from cir.evaluation import evaluate_mcq
 from cir.methods import get_method, method_names
 from cir.models import snapshot
 from cir.report import markdown_table
-from cir.unlearn import make_configs, run_unlearning
+from cir.loop import make_configs, run_unlearning
 
 DEFAULT_METHODS = ("cir", "gradient_difference", "npo", "rmu", "circuit_breakers")
 QUICK_METHODS = ("cir", "gradient_difference", "npo")

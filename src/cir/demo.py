@@ -19,7 +19,7 @@ from cir.attacks.suite import AttackConfig, measure, suite
 from cir.data import builtin_topics, topic_sets
 from cir.errors import InputError
 from cir.report import markdown_table
-from cir.unlearn import UnlearningResult
+from cir.loop import UnlearningResult
 
 
 @dataclass

@@ -18,7 +18,7 @@ from cir import distributed
 from cir.models import save_model
 from cir.outputs import staged_output
 from cir.report import run_report
-from cir.unlearn import RunConfig, UnlearningResult, config_dict
+from cir.loop import RunConfig, UnlearningResult, config_dict
 
 
 @contextlib.contextmanager

@@ -51,7 +51,7 @@ def run(args) -> None:
     from cir.comparison import markdown, write
     from cir.data import load_facts
     from cir.outputs import check_output_dir, staged_output
-    from cir.unlearn import general_text_split
+    from cir.loop import general_text_split
 
     if distributed.launched():
         raise InputError("cir compare runs in one process (launch unlearn, teach or attack relearn with torchrun)")

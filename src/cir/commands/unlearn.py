@@ -20,7 +20,7 @@ def run(args) -> None:
     from cir.api import unlearn_to_dir
     from cir.data import load_facts, load_mcq, load_texts
     from cir.outputs import check_output_dir
-    from cir.unlearn import fsdp_limits
+    from cir.loop import fsdp_limits
 
     # every input is read before the model loads
     run, method_config = run_configs(args)
