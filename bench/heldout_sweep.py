@@ -35,7 +35,8 @@ def main() -> None:
     from cir.attacks import split_forget
     from cir.demo import DemoSettings, attacks, measure, topic_sets
     from cir.models import load_model
-    from cir.unlearn import build_configs, general_text_split, run_unlearning, watched_retain_sets
+    from cir.commands.options import build_configs
+    from cir.loop import general_text_split, run_unlearning, watched_retain_sets
 
     topics = topic_sets()
     model, tokenizer = load_model(args.model)
@@ -48,7 +49,7 @@ def main() -> None:
     retain, heldout = general_text_split(model, tokenizer)
     original = {k: v.clone() for k, v in model.state_dict().items()}
     before = measure(model, tokenizer, topics, held_out)
-    from cir.demo import accuracies
+    from cir.attacks.suite import accuracies
 
     before_unwatched = accuracies(model, tokenizer, unwatched)
     for overrides in args.tries:

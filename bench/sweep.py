@@ -36,7 +36,8 @@ def main() -> None:
     from cir.evaluation import evaluate_cloze
     from cir.models import load_model
     from cir.report import markdown_table
-    from cir.unlearn import build_configs, general_text_split, run_unlearning
+    from cir.commands.options import build_configs
+    from cir.loop import general_text_split, run_unlearning
 
     topics = {t: load_mcq(t) for t in builtin_topics()}
     model, tokenizer = load_model(args.model)

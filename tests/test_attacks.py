@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from cir.attacks import (PROBE_FORMATS, auc, mia_report, probe_mcq, quantize_model, quantize_tensor, relearn,
+from cir.attacks import (PROBE_FORMATS, auc, mia, probe_mcq, quantize_model, quantize_tensor, relearn,
                          split_forget)
 from cir.attacks.probes import kshot_prompts
 from cir.cli import build_parser, main
 from cir.data.synthetic import ATTRIBUTES, generate_people, write_mcq
-from cir.evaluation import _pad, cloze_prompt, evaluate_mcq
+from cir.evaluation import pad, cloze_prompt, evaluate_mcq
 
 
 def shallow_unlearn(model, tokenizer, items, lr=3e-2, max_steps=20, target=0.25):
@@ -22,7 +22,7 @@ def shallow_unlearn(model, tokenizer, items, lr=3e-2, max_steps=20, target=0.25)
         p.requires_grad_(p is weight)
     prompts = [tokenizer(cloze_prompt(item.question))["input_ids"] for item in items]
     answers = [tokenizer(" " + item.answer_text, add_special_tokens=False)["input_ids"] for item in items]
-    ids, mask = _pad([p + a for p, a in zip(prompts, answers)], tokenizer.pad_token_id, "cpu")
+    ids, mask = pad([p + a for p, a in zip(prompts, answers)], tokenizer.pad_token_id, "cpu")
     labels = torch.full_like(ids, -100)
     for row, (p, a) in enumerate(zip(prompts, answers)):
         labels[row, len(p) : len(p) + len(a)] = torch.tensor(a)
@@ -142,9 +142,9 @@ def test_mia_separates_memorised_from_fresh_facts(taught, people):
     per_person = len(ATTRIBUTES)  # generate_people gives each person's questions together
     groups = [fresh[k : k + per_person] for k in range(0, len(fresh), per_person)]
     halves = [[s for group in groups[k::2] for item in group for s in item.sentences()] for k in (0, 1)]
-    same = mia_report(model, tokenizer, halves[0], halves[1])
+    same = mia(model, tokenizer, halves[0], halves[1])
     assert all(abs(v - 0.5) <= 0.1 for v in same["auc"].values()), same["auc"]
-    memorised = mia_report(model, tokenizer, [s for item in people for s in item.sentences()], halves[0])
+    memorised = mia(model, tokenizer, [s for item in people for s in item.sentences()], halves[0])
     assert all(v > 0.9 for v in memorised["auc"].values()), memorised["auc"]
 
 

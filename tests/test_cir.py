@@ -11,7 +11,7 @@ from cir.data.general import builtin_prompts
 from cir.evaluation import evaluate_cloze
 from cir.hooks import activations_require_grad, capture_acts_and_grads
 from cir.methods.cir import CIR, CIRConfig
-from cir.unlearn import RunConfig, run_unlearning
+from cir.loop import RunConfig, run_unlearning
 
 # The tiny model's facts share every template and every answer. There the paper's update over
 # every token with negative cross-entropy is the selective setting; the defaults chosen on the
@@ -44,7 +44,7 @@ def unlearn(model, tokenizer, people, max_epochs=8, budget=100.0, seed=0, forget
 def trajectory(taught_dir, forget, keep, max_epochs, monkeypatch, **options):
     """(forget accuracy, kept accuracy) before unlearning and after every epoch."""
     from cir.models import load_model
-    from cir.unlearn import Disruption
+    from cir.loop import Disruption
 
     model, tokenizer = load_model(str(taught_dir))
     points, measure = [], Disruption.__call__
@@ -132,7 +132,7 @@ def test_rollback_keeps_the_last_in_budget_weights(taught_dir, people, monkeypat
     """The disruption trajectory is scripted (epoch 3 is the first past the budget), so the test
     does not hope for one the CPU happens to give; the weights are the method's own."""
     from cir.models import load_model
-    from cir.unlearn import Disruption
+    from cir.loop import Disruption
 
     one, tokenizer = load_model(str(taught_dir))
     unlearn(one, tokenizer, people, max_epochs=2)  # the weights after two epochs, unconstrained
@@ -202,7 +202,7 @@ def test_trained_layers_past_the_loss_layers_get_no_forget_update(taught, people
 
 def test_gradient_checkpointing_gives_the_same_update(taught, people):
     """Recomputing the layers in backward fires the capture hooks again; the update must not change."""
-    from cir.unlearn import gradient_checkpointing
+    from cir.loop import gradient_checkpointing
 
     model, tokenizer = taught
     batches = forget_batches(tokenizer, split(people)[0], batch_size=16)

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from cir.cli import main
-from cir.compare import mean_ci
+from cir.comparison import mean_ci
 from cir.data.synthetic import write_mcq
 
 

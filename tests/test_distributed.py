@@ -144,7 +144,8 @@ def test_relearning_attack_under_fsdp_matches_one_process(taught_dir, inputs, pe
 
 def test_fsdp_refuses_what_it_cannot_shard(tmp_path, capsys):
     from cir.errors import InputError
-    from cir.unlearn import build_configs, fsdp_limits
+    from cir.commands.options import build_configs
+    from cir.loop import fsdp_limits
 
     for overrides, message in [(["disruption=kl"], "disruption=kl"), (["gu=true"], "gu=true"),
                                (["method=shred"], "method shred")]:

@@ -63,7 +63,7 @@ def test_phrasings_are_drawn_per_seed_from_the_bank(people):
 
 
 def test_each_epoch_trains_on_its_own_draw(tokenizer, people):
-    from cir.unlearn import RunConfig, _forget_schedule
+    from cir.loop import RunConfig, _forget_schedule
 
     run = RunConfig(max_epochs=3, phrasings=2, batch_size=8)
     batches, schedule = _forget_schedule(tokenizer, people[:8], run, 1)

@@ -4,10 +4,20 @@ The flagship method is Collapse of Irrelevant Representations (Sondej & Yang, 20
 before an unlearning update is formed, the directions that the forget set's activations
 and gradients have in common are removed, so the update touches only what is specific to
 the facts being forgotten.
+
+The Python API (docs/api.md): load_model, load_facts, unlearn (in place) or unlearn_to_dir
+(a run directory), evaluate, compare, and the attacks in cir.attacks (relearn, quantize, mia,
+suite). The training loop and its options (RunConfig) are in cir.loop.
 """
 
+from cir import attacks
+from cir.api import compare, evaluate, unlearn, unlearn_to_dir
+from cir.comparison import CompareSettings
+from cir.data import load_facts
 from cir.errors import InputError
 from cir.models import load_model, save_model
+from cir.loop import RunConfig, UnlearningResult
 
-__all__ = ["InputError", "load_model", "save_model"]
+__all__ = ["CompareSettings", "InputError", "RunConfig", "UnlearningResult", "attacks", "compare", "evaluate",
+           "load_facts", "load_model", "save_model", "unlearn", "unlearn_to_dir"]
 __version__ = "0.1.0"

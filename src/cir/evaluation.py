@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -48,7 +49,8 @@ def check_context(model, n_tokens: int, text: str) -> None:
         raise InputError(f"prompt '{words} ...' is {n_tokens} tokens, longer than the model's context of {limit}")
 
 
-def _pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of token sequences padded on the right to the longest: (B, T) each."""
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -98,7 +100,7 @@ def continuation_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         seqs = [encoded[i][0] + encoded[i][1] for i in rows]
-        ids, mask = _pad(seqs, tokenizer.pad_token_id, device)
+        ids, mask = pad(seqs, tokenizer.pad_token_id, device)
         hidden = base(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state  # (B, T, D)
         batch_idx, pos_idx, targets, owner = [], [], [], []
         for b, i in enumerate(rows):
@@ -169,7 +171,7 @@ def evaluate_letters(model, tokenizer, items: list[MCQ], subject: str = "general
         seqs = [tokenizer(letters_prompt(item, subject))["input_ids"] for item in batch]
         for seq, item in zip(seqs, batch):
             check_context(model, len(seq), item.question)
-        ids, mask = _pad(seqs, tokenizer.pad_token_id, device)
+        ids, mask = pad(seqs, tokenizer.pad_token_id, device)
         hidden = base(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
         last = hidden[torch.arange(len(batch)), mask.sum(1) - 1]
         logits = head(last).float()
@@ -189,6 +191,13 @@ def evaluate_answer_only(model, tokenizer, items: list[MCQ], batch_size: int = 6
 MCQ_FORMATS = {"cloze": evaluate_cloze, "letters": evaluate_letters, "answer_only": evaluate_answer_only}
 
 
+def named_sets(sets, name: str) -> dict:
+    """`sets` as {name: items}: a mapping as it is, one list under `name`, None as nothing."""
+    if sets is None:
+        return {}
+    return dict(sets) if isinstance(sets, Mapping) else {name: list(sets)}
+
+
 def evaluate_mcq(model, tokenizer, items: list[MCQ], fmt: str = "cloze", **kwargs) -> MCQResult:
     if fmt not in MCQ_FORMATS:
         raise ValueError(f"unknown MCQ format '{fmt}' ({', '.join(MCQ_FORMATS)})")
@@ -203,7 +212,7 @@ def _text_batches(tokenizer, texts, max_length, batch_size, device):
     seqs = [s for s in encode_texts(tokenizer, texts, max_length) if len(s) >= 2]
     seqs.sort(key=len, reverse=True)
     for start in range(0, len(seqs), batch_size):
-        yield _pad(seqs[start : start + batch_size], tokenizer.pad_token_id, device)
+        yield pad(seqs[start : start + batch_size], tokenizer.pad_token_id, device)
 
 
 @torch.no_grad()

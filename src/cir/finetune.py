@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from cir import distributed
 from cir.architecture import mlp_projections, decoder_layers
-from cir.evaluation import _pad
+from cir.evaluation import pad
 
 
 def select_parameters(model, which: str = "all") -> list[torch.nn.Parameter]:
@@ -82,7 +82,7 @@ def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: flo
             rows = seqs[distributed.shard_rows(len(seqs), allow_empty=True)]
             # a process left without rows runs the last row at weight 0: under FSDP every
             # process takes part in every forward and backward pass
-            ids, mask = _pad(rows or seqs[-1:], tokenizer.pad_token_id, device)
+            ids, mask = pad(rows or seqs[-1:], tokenizer.pad_token_id, device)
             n_targets = int(mask[:, 1:].sum()) if rows else 0
             weight = distributed.share(n_targets)
             loss = causal_lm_loss(model, ids, mask)

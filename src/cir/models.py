@@ -164,6 +164,18 @@ def save_model(model, tokenizer, out_dir: str | Path, state_dict: dict | None = 
     tokenizer.save_pretrained(out_dir)
 
 
+def snapshot(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached copies of named weights (`model.state_dict()`, or some parameters) to go back to."""
+    return {name: tensor.detach().clone() for name, tensor in tensors.items()}
+
+
+@torch.no_grad()
+def restore(tensors: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> None:
+    """Copy a `snapshot` back into the same named weights, in place."""
+    for name, tensor in tensors.items():
+        tensor.copy_(saved[name])
+
+
 def time_bundled_loads(alias: str = DEFAULT_MODEL) -> dict:
     """Seconds for the first load (GGUF conversion) and a cached load, in a throwaway cache."""
     previous = os.environ.get("CIR_CACHE")

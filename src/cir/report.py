@@ -179,7 +179,8 @@ def topic_accuracies(run: dict) -> dict[str, dict[str, float]]:
     return topics
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot, drawing to files only (imported when a plot is made)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -188,21 +189,23 @@ def _pyplot():
     return plt
 
 
-def _save_png(fig, path) -> None:
+def save_figure(fig, path, dpi: int = 100) -> None:
+    """Write `fig` as a PNG renamed into place (a link at `path` is replaced), and close it."""
     import io
 
     from cir.outputs import write_file
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    fig.savefig(buffer, format="png", dpi=dpi)
     write_file(path, buffer.getvalue())
+    pyplot().close(fig)
 
 
 def plot_unlearning(runs: list[dict], path) -> bool:
     runs = [r for r in runs if r["metrics"]]
     if not runs:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     fig, (acc, dis) = plt.subplots(1, 2, figsize=(10, 4))
     for run in runs:
         epochs = [row["epoch"] for row in run["metrics"]]
@@ -212,8 +215,7 @@ def plot_unlearning(runs: list[dict], path) -> bool:
     dis.set(title="disruption while unlearning", xlabel="epoch", ylabel="disruption")
     acc.legend()
     fig.tight_layout()
-    _save_png(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
@@ -222,7 +224,7 @@ def plot_relearn(runs: list[dict], path) -> bool:
               for run in runs for key, res in sorted(run["attacks"].items()) if key.startswith("relearn")]
     if not curves:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, values in curves:
         ax.plot(range(len(values)), values, marker="o", label=label)
@@ -230,15 +232,14 @@ def plot_relearn(runs: list[dict], path) -> bool:
            ylabel="accuracy", ylim=(0, 1.05))
     ax.legend()
     fig.tight_layout()
-    _save_png(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
 def plot_topics(run: dict, topics: dict, path) -> bool:
     if not topics:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     stages = list(dict.fromkeys(stage for values in topics.values() for stage in values))
     width = 0.8 / len(stages)
     fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(topics) * len(stages) / 2), 4))
@@ -249,8 +250,7 @@ def plot_topics(run: dict, topics: dict, path) -> bool:
     ax.set(title=f"accuracy per topic: {run['name']}", ylabel="accuracy", ylim=(0, 1.05))
     ax.legend(fontsize="small")
     fig.tight_layout()
-    _save_png(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

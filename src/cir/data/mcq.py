@@ -152,3 +152,18 @@ def load_mcq(spec: str, max_choices: int | None = None) -> list[MCQ]:
     if not items:
         raise InputError("no questions", path=spec)
     return items
+
+
+def load_facts(specs: str | list[str], max_choices: int | None = None) -> list[MCQ]:
+    """The questions of one fact set spec, or of several in order (as `load_mcq` reads each)."""
+    specs = [specs] if isinstance(specs, str) else specs
+    return [item for spec in specs for item in load_mcq(spec, max_choices)]
+
+
+def topic_sets(excluding: list[MCQ] = ()) -> dict[str, list[MCQ]]:
+    """The built-in topics, less every topic that asks a question of `excluding` (the facts
+    being forgotten): the other knowledge that unlearning should leave alone."""
+    asked = {item.question.strip().lower() for item in excluding}
+    sets = {topic: load_mcq(topic) for topic in builtin_topics()}
+    return {topic: items for topic, items in sets.items()
+            if not any(item.question.strip().lower() in asked for item in items)}

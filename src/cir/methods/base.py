@@ -1,7 +1,7 @@
 """What every unlearning method shares: layers defaulted by depth, the normalised forget
 step, the retain step, references from the original model, and geometric disentanglement.
 
-A method owns its loss and setup; the loop (cir.unlearn) owns epochs, stopping, rollback,
+A method owns its loss and setup; the loop (cir.loop) owns epochs, stopping, rollback,
 outputs and seeds.
 
 Geometric disentanglement (GU; Zhou et al. 2025, arXiv 2511.17100), for any method with

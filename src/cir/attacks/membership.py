@@ -14,7 +14,7 @@ import zlib
 
 import torch
 
-from cir.evaluation import _pad
+from cir.evaluation import pad
 
 METRICS = ("loss", "zlib", "min_k")
 
@@ -28,7 +28,7 @@ def token_logprobs(model, tokenizer, texts: list[str], max_length: int = 64,
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
         seqs = [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in chunk]
-        ids, mask = _pad(seqs, tokenizer.pad_token_id, device)
+        ids, mask = pad(seqs, tokenizer.pad_token_id, device)
         logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
         lp = logits.log_softmax(-1).gather(2, ids[:, 1:, None])[..., 0]
         out += [lp[row, : len(seq) - 1].cpu() for row, seq in enumerate(seqs)]
@@ -73,8 +73,9 @@ def auc(positives: list[float], negatives: list[float]) -> float:
     return u / (n_pos * len(negatives))
 
 
-def mia_report(model, tokenizer, members: list[str], nonmembers: list[str], k: float = 0.2) -> dict:
-    """AUC of each score, members vs non-members, and their mean scores."""
+def mia(model, tokenizer, members: list[str], nonmembers: list[str], k: float = 0.2) -> dict:
+    """Membership inference: the AUC of each score, members vs non-members (sentences the model
+    may have seen vs held-out ones of the same kind), and their mean scores."""
     pos, neg = mia_scores(model, tokenizer, members, k), mia_scores(model, tokenizer, nonmembers, k)
     return {"auc": {m: auc(pos[m], neg[m]) for m in METRICS},
             "members": {m: sum(pos[m]) / len(pos[m]) for m in METRICS},

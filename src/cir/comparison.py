@@ -13,7 +13,6 @@ and the same evaluation; only its own hyperparameters change.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -24,51 +23,91 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from cir.attacks.relearn import relearn, split_forget
+from cir.attacks.suite import AttackConfig, accuracies, suite
 from cir.data.mcq import MCQ
-from cir.demo import accuracies
+from cir.errors import InputError
 from cir.evaluation import evaluate_mcq
-from cir.methods import get_method
+from cir.methods import get_method, method_names
+from cir.models import snapshot
 from cir.report import markdown_table
-from cir.unlearn import build_configs, run_unlearning
+from cir.loop import make_configs, run_unlearning
 
 DEFAULT_METHODS = ("cir", "gradient_difference", "npo", "rmu", "circuit_breakers")
 QUICK_METHODS = ("cir", "gradient_difference", "npo")
+# what every run of a comparison shares: no option may change them (the search sets the step)
+SHARED = ("budget", "max_epochs", "disruption", "eval_forget", "seed", "method", "unlearning_rate")
 
 
 @dataclass
 class CompareSettings:
+    """A comparison's rules. Every message of `__post_init__` starts with the setting it is about."""
+
     methods: tuple[str, ...] = DEFAULT_METHODS
     budget: float = 1.001  # held-out general-text loss ratio, the same for every method
     trials: int = 2  # optuna trials per method
     seeds: int = 1  # runs of each method's best setting (seed k also draws the T/V split)
     max_epochs: int = 4
-    split_ratio: float = 0.5  # share of the forget questions the attacker trains on (T)
-    relearn_epochs: int = 6
-    relearn_lr: float = 3e-5  # Adam on every MLP, as in the demo
-    quantize_bits: int = 4
-    max_facts: int | None = None  # use only the first N forget questions (--quick)
+    max_facts: int | None = None  # use only the first N forget questions (quick)
     seed: int = 0  # the search's sampler seed
-    overrides: list[str] = field(default_factory=list)  # fixed options for every run (--set)
+    # options fixed for every run, by name (a loop option or a method's) or METHOD.name (one method's)
+    options: dict = field(default_factory=dict)
+    attacks: AttackConfig = field(default_factory=AttackConfig)  # as in the demo; seed k is set per run
+
+    def __post_init__(self):
+        self.methods = tuple(self.methods)
+        unknown = [m for m in self.methods if m not in method_names()]
+        if unknown or not self.methods:
+            raise ValueError(f"methods has unknown method(s) {', '.join(unknown) or '(none given)'} "
+                             f"(known: {', '.join(method_names())})")
+        for name in ("trials", "seeds", "max_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.budget <= 0:
+            raise ValueError("budget must be > 0")
+        shared = sorted({key.split(".")[-1] for key in self.options} & set(SHARED))
+        if shared:
+            raise ValueError(f"options cannot change {', '.join(shared)} in a comparison (the budget, epochs and "
+                             "seed are the comparison's own settings; the search sets the step)")
+        for method in self.methods:  # every option must be valid for the methods it applies to
+            make_configs(method, options=self.options_for(method))
 
     @classmethod
     def quick(cls, **changes) -> "CompareSettings":
         """A small comparison for a first look (about 10 minutes on two CPU cores)."""
-        values = dict(methods=QUICK_METHODS, trials=2, seeds=1, max_epochs=2, relearn_epochs=3, max_facts=16)
+        values = dict(methods=QUICK_METHODS, trials=2, seeds=1, max_epochs=2, max_facts=16,
+                      attacks=AttackConfig(relearn_epochs=3))
         return cls(**(values | changes))
+
+    def options_for(self, method: str) -> dict:
+        """The fixed options that apply to `method`: unprefixed ones, and its own `METHOD.name`."""
+        def owner(key: str) -> str | None:
+            head = key.split(".", 1)[0]
+            return head if "." in key and head in method_names() else None
+
+        return {key: value for key, value in self.options.items() if owner(key) in (None, method)}
+
+    def forget_questions(self, items: list[MCQ]) -> list[MCQ]:
+        """The questions a comparison forgets: the first `max_facts`, at least 4 (for T and V)."""
+        items = items[: self.max_facts]
+        if len(items) < 4:
+            raise InputError(f"need at least 4 forget questions to split into T and V, got {len(items)}")
+        return items
+
+    def attack_config(self, seed: int) -> AttackConfig:
+        return dataclasses.replace(self.attacks, seed=seed)
 
 
 CIR_LOSSES = ("true_logit", "neg_cross_entropy", "mlp_breaking")
 
 
-def search_space(trial, method: str) -> list[str]:
-    """`--set` overrides for one trial: the step size on a log scale over the method's range,
-    and for CIR also the forget loss."""
+def search_space(trial, method: str) -> dict:
+    """One trial's options: the step size on a log scale over the method's range (4 significant
+    digits), and for CIR also the forget loss."""
     low, high = get_method(method).Config.rate_range
-    overrides = [f"unlearning_rate={trial.suggest_float('unlearning_rate', low, high, log=True):.4g}"]
+    options = {"unlearning_rate": float(f"{trial.suggest_float('unlearning_rate', low, high, log=True):.4g}")}
     if method == "cir":
-        overrides.append(f"forget_loss={trial.suggest_categorical('forget_loss', CIR_LOSSES)}")
-    return overrides
+        options["forget_loss"] = trial.suggest_categorical("forget_loss", CIR_LOSSES)
+    return options
 
 
 def first_trial(method: str) -> dict:
@@ -82,15 +121,9 @@ def first_trial(method: str) -> dict:
     return params
 
 
-def overrides_for(method: str, overrides: list[str]) -> list[str]:
-    """The `--set` options that apply to `method`: unprefixed ones, and `METHOD.key=value`."""
-    from cir.methods import method_names
-
-    def prefix(item: str) -> str | None:
-        head = item.split("=", 1)[0]
-        return head.split(".", 1)[0] if "." in head and head.split(".", 1)[0] in method_names() else None
-
-    return [o for o in overrides if prefix(o) in (None, method)]
+def as_overrides(options: dict) -> list[str]:
+    """Options as `--set` would give them, for the table and compare.json."""
+    return [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in options.items()]
 
 
 @dataclass
@@ -106,9 +139,9 @@ class Evaluation:
 class Comparison:
     def __init__(self, model, tokenizer, evaluation: Evaluation, settings: CompareSettings, progress: bool = True):
         self.base, self.tokenizer, self.evaluation, self.settings = model, tokenizer, evaluation, settings
-        self.original = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.original = snapshot(model.state_dict())
         self.progress = progress
-        self.splits = {k: split_forget(evaluation.items, settings.split_ratio, seed=k) for k in range(settings.seeds)}
+        self.splits = {k: settings.attack_config(k).split(evaluation.items) for k in range(settings.seeds)}
         self.before = {k: evaluate_mcq(model, tokenizer, self.splits[k][1]).accuracy for k in range(settings.seeds)}
         self.topics_before = accuracies(model, tokenizer, evaluation.topics)
 
@@ -116,67 +149,58 @@ class Comparison:
         self.base.load_state_dict(self.original)
         return self.base
 
-    def unlearn(self, method: str, overrides: list[str], seed: int):
+    def unlearn(self, method: str, options: dict, seed: int):
         """Unlearn with `method` from the original weights; (model, run result)."""
-        run, method_config = build_configs(None, [f"max_epochs={self.settings.max_epochs}",
-                                                  f"budget={self.settings.budget}", "disruption=loss_ratio",
-                                                  "eval_forget=false", *overrides_for(method, self.settings.overrides),
-                                                  *overrides],
-                                           method=method, seed=seed)
+        shared = {"max_epochs": self.settings.max_epochs, "budget": self.settings.budget,
+                  "disruption": "loss_ratio", "eval_forget": False, "seed": seed}
+        run, method_config = make_configs(method, options=self.settings.options_for(method) | shared | options)
         model = self._fresh()
         result = run_unlearning(model, self.tokenizer, self.evaluation.items, self.evaluation.retain_texts,
                                 self.evaluation.heldout_texts, run, method_config, progress=False)
         return model, result
 
-    def relearned(self, model, seed: int) -> float:
-        """The best V accuracy over the relearning attack's epochs (on a copy)."""
+    def attack(self, model, seed: int, attack: str) -> dict:
+        """One attack of the suite on seed `seed`'s split (on a copy): its row."""
         train, held_out = self.splits[seed]
-        attacked = copy.deepcopy(model)
-        result = relearn(attacked, self.tokenizer, train, held_out, epochs=self.settings.relearn_epochs,
-                         lr=self.settings.relearn_lr, optimizer="adam", params="mlp", seed=seed)
-        return result["max_accuracy"]
+        return suite(model, self.tokenizer, train, held_out, config=self.settings.attack_config(seed),
+                     attacks=(attack,))[attack]
 
-    def attacked(self, method: str, overrides: list[str], seed: int):
+    def attacked(self, method: str, options: dict, seed: int):
         """Unlearn on seed `seed`'s split; (row with V after unlearning and after relearning,
         the unlearned model, the run result)."""
-        model, result = self.unlearn(method, overrides, seed=seed)
-        held_out = self.splits[seed][1]
-        row = {"overrides": overrides, "kept_epoch": result.kept_epoch, "stop_reason": result.stop_reason,
-               "loss_ratio": result.metrics[result.kept_epoch]["loss_ratio"],
-               "V_after_unlearning": evaluate_mcq(model, self.tokenizer, held_out).accuracy,
-               "V_after_relearning": self.relearned(model, seed)}
+        model, result = self.unlearn(method, options, seed=seed)
+        relearned = self.attack(model, seed, "relearn")
+        row = {"options": options, "overrides": as_overrides(options), "kept_epoch": result.kept_epoch,
+               "stop_reason": result.stop_reason, "loss_ratio": result.kept["loss_ratio"],
+               "V_after_unlearning": evaluate_mcq(model, self.tokenizer, self.splits[seed][1]).accuracy,
+               "V_after_relearning": relearned["V"], "V_worst_after_relearning": relearned["V worst"]}
         return row, model, result
 
-    def trial(self, method: str, overrides: list[str]) -> dict:
+    def trial(self, method: str, options: dict) -> dict:
         """One search trial, on seed 0's split. The row keeps the unlearned weights and the run
         result under "_state" and "_result", so the best trial need not be run again."""
         start = time.perf_counter()
-        row, model, result = self.attacked(method, overrides, seed=0)
+        row, model, result = self.attacked(method, options, seed=0)
         row["seconds"] = time.perf_counter() - start
-        row["_state"], row["_result"] = {k: v.detach().clone() for k, v in model.state_dict().items()}, result
+        row["_state"], row["_result"] = snapshot(model.state_dict()), result
         return row
 
-    def final(self, method: str, overrides: list[str], seed: int, trial: dict | None = None) -> dict:
+    def final(self, method: str, options: dict, seed: int, trial: dict | None = None) -> dict:
         """One full measurement of a setting; `trial` is the row of a trial already run with it
         on this seed's split, whose weights are measured instead of a new run."""
-        from cir.attacks import quantize_model
-
         if trial is None:
-            attacked, model, result = self.attacked(method, overrides, seed)
+            attacked, model, result = self.attacked(method, options, seed)
         else:
             attacked, model, result = trial, self._fresh(), trial["_result"]
             model.load_state_dict(trial["_state"])
-        held_out = self.splits[seed][1]
-        row = {"seed": seed, "V_before": self.before[seed],
-               **{k: attacked[k] for k in ("V_after_unlearning", "V_after_relearning", "loss_ratio", "kept_epoch",
-                                           "stop_reason")},
-               "seconds_per_fact": result.seconds / max(result.n_facts, 1),
-               "topics": accuracies(model, self.tokenizer, self.evaluation.topics)}
-        quantized = copy.deepcopy(model)
-        quantize_model(quantized, bits=self.settings.quantize_bits)
-        row["V_after_quantisation"] = evaluate_mcq(quantized, self.tokenizer, held_out).accuracy
-        row["forget_all_after_unlearning"] = evaluate_mcq(model, self.tokenizer, self.evaluation.items).accuracy
-        return row
+        quantized = self.attack(model, seed, "quantize")
+        return {"seed": seed, "V_before": self.before[seed],
+                **{k: attacked[k] for k in ("V_after_unlearning", "V_after_relearning", "V_worst_after_relearning",
+                                            "loss_ratio", "kept_epoch", "stop_reason")},
+                "V_after_quantisation": quantized["V"], "V_worst_after_quantisation": quantized["V worst"],
+                "seconds_per_fact": result.seconds_per_fact,
+                "topics": accuracies(model, self.tokenizer, self.evaluation.topics),
+                "forget_all_after_unlearning": evaluate_mcq(model, self.tokenizer, self.evaluation.items).accuracy}
 
     def run(self) -> dict:
         import optuna
@@ -205,7 +229,7 @@ class Comparison:
             runs = []
             for seed in range(s.seeds):
                 bar.set_postfix_str(f"{method}: best setting, seed {seed}")
-                runs.append(self.final(method, best["overrides"], seed, trial=best if seed == 0 else None))
+                runs.append(self.final(method, best["options"], seed, trial=best if seed == 0 else None))
             bar.update(1)
             results[method] = {"trials": trials, "best": best["overrides"], "runs": runs,
                                "summary": summarise(runs)}
@@ -259,7 +283,7 @@ def markdown(result: dict) -> str:
     topics = list(result["topics_before"])
     settings = result["settings"]
     header = ["method", "V before", "V after unlearning", "V after relearning",
-              f"V after {settings['quantize_bits']}-bit", "loss ratio",
+              f"V after {settings['attacks']['quantize_bits']}-bit", "loss ratio",
               "s / fact"] + [f"{t} (Δ)" for t in topics] + ["best setting"]
     rows = []
     for name, r in methods.items():
@@ -278,7 +302,7 @@ def markdown(result: dict) -> str:
                      + ", ".join(f"{m} {v:+.3f}" for m, v in gained.items()) + f"; {ratio}")
     lines += [
         f"- {result['n_facts']} forget questions; V = {result['V_size']} held-out questions the relearning attack "
-        f"(Adam, lr {settings['relearn_lr']}, {settings['relearn_epochs']} epochs on the MLPs, trained on T) never "
+        f"(Adam, lr {settings['attacks']['relearn_lr']}, {settings['attacks']['relearn_epochs']} epochs on the MLPs, trained on T) never "
         f"sees; relearning reports its best epoch; chance is {result['chance']:.2f}",
         f"- every run stopped by the same budget: held-out general-text loss ratio <= {settings['budget']} "
         f"(rolled back to the last epoch within it), at most {settings['max_epochs']} epochs",
@@ -294,11 +318,9 @@ def markdown(result: dict) -> str:
 
 
 def plot(result: dict, out: Path) -> list[str]:
-    from cir.report import _pyplot
+    from cir.report import pyplot, save_figure
 
-    plt = _pyplot()
-    if plt is None:
-        return []
+    plt = pyplot()
     written = []
     methods = list(result["methods"])
     stages = ["V_before", "V_after_unlearning", "V_after_relearning", "V_after_quantisation"]
@@ -315,8 +337,7 @@ def plot(result: dict, out: Path) -> list[str]:
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=8, ncol=5, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
-    fig.savefig(out / "accuracy.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "accuracy.png", dpi=120)
     written.append("accuracy.png")
     fig, ax = plt.subplots(figsize=(5, 4))
     for m in methods:
@@ -327,8 +348,7 @@ def plot(result: dict, out: Path) -> list[str]:
     ax.set_ylabel("V accuracy after relearning")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "trials.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "trials.png", dpi=120)
     written.append("trials.png")
     return written
 

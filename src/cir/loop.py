@@ -1,5 +1,5 @@
 """The one training loop every method shares: epochs, the disruption budget, rollback to the
-last in-budget weights, metrics, seeds and the run directory."""
+last in-budget weights, metrics and seeds (cir.runs writes the run directory)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 from tqdm.auto import tqdm
 
 from cir import distributed
@@ -27,6 +26,7 @@ from cir.attacks.probes import evaluate_battery
 from cir.evaluation import evaluate_cloze, text_kl, text_loss
 from cir.methods import get_method, method_names
 from cir.methods.base import NonFiniteLoss
+from cir.models import restore, snapshot
 
 
 @dataclass
@@ -136,64 +136,36 @@ def _coerce(cls, values: dict, where: str, origins: dict | None = None) -> objec
         raise InputError(str(error), path=origins.get(str(error).split(" ", 1)[0], where)) from None
 
 
-def build_configs(config_file: str | None = None, overrides: list[str] = (), method: str | None = None,
-                  seed: int | None = None):
-    """(RunConfig, method config) from defaults < YAML file < `key=value` overrides < explicit flags.
-
-    YAML: loop options at the top level, method options under a key named after the method.
-    Overrides: `key=value` for a loop option, `METHOD.key=value` (or a bare key) for the method's.
-    """
-    run_values, method_values, origins = {}, {}, {}
-    if config_file:
-        from cir.data._io import read_lines
-
-        text = "\n".join(read_lines(config_file))
-        try:
-            loaded = yaml.safe_load(text) or {}
-        except yaml.YAMLError as error:
-            line = getattr(getattr(error, "problem_mark", None), "line", None)
-            raise InputError(f"malformed YAML ({getattr(error, 'problem', error)})", path=config_file,
-                             line=None if line is None else line + 1) from None
-        if not isinstance(loaded, dict):
-            raise InputError("expected a mapping of options", path=config_file)
-        run_values.update({k: v for k, v in loaded.items() if not isinstance(v, dict)})
-        method_sections = {k: v for k, v in loaded.items() if isinstance(v, dict)}
-    else:
-        method_sections = {}
-    if method is not None:
-        run_values["method"], origins["method"] = method, "--method"
-    name = run_values.get("method", RunConfig.method)
+def make_configs(method: str | None = None, config=None, options: dict | None = None, *,
+                 loop: RunConfig | None = None, origins: dict | None = None, where: str = "options"):
+    """(RunConfig, the method's config) for `method` (default: `loop`'s, else cir). `options`:
+    values by name, each a loop option (a RunConfig field), one of the method's, or
+    `METHOD.name` (the method's only); they override `loop` and `config`, the method's dataclass
+    (each by default its defaults). Every value is checked against its field's type; errors
+    name where it came from (`origins`: name -> file or flag; `where` otherwise)."""
+    origins = origins or {}
+    name = method if method is not None else loop.method if loop is not None else RunConfig.method
     if isinstance(name, str) and not name.strip():
-        raise InputError(f"empty method name (known: {', '.join(method_names())})",
-                         path=origins.get("method", config_file))
+        raise InputError(f"empty method name (known: {', '.join(method_names())})", path=origins.get("method", where))
     if name not in method_names():
         raise InputError(f"unknown method '{name}' (known: {', '.join(method_names())})")
     method_cls = get_method(name)
-    method_values.update(method_sections.get(name, {}))
-    run_fields = {f.name for f in dataclasses.fields(RunConfig)}
+    if config is not None and not isinstance(config, method_cls.Config):
+        raise InputError(f"config is a {type(config).__name__}, not the {method_cls.Config.__name__} of method {name}")
+    run_fields = {f.name for f in dataclasses.fields(RunConfig)} - {"method"}
     method_fields = {f.name for f in dataclasses.fields(method_cls.Config)}
-    for item in overrides:
-        if "=" not in item:
-            raise InputError(f"--set expects key=value, got '{item}'")
-        key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise InputError(f"--set: cannot read the value of {key} ({raw!r})") from None
+    run_values = (dataclasses.asdict(loop) if loop is not None else {}) | {"method": name}
+    method_values = dataclasses.asdict(config) if config is not None else {}
+    for key, value in (options or {}).items():
         if key.startswith(name + "."):
-            key = key[len(name) + 1:]
-            method_values[key] = value
+            method_values[key[len(name) + 1:]] = value
         elif key in run_fields:
             run_values[key] = value
         elif key in method_fields:
             method_values[key] = value
         else:
-            raise InputError(f"--set: unknown option '{key}' (loop: {', '.join(sorted(run_fields))}; "
-                             f"{name}: {', '.join(sorted(method_fields))})")
-        origins[key] = "--set"
-    if seed is not None:
-        run_values["seed"], origins["seed"] = seed, "--seed"
-    where = config_file or "--set"
+            raise InputError(f"unknown option '{key}' (loop: {', '.join(sorted(run_fields))}; "
+                             f"{name}: {', '.join(sorted(method_fields))})", path=origins.get(key, where))
     return (_coerce(RunConfig, run_values, where, origins),
             _coerce(method_cls.Config, method_values, where, origins))
 
@@ -214,15 +186,27 @@ def fsdp_limits(run: RunConfig, method_config) -> None:
 
 # ---------------------------------------------------------------- the loop
 @dataclass
-class RunResult:
+class UnlearningResult:
+    """What a run did: a row of measurements per epoch (0 = the original model), the epoch whose
+    weights were kept and why it stopped."""
+
     metrics: list[dict]
     stop_reason: str
     kept_epoch: int  # the epoch whose weights were kept (0 = original)
-    method_config: object
+    method_config: object  # resolved: the layers as they were used
     seconds: float
-    original_loss: float
+    original_loss: float  # held-out general text, before unlearning
     n_facts: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # "probes": the forget facts in every held-out probe, before and after
+
+    @property
+    def kept(self) -> dict:
+        """The measurements of the kept weights."""
+        return self.metrics[self.kept_epoch]
+
+    @property
+    def seconds_per_fact(self) -> float:
+        return self.seconds / max(self.n_facts, 1)
 
 
 class Disruption:
@@ -291,16 +275,6 @@ def gradient_checkpointing(model, on: bool) -> None:
             module.eval()
 
 
-def _snapshot(params: dict) -> dict:
-    return {n: p.detach().clone() for n, p in params.items()}
-
-
-@torch.no_grad()
-def _restore(params: dict, snapshot: dict) -> None:
-    for n, p in params.items():
-        p.copy_(snapshot[n])
-
-
 def _forget_schedule(tokenizer, items: list[MCQ], run: RunConfig, processes: int):
     """(forget batches, the batch indices of each epoch): with `phrasings`, every epoch draws its
     own phrasings of each fact (seeded by the run's seed and the epoch); else one set for all."""
@@ -317,7 +291,7 @@ def _forget_schedule(tokenizer, items: list[MCQ], run: RunConfig, processes: int
 
 def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list[str], heldout_texts: list[str],
                    run: RunConfig, method_config, *, metrics_path: Path | None = None,
-                   progress: bool = True, retain_sets: dict[str, list[MCQ]] | None = None) -> RunResult:
+                   progress: bool = True, retain_sets: dict[str, list[MCQ]] | None = None) -> UnlearningResult:
     """Unlearn `forget_items` from `model` in place. Keeps the last weights whose disruption
     is within budget (and, with `retain_sets`, whose accuracy on those fact sets has not dropped
     more than the collateral budget); says which rule stopped the run. The retain sets' fact
@@ -345,7 +319,7 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
     method = method_cls(model, tokenizer, method_config, forget, retain, retain_facts)
     method.schedule = schedule
     params = method.trained_parameters()
-    kept = _snapshot(params)
+    kept = snapshot(params)
     metrics: list[dict] = []
 
     def record(epoch: int, forget_loss: float | None, t0: float) -> dict:
@@ -379,23 +353,23 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
         try:
             forget_loss = method.run_epoch(epoch)["forget_loss"]
         except NonFiniteLoss as error:
-            _restore(params, kept)
+            restore(params, kept)
             stop_reason = f"non-finite loss at epoch {epoch} ({error}); kept epoch {kept_epoch}"
             break
         row = record(epoch, forget_loss, t0)
         bar.set_postfix(forget_loss=f"{forget_loss:.4f}", disruption=f"{row['disruption']:.5f}",
                         acc=f"{row.get('forget_accuracy', float('nan')):.2f}")
         if not math.isfinite(row["disruption"]):
-            _restore(params, kept)
+            restore(params, kept)
             stop_reason = f"non-finite disruption at epoch {epoch}; kept epoch {kept_epoch}"
             break
         if not row["in_budget"]:
-            _restore(params, kept)
+            restore(params, kept)
             passed = (f"{run.disruption} {row['disruption']:.5f} > {run.budget}" if row["disruption"] > run.budget
                       else f"collateral {row['collateral']:.3f} > {run.collateral_budget}")
             stop_reason = f"budget: {passed} at epoch {epoch}; rolled back to epoch {kept_epoch}"
             break
-        kept, kept_epoch = _snapshot(params), epoch
+        kept, kept_epoch = snapshot(params), epoch
     bar.close()
     if run.gradient_checkpointing:
         gradient_checkpointing(model, False)
@@ -403,12 +377,12 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
     if probes_before is not None:  # the forget facts in every held-out probe, before and on the kept weights
         extra["probes"] = {"before": probes_before.to_json(),
                            "after": evaluate_battery(model, tokenizer, forget_items).to_json()}
-    return RunResult(metrics=metrics, stop_reason=stop_reason, kept_epoch=kept_epoch, method_config=method.config,
+    return UnlearningResult(metrics=metrics, stop_reason=stop_reason, kept_epoch=kept_epoch, method_config=method.config,
                      seconds=time.perf_counter() - start, original_loss=disruption.original_loss,
                      n_facts=len(forget_items), extra=extra)
 
 
-# ---------------------------------------------------------------- run directory
+# ---------------------------------------------------------------- general text
 def general_text_split(model, tokenizer, spec: str | None = None) -> tuple[list[str], list[str]]:
     """(retain, held-out) general text: a user corpus split in two, or the model's own samples."""
     from cir.data.general import sample_general_text, split_general_text
@@ -420,24 +394,3 @@ def general_text_split(model, tokenizer, spec: str | None = None) -> tuple[list[
             raise InputError("need at least 2 documents to split into retain and held-out halves", path=spec)
         return texts[0::2], texts[1::2]
     return split_general_text(sample_general_text(model, tokenizer))
-
-
-def write_run(out_dir: Path, model, tokenizer, result: RunResult, run: RunConfig, weights: dict | None,
-              sources: dict) -> None:
-    """Model, resolved config, summary and report into `out_dir` (metrics.jsonl is written as it
-    runs). `weights`: a sharded model's gathered state dict (`distributed.full_state_dict`), else None."""
-    from cir.models import save_model
-    from cir.report import run_report
-
-    save_model(model, tokenizer, out_dir, state_dict=weights)
-    resolved = config_dict(run, result.method_config)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(resolved | {"sources": sources}, sort_keys=False))
-    summary = {
-        "method": run.method, "stop_reason": result.stop_reason, "kept_epoch": result.kept_epoch,
-        "seconds": result.seconds, "n_facts": result.n_facts,
-        "seconds_per_fact": result.seconds / max(result.n_facts, 1),
-        "original_text_loss": result.original_loss,
-        "kept": result.metrics[result.kept_epoch] if result.kept_epoch < len(result.metrics) else None,
-    } | result.extra
-    (out_dir / "result.json").write_text(json.dumps(summary, indent=2))
-    (out_dir / "report.md").write_text(run_report(result, run, resolved))

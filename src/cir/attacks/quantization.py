@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 from cir.architecture import decoder_layers, is_transposed
+from cir.attacks.probes import probe_mcq
 from cir.errors import InputError
+from cir.evaluation import named_sets
 
 
 def quantize_tensor(weight: torch.Tensor, bits: int, group_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,3 +68,19 @@ def quantize_model(model, bits: int = 8, group_size: int = 128, backend: str = "
         weight.copy_(new)
         count += weight.numel()
     return {"bits": bits, "group_size": group_size, "backend": backend, "weights": count, "max_error": max_error}
+
+
+def quantize(model, tokenizer, fact_sets, bits: int = 4, group_size: int = 128, backend: str = "rtn", *,
+             fmt: str = "cloze", shots: int = 3, seed: int = 0) -> dict:
+    """The quantisation attack: quantise `model` in place, and read each fact set's accuracy
+    (probe format `fmt`) before and after. `fact_sets`: {name: questions}, or one list."""
+    fact_sets = named_sets(fact_sets, "mcq")
+
+    def accuracies() -> dict:
+        return {name: probe_mcq(model, tokenizer, items, fmt, shots, seed) for name, items in fact_sets.items()}
+
+    before = accuracies()
+    stats = quantize_model(model, bits, group_size, backend)
+    after = accuracies()
+    return {"attack": "quantize", "format": fmt, "mcq": {name: r.to_json() for name, r in after.items()}, "text": {},
+            "before": {name: r.accuracy for name, r in before.items()}, "quantization": stats}

@@ -1,0 +1,33 @@
+"""unlearn one built-in topic, then attack it: before / after / after relearning / after 4-bit"""
+
+from __future__ import annotations
+
+import argparse
+
+from cir.commands.options import add_model_options, add_options, load, run_configs
+from cir.errors import InputError
+
+
+def add_arguments(parser) -> None:
+    add_model_options(parser)
+    parser.add_argument("--topic", default="capitals", help="built-in topic to forget")
+    add_options(parser, "method", "config", "set", "seed", "out", "overwrite", "quiet",
+                out={"required": False, "default": "runs/demo"},
+                overwrite={"default": True, "help": argparse.SUPPRESS})
+
+
+def run(args) -> None:
+    from cir import distributed
+    from cir.demo import DemoSettings, run_demo
+    from cir.outputs import check_output_dir
+
+    if distributed.launched():
+        raise InputError("cir demo runs in one process (launch unlearn, teach or attack relearn with torchrun)")
+    run, method_config = run_configs(args)
+    settings = DemoSettings(topic=args.topic, seed=run.seed)
+    check_output_dir(args.out, args.overwrite)
+    model, tokenizer = load(args)
+    table, _, _ = run_demo(model, tokenizer, args.out, settings, overwrite=args.overwrite, config=method_config,
+                           loop=run, progress=not args.quiet, sources={"model": args.model})
+    print(table)
+    print(f"run directory: {args.out} (report.md, demo.md); plots: cir report {args.out}")

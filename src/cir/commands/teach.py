@@ -1,0 +1,44 @@
+"""fine-tune a model on fact sentences (e.g. synthetic facts) and save it"""
+
+from __future__ import annotations
+
+import json
+
+from cir.commands.options import add_model_options, add_options, fsdp, load
+
+
+def add_arguments(parser) -> None:
+    add_model_options(parser)
+    parser.add_argument("--facts", action="append", required=True, help="fact set whose sentences are taught")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    add_options(parser, "seed", "out", "overwrite", "fsdp", seed={"default": 0},
+                out={"help": "model directory to write (refused if not empty)"})
+
+
+def run(args) -> None:
+    from cir import distributed
+    from cir.data import load_facts
+    from cir.evaluation import evaluate_mcq
+    from cir.finetune import finetune
+    from cir.outputs import check_output_dir
+    from cir.runs import run_directory, save_weights
+
+    check_output_dir(args.out, args.overwrite)
+    sharded = fsdp(args)
+    items = load_facts(args.facts)
+    model, tokenizer = load(args)
+    if sharded:
+        distributed.shard_model(model)
+    before = evaluate_mcq(model, tokenizer, items).accuracy
+    finetune(model, tokenizer, [s for item in items for s in item.sentences()], epochs=args.epochs, lr=args.lr,
+             seed=args.seed)
+    after = evaluate_mcq(model, tokenizer, items).accuracy
+    with run_directory(args.out, args.overwrite) as staging:
+        save_weights(model, tokenizer, staging)
+        if staging is not None:
+            (staging / "teach.json").write_text(json.dumps({"facts": args.facts, "accuracy_before": before,
+                                                              "accuracy_after": after, "epochs": args.epochs,
+                                                              "lr": args.lr, "seed": args.seed}, indent=2))
+    if distributed.is_main():
+        print(f"taught {len(items)} facts: accuracy {before:.3f} -> {after:.3f}; model written to {args.out}")

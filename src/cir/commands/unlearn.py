@@ -1,0 +1,54 @@
+"""make a model forget fact sets; writes the model, config.yaml, metrics.jsonl, report.md"""
+
+from __future__ import annotations
+
+from cir.commands.options import add_model_options, add_options, fsdp, load, run_configs
+
+
+def add_arguments(parser) -> None:
+    add_model_options(parser)
+    parser.add_argument("--forget", action="append", required=True, help="fact set(s) to forget (as for --mcq)")
+    parser.add_argument("--retain", help="general text for the retain step (default: text sampled from the model)")
+    parser.add_argument("--retain-mcq", action="append", default=[], metavar="FILE",
+                        help="fact set(s) to keep, watched by the collateral budget (default: the built-in topics "
+                             "not being forgotten; questions that share an answer with a forget fact are left out)")
+    add_options(parser, "method", "config", "set", "seed", "out", "overwrite", "quiet", "fsdp")
+
+
+def run(args) -> None:
+    from cir import distributed
+    from cir.api import unlearn_to_dir
+    from cir.data import load_facts, load_mcq, load_texts
+    from cir.outputs import check_output_dir
+    from cir.loop import fsdp_limits
+
+    # every input is read before the model loads
+    run, method_config = run_configs(args)
+    sharded = fsdp(args)
+    if sharded:
+        fsdp_limits(run, method_config)
+    items = load_facts(args.forget)
+    retain = load_texts(args.retain) if args.retain else None
+    watch = {spec: load_mcq(spec) for spec in args.retain_mcq} or None
+    check_output_dir(args.out, args.overwrite)
+    model, tokenizer = load(args)
+    result = unlearn_to_dir(model, tokenizer, items, args.out, overwrite=args.overwrite, config=method_config,
+                            loop=run, retain=retain, watch=watch, progress=not args.quiet, shard=sharded,
+                            sources={"model": args.model, "forget": args.forget,
+                                     "retain": args.retain or "sampled from the model"})
+    if distributed.is_main():
+        print(summary(result, run, args.out))
+
+
+def summary(result, run, out) -> str:
+    """What a run did, in three lines."""
+    kept, nan = result.kept, float("nan")
+    lines = [f"{run.method}: {result.stop_reason}",
+             f"kept epoch {result.kept_epoch}: forget accuracy {result.metrics[0].get('forget_accuracy', nan):.3f} -> "
+             f"{kept.get('forget_accuracy', nan):.3f}, held-out loss x{kept['loss_ratio']:.4f}; "
+             f"{result.seconds_per_fact:.2f} s per fact; written to {out}"]
+    if "probes" in result.extra:
+        after = result.extra["probes"]["after"]
+        lines.append(f"worst held-out probe: {after['worst']} {after['worst_accuracy']:.3f}; other facts: largest "
+                     f"drop {kept.get('collateral', nan):.3f} (budget {run.collateral_budget})")
+    return "\n".join(lines)
