@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 
 from cir.attacks.probes import battery_prompts, evaluate_battery
-from cir.batches import draw_phrasings, forget_batches
+from cir.batches import draw_phrasings, encode, forget_batches
 from cir.data import builtin_topics, load_mcq
 from cir.data.mcq import MCQ
 from cir.evaluation import cloze_prompt, evaluate_prompts
@@ -110,3 +111,30 @@ def test_battery_scores_every_probe_and_names_the_worst(taught, people):
     # the taught model was taught the statement's sentence and the cloze form: both near 1,
     # while the untaught wording "Whose answer is this?" carries no knowledge of the person
     assert accuracies["statement"] >= 0.8 and accuracies["cloze"] >= 0.8
+
+
+def test_first_token_marks_only_the_answers_first_token(tokenizer):
+    texts = ["The capital of Slovenia is Ljubljana.", "Ljubljana lies on the Ljubljanica river; it is the capital.",
+             "General text with no answer."]
+    answers = ["Ljubljana", "capital", None]
+    every = encode(tokenizer, texts, answers)
+    first = encode(tokenizer, texts, answers, first_token=True)
+    for row in range(2):
+        marked = every.answer_mask[row].nonzero()[:, 0].tolist()
+        assert len(marked) >= 2  # the tiny tokenizer splits these answers
+        assert first.answer_mask[row].nonzero()[:, 0].tolist() == marked[:1]
+    assert torch.equal(first.answer_mask[2], every.answer_mask[2])  # no answer: every real token, as before
+    assert torch.equal(first.input_ids, every.input_ids) and torch.equal(first.token_mask, every.token_mask)
+
+
+def test_runs_with_first_token_answers_train_on_the_first_token_only(tokenizer):
+    from cir.loop import RunConfig, _forget_schedule
+
+    items = [MCQ(f"Which town is the capital of {country}?", (city, "Zagreb"), 0)
+             for country, city in [("Slovenia", "Ljubljana"), ("Iceland", "Reykjavik"), ("Ethiopia", "Addis Ababa")]]
+    every, _ = _forget_schedule(tokenizer, items, RunConfig(phrasings=0), 1)
+    first, _ = _forget_schedule(tokenizer, items, RunConfig(phrasings=0, answer_tokens="first"), 1)
+    assert all(f.answer_mask.sum(1).le(1).all() for f in first)
+    assert sum(int(b.answer_mask.sum()) for b in every) > sum(int(b.answer_mask.sum()) for b in first) > 0
+    with pytest.raises(ValueError, match="answer_tokens"):
+        RunConfig(answer_tokens="last")

@@ -35,20 +35,26 @@ class Batch:
         return int(self.token_mask.sum())
 
 
-def _answer_span_mask(offsets: list[tuple[int, int]], text: str, answer: str | None) -> list[bool]:
+def _answer_span_mask(offsets: list[tuple[int, int]], text: str, answer: str | None,
+                      first_token: bool = False) -> list[bool]:
     if answer:
         start = text.lower().rfind(answer.lower())
         if start >= 0:
             end = start + len(answer)
             marks = [s < end and e > start and e > s for s, e in offsets]
+            if any(marks) and first_token:  # the token whose prediction recalls the fact
+                first = marks.index(True)
+                return [i == first for i in range(len(marks))]
             if any(marks):
                 return marks
     return [e > s for s, e in offsets]  # no answer given or found: every real token
 
 
-def encode(tokenizer, texts: list[str], answers: list[str | None] | None = None, max_length: int = 64) -> Batch:
+def encode(tokenizer, texts: list[str], answers: list[str | None] | None = None, max_length: int = 64,
+           first_token: bool = False) -> Batch:
     """Tokenise and pad right. Only special tokens and padding are masked out of `token_mask`:
-    some tokenizers (SmolLM2's) add no BOS, so the first position can be a real word."""
+    some tokenizers (SmolLM2's) add no BOS, so the first position can be a real word. With
+    `first_token`, only the first token of each given answer is marked."""
     answers = answers or [None] * len(texts)
     enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
                     return_special_tokens_mask=True, return_offsets_mapping=True)
@@ -57,7 +63,7 @@ def encode(tokenizer, texts: list[str], answers: list[str | None] | None = None,
     answer_mask = torch.zeros_like(token_mask)
     for row, (text, answer) in enumerate(zip(texts, answers)):
         offsets = [tuple(o) for o in enc["offset_mapping"][row].tolist()]
-        answer_mask[row] = torch.tensor(_answer_span_mask(offsets, text, answer))
+        answer_mask[row] = torch.tensor(_answer_span_mask(offsets, text, answer, first_token))
     answer_mask &= token_mask
     return Batch(enc["input_ids"], attention, token_mask, answer_mask)
 
@@ -100,11 +106,13 @@ def with_context(texts: list[str], owners: list[int], banks: list[tuple[str, ...
 
 
 def forget_batches(tokenizer, items: list[MCQ], batch_size: int = 32, max_length: int = 64,
-                   min_size: int = 1, phrasings: int = 0, seed: int = 0, context: int = 0) -> list[Batch]:
+                   min_size: int = 1, phrasings: int = 0, seed: int = 0, context: int = 0,
+                   first_token: bool = False) -> list[Batch]:
     """The fact sentences of every item (all, or `phrasings` each drawn with `seed`), in file
     order, with their answer tokens marked. With `context`, each is preceded by that many
     sentences of other facts (see `with_context`); only its own answer is marked, and
-    `max_length` grows with the context so that the fact itself is never cut."""
+    `max_length` grows with the context so that the fact itself is never cut. With
+    `first_token`, only the first token of each answer is marked (see `encode`)."""
     banks = draw_phrasings(items, phrasings, seed)
     pairs = [(sentence, item.answer_text, owner) for owner, (item, bank) in enumerate(zip(items, banks))
              for sentence in bank]
@@ -113,7 +121,7 @@ def forget_batches(tokenizer, items: list[MCQ], batch_size: int = 32, max_length
                              context, seed)
         pairs = [(text, answer, owner) for text, (_, answer, owner) in zip(texts, pairs)]
         max_length *= context + 1
-    return [encode(tokenizer, [p[0] for p in pairs[c]], [p[1] for p in pairs[c]], max_length)
+    return [encode(tokenizer, [p[0] for p in pairs[c]], [p[1] for p in pairs[c]], max_length, first_token)
             for c in chunks(len(pairs), batch_size, min_size)]
 
 

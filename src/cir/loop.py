@@ -50,6 +50,10 @@ class RunConfig:
     # sentences of other forget facts before each training text (0 = none): forgetting trained
     # where context primes the answer, as in a k-shot prompt (never the probes' wording)
     context: int = 0
+    # answer tokens the losses and answer positions read: all, or first: only each answer's
+    # first token, the prediction that recalls the fact (the rest of a multi-token answer is
+    # spelling, which an update can break without removing the fact)
+    answer_tokens: str = "all"
 
     def __post_init__(self):
         if self.disruption not in ("loss_ratio", "kl"):
@@ -67,6 +71,8 @@ class RunConfig:
             raise ValueError("phrasings must be >= 0")
         if self.context < 0:
             raise ValueError("context must be >= 0")
+        if self.answer_tokens not in ("all", "first"):
+            raise ValueError(f"answer_tokens must be all or first, got '{self.answer_tokens}'")
 
 
 # ---------------------------------------------------------------- configuration
@@ -279,11 +285,13 @@ def _forget_schedule(tokenizer, items: list[MCQ], run: RunConfig, processes: int
     """(forget batches, the batch indices of each epoch): with `phrasings`, every epoch draws its
     own phrasings of each fact (seeded by the run's seed and the epoch); else one set for all."""
     if not run.context and (not run.phrasings or all(len(item.sentences()) <= run.phrasings for item in items)):
-        return forget_batches(tokenizer, items, run.batch_size, run.max_length, min_size=processes), None
+        return forget_batches(tokenizer, items, run.batch_size, run.max_length, min_size=processes,
+                              first_token=run.answer_tokens == "first"), None
     batches, schedule = [], []
     for epoch in range(1, run.max_epochs + 1):
         drawn = forget_batches(tokenizer, items, run.batch_size, run.max_length, min_size=processes,
-                               phrasings=run.phrasings, seed=run.seed * 10_007 + epoch, context=run.context)
+                               phrasings=run.phrasings, seed=run.seed * 10_007 + epoch, context=run.context,
+                               first_token=run.answer_tokens == "first")
         schedule.append(list(range(len(batches), len(batches) + len(drawn))))
         batches += drawn
     return batches, schedule
