@@ -1,0 +1,43 @@
+"""Which facts a setting forgets: unlearn a topic on the bundled model, then per question the
+probability of the right choice (cloze prompt, renormalised over the choices) before and
+after, with the number of tokens of the answer; and V-style accuracy in every held-out probe.
+
+    python bench/per_fact.py --topic capitals context=2 unlearning_rate=1.5 max_epochs=6
+
+Each positional argument is a `key=value` option (as `cir unlearn --set`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--topic", default="capitals")
+    parser.add_argument("options", nargs="*")
+    args = parser.parse_args()
+
+    import cir
+    from cir.attacks.probes import evaluate_battery
+    from cir.commands.options import parse_overrides
+    from cir.evaluation import evaluate_cloze
+
+    model, tokenizer = cir.load_model(args.model)
+    facts = cir.load_facts(args.topic)
+    before = evaluate_cloze(model, tokenizer, facts)
+    result = cir.unlearn(model, tokenizer, facts, **dict(parse_overrides(args.options)))
+    after = evaluate_cloze(model, tokenizer, facts)
+    print(f"kept epoch {result.kept_epoch}: {result.stop_reason}")
+    print("right before/after  P(right) before -> after  answer tokens  question")
+    for i, item in enumerate(facts):
+        n_tokens = len(tokenizer(" " + item.answer_text, add_special_tokens=False)["input_ids"])
+        print(f"{int(before.correct[i])}/{int(after.correct[i])}  {before.probs[i]:.2f} -> {after.probs[i]:.2f}  "
+              f"{n_tokens}  {item.question} ({item.answer_text})")
+    print(json.dumps(evaluate_battery(model, tokenizer, facts).to_json()["probes"]))
+
+
+if __name__ == "__main__":
+    main()
