@@ -1,4 +1,7 @@
-"""The `cir` command line: a shell over the library (cir.api), one module per command in cir.commands."""
+"""cir: make a language model forget chosen facts, and attack it to check they are gone.
+
+The command line is a shell over the library (cir.api), one module per command in cir.commands.
+"""
 
 from __future__ import annotations
 
