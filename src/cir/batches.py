@@ -42,10 +42,10 @@ def _answer_span_mask(offsets: list[tuple[int, int]], text: str, answer: str | N
         if start >= 0:
             end = start + len(answer)
             marks = [s < end and e > start and e > s for s, e in offsets]
-            if any(marks) and first_token:  # the token whose prediction recalls the fact
-                first = marks.index(True)
-                return [i == first for i in range(len(marks))]
             if any(marks):
+                if first_token:  # the token whose prediction recalls the fact
+                    first = marks.index(True)
+                    return [i == first for i in range(len(marks))]
                 return marks
     return [e > s for s, e in offsets]  # no answer given or found: every real token
 
@@ -113,16 +113,16 @@ def forget_batches(tokenizer, items: list[MCQ], batch_size: int = 32, max_length
     sentences of other facts (see `with_context`); only its own answer is marked, and
     `max_length` grows with the context so that the fact itself is never cut. With
     `first_token`, only the first token of each answer is marked (see `encode`)."""
-    banks = draw_phrasings(items, phrasings, seed)
-    pairs = [(sentence, item.answer_text, owner) for owner, (item, bank) in enumerate(zip(items, banks))
+    drawn = [(owner, sentence) for owner, bank in enumerate(draw_phrasings(items, phrasings, seed))
              for sentence in bank]
+    owners = [owner for owner, _ in drawn]
+    texts = [sentence for _, sentence in drawn]
+    answers = [items[owner].answer_text for owner in owners]
     if context:
-        texts = with_context([p[0] for p in pairs], [p[2] for p in pairs], [item.sentences() for item in items],
-                             context, seed)
-        pairs = [(text, answer, owner) for text, (_, answer, owner) in zip(texts, pairs)]
+        texts = with_context(texts, owners, [item.sentences() for item in items], context, seed)
         max_length *= context + 1
-    return [encode(tokenizer, [p[0] for p in pairs[c]], [p[1] for p in pairs[c]], max_length, first_token)
-            for c in chunks(len(pairs), batch_size, min_size)]
+    return [encode(tokenizer, texts[c], answers[c], max_length, first_token)
+            for c in chunks(len(texts), batch_size, min_size)]
 
 
 def text_batches(tokenizer, texts: list[str], batch_size: int = 16, max_length: int = 128,

@@ -52,7 +52,8 @@ class RunConfig:
     context: int = 0
     # answer tokens the losses and answer positions read: all, or first: only each answer's
     # first token, the prediction that recalls the fact (the rest of a multi-token answer is
-    # spelling, which an update can break without removing the fact)
+    # spelling, which an update can break without removing the fact); the retain facts that
+    # CIR's retain-aware collapse reads keep all their answer tokens
     answer_tokens: str = "all"
 
     def __post_init__(self):
