@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What a machine with a CUDA GPU runs to check cir there: the demo on the bundled model (no
-# network needed), CIR's speed on the GPU, and two processes against one where two GPUs exist.
+# network needed), CIR's speed and its profile on the GPU, and two processes against one where two GPUs exist.
 # Usage: bench/gpu_smoke.sh [OUT_DIR]   (CIR_PYTHON picks the interpreter; default: python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +36,10 @@ text = "| run | s / fact | peak GPU memory (MiB) | loss ratio | stopped by |\n|-
 print(text)
 PY
 
-# 3. with two or more GPUs: two processes (nccl), replicated and FSDP-sharded, must give the
+# 3. where an unlearning run's time goes on the GPU (the profile docs/benchmarks.md has for the CPU)
+"$PY" bench/run_profile.py --label gpu | tee "$OUT/profile.txt"
+
+# 4. with two or more GPUs: two processes (nccl), replicated and FSDP-sharded, must give the
 #    one-process weights; the runs' metrics give the peak memory per process
 if [ "$("$PY" -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
     "$PY" -m cir.cli unlearn --forget capitals --out "$OUT/ddp1" --overwrite --quiet --set max_epochs=2

@@ -88,7 +88,27 @@ def _toy_batch_and_model():
     probs = torch.tensor([[[0.25, 0.5, 0.25], [0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3]]])
     batch = Batch(input_ids=torch.tensor([[0, 1, 2]]), attention_mask=torch.ones(1, 3, dtype=torch.long),
                   token_mask=torch.tensor([[True, True, True]]), answer_mask=torch.tensor([[False, True, True]]))
-    return batch, lambda **inputs: SimpleNamespace(logits=probs.log())
+    return batch, _ToyModel(probs.log())
+
+
+class _ToyModel:
+    """Fixed logits, as a whole model's output and as a body whose head is the identity (the
+    losses send only the positions they read through the head)."""
+
+    base_model_prefix = "body"
+    config = SimpleNamespace()
+
+    def __init__(self, logits: torch.Tensor):
+        self.logits = logits
+
+    def __call__(self, **inputs):
+        return SimpleNamespace(logits=self.logits)
+
+    def body(self, **inputs):
+        return SimpleNamespace(last_hidden_state=self.logits)
+
+    def get_output_embeddings(self):
+        return lambda hidden: hidden
 
 
 def test_npo_and_simnpo_losses_by_hand():

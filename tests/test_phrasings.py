@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from cir.attacks.probes import battery_prompts, evaluate_battery
+from cir.attacks.probes import battery_prompts, evaluate_battery, recall_rows
 from cir.batches import draw_phrasings, encode, forget_batches
 from cir.data import builtin_topics, load_mcq
 from cir.data.mcq import MCQ
@@ -102,10 +102,14 @@ def test_battery_scores_every_probe_and_names_the_worst(taught, people):
                  probes=(item.question.replace("What is", "Tell me"), "Whose answer is this?"),
                  statement=item.facts[0].rsplit(" ", 1)[0]) for item in people[:20]]
     result = evaluate_battery(model, tokenizer, items)
-    assert set(result.per_probe) == {"cloze", "qa", "reworded_1", "reworded_2", "statement", "kshot"}
+    assert set(result.per_probe) == {"cloze", "qa", "reworded_1", "reworded_2", "statement", "kshot", "recall"}
     for name, (indices, prompts) in battery_prompts(items).items():
         alone = evaluate_prompts(model, tokenizer, [items[i] for i in indices], prompts)
         assert result.per_probe[name].accuracy == pytest.approx(alone.accuracy)
+    recall = recall_rows(tokenizer, items)
+    alone = evaluate_prompts(model, tokenizer, [items[i] for i in recall], [cloze_prompt(items[i].question) for i in recall],
+                             first_token=[True] * len(recall))
+    assert result.per_probe["recall"].n == len(recall) and result.per_probe["recall"].accuracy == pytest.approx(alone.accuracy)
     accuracies = {name: r.accuracy for name, r in result.per_probe.items()}
     assert result.worst_accuracy == max(accuracies.values()) and accuracies[result.worst] == result.worst_accuracy
     # the taught model was taught the statement's sentence and the cloze form: both near 1,
@@ -138,3 +142,16 @@ def test_runs_with_first_token_answers_train_on_the_first_token_only(tokenizer):
     assert sum(int(b.answer_mask.sum()) for b in every) > sum(int(b.answer_mask.sum()) for b in first) > 0
     with pytest.raises(ValueError, match="answer_tokens"):
         RunConfig(answer_tokens="last")
+
+
+def test_recall_asks_the_questions_whose_choices_begin_differently(tokenizer):
+    def first(text):
+        return tokenizer(" " + text, add_special_tokens=False)["input_ids"][0]
+
+    pairs = [("Ljubljana", "Ljubljanica"), ("Paris", "Parisian")]
+    assert all(first(a) == first(b) for a, b in pairs)  # the tiny tokenizer starts each pair alike
+    items = [MCQ("Which city?", ["Ljubljana", "Ljubljanica", "Oslo", "Rome"], 0),
+             MCQ("Which capital?", ["Oslo", "Rome", "Lima", "Kyiv"], 2),
+             MCQ("Which word?", ["Paris", "Parisian", "Oslo", "Lima"], 1)]
+    assert len({first(c) for c in items[1].choices}) == 4
+    assert recall_rows(tokenizer, items) == [1]

@@ -74,6 +74,20 @@ def weight_grad_from(module: nn.Module, grads: torch.Tensor, acts: torch.Tensor)
     return outer.T if is_transposed(module) else outer
 
 
+def body_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module, float | None]:
+    """(the decoder body, returning hidden states; the output head; the final logit softcap or
+    None): to send only some positions through a head that is a large share of the compute."""
+    body = getattr(model, model.base_model_prefix)
+    return body, model.get_output_embeddings(), getattr(model.config, "final_logit_softcapping", None)
+
+
+def head_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The model's logits (float32) from final hidden states: the head, and its softcap if any."""
+    _, head, softcap = body_and_head(model)
+    logits = head(hidden).float()
+    return softcap * torch.tanh(logits / softcap) if softcap else logits
+
+
 class _Stop(Exception):
     pass
 

@@ -72,7 +72,8 @@ def demo_table(settings: DemoSettings, rows: dict[str, dict], result: Unlearning
         f"- V: the held-out half of `{settings.topic}` that the relearning attack never trains on "
         f"(relearning reports the best epoch); chance is 0.25",
         "- V, worst probe: the highest accuracy on V over the held-out probes (cloze, the questions' own "
-        "rewordings, qa, the declarative stem, k-shot), none of which is in any training text",
+        "rewordings, qa, the declarative stem, k-shot, recall: each choice's first token), none of which is in "
+        "any training text",
         f"- largest drop on another topic after unlearning: {worst:+.3f}",
         f"- held-out general-text loss after unlearning: x{result.kept['loss_ratio']:.4f} of the original",
         f"- unlearning: {result.seconds:.0f} s for {result.n_facts} facts "

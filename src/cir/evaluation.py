@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from cir import distributed
+from cir.architecture import body_and_head, head_logits
 from cir.data.mcq import MCQ
 from cir.errors import InputError
 
@@ -72,49 +73,62 @@ def _root_gathered(fn):
     return wrapper
 
 
-def _hidden_and_head(model):
-    base = getattr(model, model.base_model_prefix)
-    head = model.get_output_embeddings()
-    softcap = getattr(model.config, "final_logit_softcapping", None)
-    return base, head, softcap
+def _shared_sequences(encoded: list[tuple[list[int], list[int]]]) -> list[tuple[list[int], list[tuple[int, int, int]]]]:
+    """The sequences to run for (context, continuation) token pairs, each with its reads
+    (pair, position, target token). A continuation's first token is predicted at the context's
+    last position, which is the same in every sequence that starts with that context (the model
+    is causal): one-token continuations read it from a sequence run for another continuation of
+    the context, or from the context alone; only longer continuations need a sequence each."""
+    by_context: dict[tuple[int, ...], list[int]] = {}
+    for i, (ctx, _) in enumerate(encoded):
+        by_context.setdefault(tuple(ctx), []).append(i)
+    sequences = []
+    for ctx, pairs in by_context.items():
+        longer = [i for i in pairs if len(encoded[i][1]) > 1]
+        single = [(i, len(ctx) - 1, encoded[i][1][0]) for i in pairs if len(encoded[i][1]) == 1]
+        if not longer:
+            sequences.append((list(ctx), single))
+            continue
+        for n, i in enumerate(longer):
+            cont = encoded[i][1]
+            reads = [(i, len(ctx) + k - 1, token) for k, token in enumerate(cont)]  # position t predicts t + 1
+            sequences.append((list(ctx) + cont, reads + (single if n == 0 else [])))
+    return sequences
 
 
 @torch.no_grad()
 @_root_gathered
-def continuation_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 64) -> list[float]:
-    """Summed log P(continuation | context) for each (context, continuation) pair.
+def continuation_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 64,
+                          first_token: list[bool] | None = None) -> list[float]:
+    """Summed log P(continuation | context) for each (context, continuation) pair; for the pairs
+    marked in `first_token`, log P of the continuation's first token only.
 
-    Only the positions that predict continuation tokens go through the output head, which
-    is a large share of the compute on small models with big vocabularies.
+    Continuations of one context share its forward pass where they can (`_shared_sequences`:
+    the four choices of a question whose answers are single tokens take one sequence, not
+    four), and only the positions that predict continuation tokens go through the output
+    head, which is a large share of the compute on small models with big vocabularies.
     """
-    base, head, softcap = _hidden_and_head(model)
+    base = body_and_head(model)[0]
     encoded = []
-    for context, continuation in pairs:
+    for i, (context, continuation) in enumerate(pairs):
         ctx = tokenizer(context)["input_ids"]
         cont = tokenizer(continuation, add_special_tokens=False)["input_ids"]
         check_context(model, len(ctx) + len(cont), context + continuation)
-        encoded.append((ctx, cont))
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]) - len(encoded[i][1]))
+        encoded.append((ctx, cont[:1] if first_token is not None and first_token[i] else cont))
+    sequences = sorted(_shared_sequences(encoded), key=lambda s: -len(s[0]))
     scores = [0.0] * len(encoded)
     device = next(model.parameters()).device
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        seqs = [encoded[i][0] + encoded[i][1] for i in rows]
-        ids, mask = pad(seqs, tokenizer.pad_token_id, device)
+    for start in range(0, len(sequences), batch_size):
+        chunk = sequences[start : start + batch_size]
+        ids, mask = pad([seq for seq, _ in chunk], tokenizer.pad_token_id, device)
         hidden = base(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state  # (B, T, D)
-        batch_idx, pos_idx, targets, owner = [], [], [], []
-        for b, i in enumerate(rows):
-            ctx_len, cont = len(encoded[i][0]), encoded[i][1]
-            for k, token in enumerate(cont):
-                batch_idx.append(b)
-                pos_idx.append(ctx_len + k - 1)  # the position that predicts this token
-                targets.append(token)
-                owner.append(i)
-        logits = head(hidden[batch_idx, pos_idx]).float()  # (N, V)
-        if softcap:
-            logits = softcap * torch.tanh(logits / softcap)
+        reads = [(b, *read) for b, (_, row_reads) in enumerate(chunk) for read in row_reads]
+        if not reads:
+            continue
+        rows, owners, positions, targets = zip(*reads)
+        logits = head_logits(model, hidden[list(rows), list(positions)])  # (N, V)
         token_logprobs = logits.log_softmax(-1).gather(1, torch.tensor(targets, device=device)[:, None])[:, 0]
-        for i, value in zip(owner, token_logprobs.tolist()):
+        for i, value in zip(owners, token_logprobs.tolist()):
             scores[i] += value
     return scores
 
@@ -140,10 +154,13 @@ def _result(choice_scores: list[torch.Tensor], items: list[MCQ]) -> MCQResult:
     return MCQResult(accuracy=sum(correct) / n, n=n, correct_prob=sum(probs) / n, correct=correct, probs=probs)
 
 
-def evaluate_prompts(model, tokenizer, items: list[MCQ], prompts: list[str], batch_size: int = 64) -> MCQResult:
-    """Score each item's choices by log P(" choice" | its prompt)."""
+def evaluate_prompts(model, tokenizer, items: list[MCQ], prompts: list[str], batch_size: int = 64,
+                     first_token: list[bool] | None = None) -> MCQResult:
+    """Score each item's choices by log P(" choice" | its prompt); for the items marked in
+    `first_token`, by the log P of the choice's first token only."""
     pairs = [(prompt, " " + choice) for prompt, item in zip(prompts, items) for choice in item.choices]
-    flat = continuation_logprobs(model, tokenizer, pairs, batch_size)
+    flags = None if first_token is None else [flag for flag, item in zip(first_token, items) for _ in item.choices]
+    flat = continuation_logprobs(model, tokenizer, pairs, batch_size, flags)
     scores, k = [], 0
     for item in items:
         scores.append(torch.tensor(flat[k : k + len(item.choices)]))
@@ -159,7 +176,7 @@ def evaluate_cloze(model, tokenizer, items: list[MCQ], batch_size: int = 64) -> 
 @_root_gathered
 def evaluate_letters(model, tokenizer, items: list[MCQ], subject: str = "general knowledge",
                      batch_size: int = 32) -> MCQResult:
-    base, head, softcap = _hidden_and_head(model)
+    base = body_and_head(model)[0]
     device = next(model.parameters()).device
     scores = []
     for item in items:
@@ -174,9 +191,7 @@ def evaluate_letters(model, tokenizer, items: list[MCQ], subject: str = "general
         ids, mask = pad(seqs, tokenizer.pad_token_id, device)
         hidden = base(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
         last = hidden[torch.arange(len(batch)), mask.sum(1) - 1]
-        logits = head(last).float()
-        if softcap:
-            logits = softcap * torch.tanh(logits / softcap)
+        logits = head_logits(model, last)
         for row, item in enumerate(batch):
             letter_ids = [tokenizer(" " + LETTERS[i], add_special_tokens=False)["input_ids"][-1]
                           for i in range(len(item.choices))]

@@ -224,6 +224,11 @@ class Disruption:
         self.original_loss = text_loss(model, tokenizer, texts)
         self.original = copy.deepcopy(model) if kind == "kl" else None
 
+    def original_row(self) -> dict:
+        """The measurements of the original model, already taken: epoch 0's row."""
+        values = {"text_loss": self.original_loss, "loss_ratio": 1.0} | ({"kl": 0.0} if self.original is not None else {})
+        return values | {"disruption": values[self.kind]}
+
     def __call__(self, model) -> dict:
         loss = text_loss(model, self.tokenizer, self.texts)
         values = {"text_loss": loss, "loss_ratio": loss / self.original_loss}
@@ -243,6 +248,9 @@ class Collateral:
 
     def accuracies(self, model) -> dict[str, float]:
         return {name: evaluate_cloze(model, self.tokenizer, items).accuracy for name, items in self.sets.items()}
+
+    def original_row(self) -> dict:
+        return {"collateral": 0.0, "retain_accuracy": dict(self.original)}
 
     def __call__(self, model) -> dict:
         now = self.accuracies(model)
@@ -332,11 +340,14 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
     metrics: list[dict] = []
 
     def record(epoch: int, forget_loss: float | None, t0: float) -> dict:
-        row = {"epoch": epoch, "forget_loss": forget_loss} | disruption(model)
+        """Measure the model after `epoch`; epoch 0 (the original weights: preparing changes none)
+        reuses what was measured before: the text loss, the watched accuracies and the cloze probe."""
+        row = {"epoch": epoch, "forget_loss": forget_loss} | (disruption(model) if epoch else disruption.original_row())
         if run.eval_forget:
-            row["forget_accuracy"] = evaluate_cloze(model, tokenizer, forget_items).accuracy
+            row["forget_accuracy"] = (evaluate_cloze(model, tokenizer, forget_items).accuracy if epoch
+                                      else probes_before.per_probe["cloze"].accuracy)
         if collateral is not None:
-            row |= collateral(model)
+            row |= collateral(model) if epoch else collateral.original_row()
         row["in_budget"] = row["disruption"] <= run.budget and row.get("collateral", 0.0) <= run.collateral_budget
         row["seconds"] = round(time.perf_counter() - t0, 3)
         peaks = distributed.gather_values(distributed.peak_memory_mb())  # one per process

@@ -28,9 +28,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cir.architecture import decoder_layers, forward_until, mlp_of
+from cir.architecture import body_and_head, decoder_layers, forward_until, head_logits, mlp_of
 from cir.batches import Batch
-from cir.distributed import global_mean
+from cir.distributed import global_mean, is_sharded
 from cir.hooks import record_outputs
 from cir.registry import registrar
 
@@ -51,6 +51,25 @@ def answer_targets(batch: Batch) -> int:
 
 def next_token_targets(batch: Batch) -> int:
     return int(batch.token_mask[:, 1:].sum())
+
+
+def predicting(batch: Batch) -> torch.Tensor:
+    """(B, T) bool: the positions whose next token is an answer token (position t predicts t + 1)."""
+    positions = torch.zeros_like(batch.answer_mask)
+    positions[:, :-1] = batch.answer_mask[:, 1:]
+    return positions
+
+
+def logits_at(model, batch: Batch, positions: torch.Tensor) -> torch.Tensor:
+    """(N, V) float32 logits at the marked positions only (row-major order): the body runs on
+    the whole batch, the output head (a fifth of a forward pass with a 49k vocabulary) on the
+    few positions a loss reads. Under FSDP, where the head belongs to the root's gathered
+    parameters, the whole model runs instead (the same values)."""
+    if is_sharded(model):
+        return model(**batch.inputs(), use_cache=False).logits[positions].float()
+    body = body_and_head(model)[0]
+    hidden = body(**batch.inputs(), use_cache=False).last_hidden_state
+    return head_logits(model, hidden[positions])
 
 
 def make_forget_loss(name: str, model, loss_layers: list[int]):
@@ -125,9 +144,9 @@ class _AnswerTokenLoss:
 
     @staticmethod
     def answer_logits(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = model(**batch.inputs(), use_cache=False).logits[:, :-1]  # position t predicts token t+1
+        """(logits (N, V) at the positions that predict an answer token, those tokens (N,))."""
         targets_mask = batch.answer_mask[:, 1:]
-        return logits[targets_mask].float(), batch.input_ids[:, 1:][targets_mask]
+        return logits_at(model, batch, predicting(batch)), batch.input_ids[:, 1:][targets_mask]
 
 
 @register_loss("neg_cross_entropy")
@@ -197,10 +216,12 @@ def sentences(batch: Batch) -> int:
 
 def sequence_logprob(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sentence: (sum of log p(answer token | prefix), number of answer tokens)."""
-    logits = model(**batch.inputs(), use_cache=False).logits[:, :-1].float()
     mask = batch.answer_mask[:, 1:]
-    logp = logits.log_softmax(-1).gather(-1, batch.input_ids[:, 1:, None])[..., 0]
-    return (logp * mask).sum(1), mask.sum(1)
+    logits = logits_at(model, batch, predicting(batch))
+    logp = logits.log_softmax(-1).gather(1, batch.input_ids[:, 1:][mask][:, None])[:, 0]
+    rows = mask.nonzero()[:, 0]  # the sentence of each answer token, in the order of `logits`
+    sums = torch.zeros(len(batch), dtype=logp.dtype, device=logp.device).index_add(0, rows, logp)
+    return sums, mask.sum(1)
 
 
 def npo_loss(x: torch.Tensor, beta: float) -> torch.Tensor:

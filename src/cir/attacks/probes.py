@@ -10,8 +10,11 @@ The probe battery (`evaluate_battery`) asks every question in every way held out
 training: the cloze prompt; each of the item's own rewordings (`probes` in the fact file:
 "reworded_1", ...), in the cloze framing; the qa framing; the item's declarative stem
 (`statement`, e.g. "The capital of France is"; the generic declarative prompt when absent);
-and k-shot. Its **worst** is the highest accuracy over the probes: for a forgotten topic,
-where the knowledge shows through most.
+k-shot; and recall: the cloze prompt with each choice scored by its first token only, the
+prediction that recalls the fact (asked of the questions whose choices all begin with different
+tokens). Summed over a many-token answer, the other probes also count a broken spelling of the
+answer (" Ljub" -> "ljana") as forgetting; recall does not. Its **worst** is the highest accuracy
+over the probes: for a forgotten topic, where the knowledge shows through most.
 """
 
 from __future__ import annotations
@@ -96,12 +99,26 @@ class BatteryResult:
                 "worst": self.worst, "worst_accuracy": self.worst_accuracy}
 
 
+def recall_rows(tokenizer, items: list[MCQ]) -> list[int]:
+    """The items whose choices all begin with different tokens: those the recall probe asks."""
+    def first(choice: str) -> int | None:
+        ids = tokenizer(" " + choice, add_special_tokens=False)["input_ids"]
+        return ids[0] if ids else None
+
+    return [i for i, item in enumerate(items) if len({first(c) for c in item.choices}) == len(item.choices)]
+
+
 def evaluate_battery(model, tokenizer, items: list[MCQ], k: int = 3, seed: int = 0) -> BatteryResult:
-    """Accuracy of `items` under every probe of the battery, in one scoring pass."""
+    """Accuracy of `items` under every probe of the battery, in one scoring pass (the recall
+    probe reads the cloze prompt's forward passes: it costs no extra one)."""
     probes = battery_prompts(items, k, seed)
+    recall = recall_rows(tokenizer, items)
+    if recall:
+        probes["recall"] = (recall, [cloze_prompt(items[i].question) for i in recall])
     rows = [i for indices, _ in probes.values() for i in indices]
     prompts = [p for _, texts in probes.values() for p in texts]
-    scored = evaluate_prompts(model, tokenizer, [items[i] for i in rows], prompts)
+    first_token = [name == "recall" for name, (indices, _) in probes.items() for _ in indices]
+    scored = evaluate_prompts(model, tokenizer, [items[i] for i in rows], prompts, first_token=first_token)
     per_probe, start = {}, 0
     for name, (indices, _) in probes.items():
         correct = scored.correct[start : start + len(indices)]

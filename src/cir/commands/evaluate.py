@@ -18,7 +18,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--format", choices=["cloze", "letters", "answer_only"], default="cloze", dest="fmt",
                         help="answer_only: the question left out (what guessing by answer likelihood scores)")
     parser.add_argument("--probes", action="store_true",
-                        help="also every held-out probe (cloze, rewordings, qa, statement, k-shot) and the worst")
+                        help="also every held-out probe (cloze, rewordings, qa, statement, k-shot, recall) and the worst")
     add_options(parser, "json")
 
 

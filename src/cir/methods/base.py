@@ -228,7 +228,8 @@ class Method:
         return sum(values) / len(values)
 
     def prepare(self) -> None:
-        """Work before the first update (CIR collects its statistics here)."""
+        """Work before the first update (CIR collects its statistics here). It changes no weight:
+        the loop takes epoch 0's row from its measurements of the original model."""
 
     def forget_gradients(self, index: int) -> tuple[float, dict[str, torch.Tensor]]:
         """(loss value, {module name: gradient of the forget loss w.r.t. its weight})."""

@@ -34,7 +34,7 @@ from cir.architecture import weight_grad_from
 from cir.collapse import StreamingMoments, collapse, common_basis, orthonormal_rows, soft_basis, soft_collapse
 from cir.hooks import activations_require_grad, capture_acts_and_grads
 from cir.methods import register
-from cir.losses import terms
+from cir.losses import predicting, terms
 from cir.methods.base import Method, MethodConfig
 
 
@@ -173,9 +173,7 @@ class CIR(Method):
         mask = batch.token_mask
         acts = {n: a[mask] for n, a in acts.items()}
         grads = {n: g[mask] for n, g in grads.items()}
-        predicts = torch.zeros_like(batch.answer_mask)  # real tokens that predict an answer token
-        predicts[:, :-1] = batch.answer_mask[:, 1:]
-        predicts = predicts[mask]
+        predicts = predicting(batch)[mask]  # real tokens that predict an answer token
         rows = predicts if (stats_tokens or self.config.stats_tokens) == "answer" else slice(None)
         seen = set()
         for name, stats in self.stats.items():

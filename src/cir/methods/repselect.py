@@ -25,7 +25,7 @@ from cir import distributed
 from cir.architecture import weight_grad_from
 from cir.collapse import StreamingMoments, soft_basis, soft_collapse
 from cir.hooks import activations_require_grad, capture_acts_and_grads
-from cir.losses import terms
+from cir.losses import predicting, terms
 from cir.methods import register
 from cir.methods.base import Method, MethodConfig
 
@@ -73,9 +73,7 @@ class RepSelect(Method):
                 loss.backward()
             n_terms = terms(self.forget_loss, batch)
             _, weight = self._whole_batch(loss, n_terms)
-            predicts = torch.zeros_like(batch.answer_mask)  # positions that predict an answer token
-            predicts[:, :-1] = batch.answer_mask[:, 1:]
-            rows = predicts & batch.token_mask
+            rows = predicting(batch) & batch.token_mask  # positions that predict an answer token
             for name in grads:
                 a, g = acts[name][rows], grads[name][rows] * weight
                 if name not in acts_moments:
