@@ -1,6 +1,7 @@
 """Which facts a setting forgets: unlearn a topic on the bundled model, then per question the
 probability of the right choice (cloze prompt, renormalised over the choices) before and
-after, with the number of tokens of the answer; and V-style accuracy in every held-out probe.
+after, with the number of tokens of the answer; then one JSON line: the kept epoch, the text loss
+ratio, the collateral drop, and the topic's accuracy in every held-out probe (recall among them).
 
     python bench/per_fact.py --topic capitals context=2 unlearning_rate=1.5 max_epochs=6
 
@@ -36,7 +37,13 @@ def main() -> None:
         n_tokens = len(tokenizer(" " + item.answer_text, add_special_tokens=False)["input_ids"])
         print(f"{int(before.correct[i])}/{int(after.correct[i])}  {before.probs[i]:.2f} -> {after.probs[i]:.2f}  "
               f"{n_tokens}  {item.question} ({item.answer_text})")
-    print(json.dumps(evaluate_battery(model, tokenizer, facts).to_json()["probes"]))
+    battery = evaluate_battery(model, tokenizer, facts).to_json()
+    kept = result.kept
+    print(json.dumps({"options": args.options, "topic": args.topic, "kept_epoch": result.kept_epoch,
+                      "stop_reason": result.stop_reason, "loss_ratio": round(kept["loss_ratio"], 5),
+                      "collateral": kept.get("collateral"), "probes": battery["probes"],
+                      "worst": battery["worst"], "worst_accuracy": battery["worst_accuracy"],
+                      "seconds_per_fact": round(result.seconds_per_fact, 2)}))
 
 
 if __name__ == "__main__":

@@ -96,22 +96,31 @@ def test_retain_aware_collapse_removes_the_retain_facts_directions(taught, peopl
         assert (plain_updates[name] @ acts_basis.T).norm() > 1e-2 * plain_updates[name].norm()
 
 
-def test_retain_bases_are_the_retain_facts_answer_statistics(taught, people):
-    """The retain basis is the common basis of the retain facts' answer-predicting rows, taken
-    from the original model (re-derived here from a CIR pass over those facts alone)."""
+@pytest.mark.parametrize("tokens", ["answer", "all"])
+def test_retain_bases_are_the_retain_facts_statistics(tokens, taught, people):
+    """The retain basis is the common basis of the retain facts' `retain_tokens` rows (the
+    answer-predicting ones, or all), taken from the original model (re-derived here from a CIR
+    pass over those facts alone)."""
     model, tokenizer = taught
     forget, keep = split(people)
     retain_facts = forget_batches(tokenizer, keep, batch_size=16)
-    method = CIR(model, tokenizer, CIRConfig(**TINY | {"retain_components": 2}),
+    method = CIR(model, tokenizer, CIRConfig(**TINY | {"retain_components": 2, "retain_tokens": tokens}),
                  forget_batches(tokenizer, forget, batch_size=16), [], retain_facts)
     method.prepare()
-    alone = CIR(model, tokenizer, CIRConfig(**TINY | {"stats_tokens": "answer"}), retain_facts, [])
-    alone.prepare()  # statistics of the retain facts' answer rows
-    name = next(iter(alone.stats))
-    expected = common_basis(alone.stats[name].acts, 2)
-    got = method.retain_bases[(name, "acts")]
-    # the same span: projecting one basis onto the other keeps it whole
-    torch.testing.assert_close((got @ expected.T).norm(dim=1), torch.ones(got.shape[0]), atol=1e-4, rtol=1e-4)
+    alone = CIR(model, tokenizer, CIRConfig(**TINY | {"stats_tokens": tokens}), retain_facts, [])
+    alone.prepare()  # statistics of the retain facts' rows
+    bases = {}
+    for name in alone.stats:
+        expected = common_basis(alone.stats[name].acts, 2)
+        got = bases[name] = method.retain_bases[(name, "acts")]
+        # the same span: projecting one basis onto the other keeps it whole
+        torch.testing.assert_close((got @ expected.T).norm(dim=1), torch.ones(got.shape[0]), atol=1e-4, rtol=1e-4)
+    if tokens == "all":  # and not the answer rows' span, which the default reads
+        answer = CIR(model, tokenizer, CIRConfig(**TINY | {"stats_tokens": "answer"}), retain_facts, [])
+        answer.prepare()
+        name = next(iter(answer.stats))
+        other = common_basis(answer.stats[name].acts, 2)
+        assert (bases[name] @ other.T).norm(dim=1).min() < 0.99
 
 
 def test_saturating_logit_gradient_shrinks_as_the_true_logit_falls(monkeypatch):

@@ -62,6 +62,10 @@ class CIRConfig(MethodConfig):
     stats_tokens: str = "all"  # tokens the statistics come from: all (paper) or answer (as above)
     # retain-aware collapse: PCs of the retain facts also removed (0 = off; collapse=paper only)
     retain_components: int = 16
+    # the retain facts' tokens those PCs come from: answer (the positions that predict an answer
+    # token: what answering uses) or all (the subjects' tokens too: what an update formed from
+    # every token, update_tokens=all, would reach of other facts about the same subjects)
+    retain_tokens: str = "answer"
 
     rate_range: ClassVar[tuple[float, float]] = (0.3, 3.0)
 
@@ -69,7 +73,7 @@ class CIRConfig(MethodConfig):
         super().__post_init__()
         if self.collapse not in ("paper", "soft", "none"):
             raise ValueError(f"collapse must be paper, soft or none, got '{self.collapse}'")
-        for name in ("update_tokens", "stats_tokens"):
+        for name in ("update_tokens", "stats_tokens", "retain_tokens"):
             if getattr(self, name) not in ("all", "answer"):
                 raise ValueError(f"{name} must be all or answer, got '{getattr(self, name)}'")
         if self.retain_components < 0:
@@ -187,10 +191,11 @@ class CIR(Method):
 
     def _collect_retain_bases(self) -> None:
         """Retain-aware collapse: per module, the mean and top `retain_components` PCs of the
-        retain facts' activations and output gradients at their answer-predicting positions."""
+        retain facts' activations and output gradients at their `retain_tokens` positions."""
         self._new_stats()
         for batch in self.retain_facts:
-            self._acts_and_grads(batch, self.forget_loss.reference(self.model, batch), stats_tokens="answer")
+            self._acts_and_grads(batch, self.forget_loss.reference(self.model, batch),
+                                 stats_tokens=self.config.retain_tokens)
         self._reduce_stats()
         k = self.config.retain_components
         bases = {}  # id(moments) -> basis: gate_proj and up_proj share their inputs' moments
