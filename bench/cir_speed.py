@@ -4,7 +4,8 @@
   (target: <= 1.0x), at the defaults and with the paper's losses;
 - the forward-truncation speed-up (MLP-breaking loss: forward stopped after the last loss
   layer vs run through the whole model);
-- the memory of the statistics pass for 100 and 1,000 facts (streaming moments: constant).
+- the memory of the statistics pass for 100 and 1,000 facts, 3 phrasings of each (streaming
+  moments: constant).
 
 Seconds per fact of whole runs are printed by `cir demo` (README) and `cir compare`.
 """
@@ -100,7 +101,7 @@ def truncation_speedup(model, tokenizer, items):
 
 
 def statistics_peak(n_facts: int) -> dict:
-    """In a fresh process that streams the statistics of `n_facts` facts (3 sentences each):
+    """In a fresh process that streams the statistics of `n_facts` facts (3 phrasings each):
     the bytes held by the statistics and by the cached loss references (MiB), and the growth of
     the resident set from after loading to after the pass (MiB; the loading transient makes the
     process's lifetime peak uninformative)."""
@@ -118,12 +119,13 @@ before = rss()
 base = [q for t in builtin_topics() for q in load_mcq(t)]
 items = [MCQ(q.question + f" ({{i}})", q.choices, q.answer, q.facts) for i, q in enumerate(base * ({n_facts} // len(base) + 1))][:{n_facts}]
 method = CIR(model, tok, CIRConfig(forget_loss="mlp_breaking", train_layers=list(range(12)), loss_layers=[6, 7, 8, 9, 10]),
-             forget_batches(tok, items, 32), [])
+             forget_batches(tok, items, 32, phrasings=3, seed=0), [])
 method.prepare()
 moments = {{id(m): m for s in method.stats.values() for m in (s.acts, s.grads)}}.values()
 stats = sum(t.numel() * t.element_size() for m in moments for t in m.tensors()) / 2**20
 refs = sum(t.numel() * t.element_size() for r in method.forget_refs for t in r.values()) / 2**20
-print(json.dumps({{"statistics": stats, "references": refs, "rss_growth": rss() - before}}))
+sentences = sum(len(b) for b in method.forget)
+print(json.dumps({{"statistics": stats, "references": refs, "rss_growth": rss() - before, "sentences": sentences}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -157,8 +159,8 @@ Memory of the statistics pass (pass 0, MLP breaking, 12 trained layers, loss on 
 
 | forget set | statistics (streaming sums) | cached loss references | resident set growth over the pass |
 |---|---|---|---|
-| 100 facts (300 sentences) | {peaks[100]['statistics']:.0f} MiB | {peaks[100]['references']:.0f} MiB | {peaks[100]['rss_growth']:.0f} MiB |
-| 1,000 facts (3,000 sentences) | {peaks[1000]['statistics']:.0f} MiB | {peaks[1000]['references']:.0f} MiB | {peaks[1000]['rss_growth']:.0f} MiB |
+| 100 facts ({peaks[100]['sentences']:,} sentences) | {peaks[100]['statistics']:.0f} MiB | {peaks[100]['references']:.0f} MiB | {peaks[100]['rss_growth']:.0f} MiB |
+| 1,000 facts ({peaks[1000]['sentences']:,} sentences) | {peaks[1000]['statistics']:.0f} MiB | {peaks[1000]['references']:.0f} MiB | {peaks[1000]['rss_growth']:.0f} MiB |
 
 The statistics are sums of x and x xᵀ per module, O(d²) whatever the number of tokens; what
 grows with the forget set is the MLP-breaking loss's cached original outputs (one row per

@@ -43,7 +43,10 @@ def main() -> None:
                       "stop_reason": result.stop_reason, "loss_ratio": round(kept["loss_ratio"], 5),
                       "collateral": kept.get("collateral"), "probes": battery["probes"],
                       "worst": battery["worst"], "worst_accuracy": battery["worst_accuracy"],
-                      "seconds_per_fact": round(result.seconds_per_fact, 2)}))
+                      "seconds_per_fact": round(result.seconds_per_fact, 2),
+                      "per_epoch": [{k: round(m[k], 5) for k in ("forget_accuracy", "forget_recall", "loss_ratio",
+                                                                  "collateral") if m.get(k) is not None}
+                                    for m in result.metrics]}))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ PARTS = [
     ("cir.methods.cir:weight_grad_from", "update"),
     ("cir.methods.base:Method.step", "update"),
     ("cir.methods.base:Method.retain_step", "retain step"),
-    ("cir.loop:evaluate_cloze", "forget-accuracy evaluation"),
+    ("cir.loop:cloze_and_recall", "forget-accuracy evaluation"),
     ("cir.loop:Disruption.__call__", "disruption evaluation"),
     ("cir.loop:Collateral.__call__", "collateral evaluation"),
 ]

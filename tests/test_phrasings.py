@@ -155,3 +155,25 @@ def test_recall_asks_the_questions_whose_choices_begin_differently(tokenizer):
              MCQ("Which word?", ["Paris", "Parisian", "Oslo", "Lima"], 1)]
     assert len({first(c) for c in items[1].choices}) == 4
     assert recall_rows(tokenizer, items) == [1]
+
+
+def test_every_epoch_row_has_cloze_and_recall_accuracy(taught, people):
+    """The loop's per-epoch forget accuracy in recall too, from the cloze prompts' own passes."""
+    from cir import unlearn
+    from cir.attacks.probes import cloze_and_recall
+
+    model, tokenizer = taught
+    facts = people[:24]
+    recall = recall_rows(tokenizer, facts)
+    assert recall
+    expected = evaluate_prompts(model, tokenizer, [facts[i] for i in recall],
+                                [cloze_prompt(facts[i].question) for i in recall], first_token=[True] * len(recall))
+    assert cloze_and_recall(model, tokenizer, facts)[1] == pytest.approx(expected.accuracy)
+    result = unlearn(model, tokenizer, facts, max_epochs=1, watch={}, progress=False,
+                     retain=[s for item in people[40:] for s in item.sentences()[:1]],
+                     heldout=[s for item in people[60:] for s in item.sentences()[:1]])
+    assert [set(row) >= {"forget_accuracy", "forget_recall"} for row in result.metrics] == [True, True]
+    assert result.metrics[0]["forget_recall"] == pytest.approx(expected.accuracy)
+    after = cloze_and_recall(model, tokenizer, facts)  # the kept weights' row
+    kept = result.metrics[result.kept_epoch]
+    assert (kept["forget_accuracy"], kept["forget_recall"]) == pytest.approx(after)

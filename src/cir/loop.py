@@ -22,7 +22,7 @@ from cir.architecture import decoder_layers
 from cir.batches import forget_batches, text_batches
 from cir.data.mcq import MCQ
 from cir.errors import InputError
-from cir.attacks.probes import evaluate_battery
+from cir.attacks.probes import cloze_and_recall, evaluate_battery
 from cir.evaluation import evaluate_cloze, text_kl, text_loss
 from cir.methods import get_method, method_names
 from cir.methods.base import NonFiniteLoss
@@ -343,9 +343,14 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
         """Measure the model after `epoch`; epoch 0 (the original weights: preparing changes none)
         reuses what was measured before: the text loss, the watched accuracies and the cloze probe."""
         row = {"epoch": epoch, "forget_loss": forget_loss} | (disruption(model) if epoch else disruption.original_row())
-        if run.eval_forget:
-            row["forget_accuracy"] = (evaluate_cloze(model, tokenizer, forget_items).accuracy if epoch
-                                      else probes_before.per_probe["cloze"].accuracy)
+        if run.eval_forget:  # cloze, and recall: each choice's first token (the same forward passes)
+            if epoch:
+                row["forget_accuracy"], recall = cloze_and_recall(model, tokenizer, forget_items)
+            else:
+                recall = probes_before.per_probe["recall"].accuracy if "recall" in probes_before.per_probe else None
+                row["forget_accuracy"] = probes_before.per_probe["cloze"].accuracy
+            if recall is not None:
+                row["forget_recall"] = recall
         if collateral is not None:
             row |= collateral(model) if epoch else collateral.original_row()
         row["in_budget"] = row["disruption"] <= run.budget and row.get("collateral", 0.0) <= run.collateral_budget
@@ -378,7 +383,8 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
             break
         row = record(epoch, forget_loss, t0)
         bar.set_postfix(forget_loss=f"{forget_loss:.4f}", disruption=f"{row['disruption']:.5f}",
-                        acc=f"{row.get('forget_accuracy', float('nan')):.2f}")
+                        acc=f"{row.get('forget_accuracy', float('nan')):.2f}",
+                        recall=f"{row.get('forget_recall', float('nan')):.2f}")
         if not math.isfinite(row["disruption"]):
             restore(params, kept)
             stop_reason = f"non-finite disruption at epoch {epoch}; kept epoch {kept_epoch}"

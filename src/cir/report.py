@@ -45,7 +45,8 @@ def run_report(result, run, resolved: dict) -> str:
     """report.md of one unlearning run."""
     import yaml
 
-    keys = ["epoch", "forget_loss", "forget_accuracy", "text_loss", "loss_ratio", "kl", "in_budget", "seconds"]
+    keys = ["epoch", "forget_loss", "forget_accuracy", "forget_recall", "text_loss", "loss_ratio", "kl", "collateral",
+            "in_budget", "seconds"]
     keys = [k for k in keys if any(k in row for row in result.metrics)]
     rows = [[_fmt(row.get(k)) for k in keys] for row in result.metrics]
     lines = [

@@ -108,6 +108,17 @@ def recall_rows(tokenizer, items: list[MCQ]) -> list[int]:
     return [i for i, item in enumerate(items) if len({first(c) for c in item.choices}) == len(item.choices)]
 
 
+def cloze_and_recall(model, tokenizer, items: list[MCQ]) -> tuple[float, float | None]:
+    """(cloze accuracy, recall accuracy or None when no question qualifies) in one scoring pass:
+    recall reads the cloze prompts' own forward passes."""
+    recall = recall_rows(tokenizer, items)
+    prompts = [cloze_prompt(item.question) for item in items]
+    scored = evaluate_prompts(model, tokenizer, items + [items[i] for i in recall], prompts + [prompts[i] for i in recall],
+                              first_token=[False] * len(items) + [True] * len(recall))
+    cloze, first = scored.correct[: len(items)], scored.correct[len(items):]
+    return sum(cloze) / len(cloze), (sum(first) / len(first) if first else None)
+
+
 def evaluate_battery(model, tokenizer, items: list[MCQ], k: int = 3, seed: int = 0) -> BatteryResult:
     """Accuracy of `items` under every probe of the battery, in one scoring pass (the recall
     probe reads the cloze prompt's forward passes: it costs no extra one)."""
