@@ -171,3 +171,30 @@ def test_repselect_line_search_keeps_the_largest_step_within_the_budgets(taught_
     moved = {n: p.detach() - original[n] for n, p in model.named_parameters() if not torch.equal(p, original[n])}
     norm = torch.sqrt(sum((d.double() ** 2).sum() for d in moved.values()))
     assert float(norm) == pytest.approx(result.kept_epoch * 1.0, rel=1e-3)
+
+
+def test_repselect_adversary_is_fitted_to_the_forget_set_and_dropped(taught, people):
+    """The adapter lowers the forget sentences' loss while it is fitted; the direction is taken
+    through the adapted model (so it differs from the plain one); afterwards no hook is left and
+    the model computes what it computed before."""
+    from cir.methods.repselect import RepSelect, RepSelectConfig
+
+    model, tokenizer = taught
+    forget, _ = split(people)
+    batches = forget_batches(tokenizer, forget, batch_size=16)
+    ids = batches[0].input_ids
+    with torch.no_grad():
+        logits_before = model(input_ids=ids).logits
+    plain = RepSelect(model, tokenizer, RepSelectConfig(components=8), batches, [])
+    plain.prepare()
+    adversarial = RepSelect(model, tokenizer, RepSelectConfig(components=8, adversarial_epochs=3, adversarial_lr=1e-2),
+                            batches, [])
+    adversarial.prepare()
+    losses = adversarial.adversarial_losses
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, logits_before)  # adapter gone, weights untouched
+    assert all(not module._forward_hooks for module in adversarial.modules.values())
+    cosines = [torch.nn.functional.cosine_similarity(plain.direction[n].flatten(), adversarial.direction[n].flatten(), 0)
+               for n in plain.direction if plain.direction[n].norm() > 0]
+    assert cosines and min(cosines) < 0.999

@@ -12,17 +12,25 @@ output, over every answer-predicting position t of the whole forget set:
     3. the line search: epoch k sets W = W0 - k * unlearning_rate * D / ||D|| (global norm over
        the projections); the loop stops at the first epoch past a budget (text loss or
        collateral) and keeps the one before, so the step size is the largest in budget.
+
+With `adversarial_epochs`, a low-rank adapter on every trained projection (a rank-r delta
+B A on its output, B starting at zero, as LoRA) is first fitted to the forget sentences (Adam,
+cross-entropy): the model an attacker would relearn. The gradient of step 1 is taken through the
+adapted model, so the update also covers what relearning recovers; the adapter is then dropped,
+and the update is applied to the original weights.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
 from cir import distributed
-from cir.architecture import weight_grad_from
+from cir.architecture import is_transposed, weight_grad_from
+from cir.finetune import finetune
 from cir.collapse import StreamingMoments, soft_basis, soft_collapse
 from cir.hooks import activations_require_grad, capture_acts_and_grads
 from cir.losses import predicting, terms
@@ -37,6 +45,9 @@ class RepSelectConfig(MethodConfig):
     components: int = 64  # top principal directions shrunk by the whitening, per side (<= width / 4)
     retain_every: int = 0  # no retain steps: the budgets bound the step instead
     all_layers: bool = True  # MLPs of every layer (train_layers unset); False: depth-scaled default
+    adversarial_epochs: int = 0  # epochs of an adversarial low-rank adapter fitted first (0 = none)
+    adversarial_rank: int = 8
+    adversarial_lr: float = 1e-3
 
     rate_range: ClassVar[tuple[float, float]] = (0.1, 2.0)
 
@@ -44,6 +55,8 @@ class RepSelectConfig(MethodConfig):
         super().__post_init__()
         if self.components < 1:
             raise ValueError(f"components must be an integer >= 1, got {self.components}")
+        if self.adversarial_epochs < 0 or self.adversarial_rank < 1 or self.adversarial_lr <= 0:
+            raise ValueError("adversarial_epochs must be >= 0, adversarial_rank >= 1 and adversarial_lr > 0")
 
     def resolve(self, n_layers: int) -> "RepSelectConfig":
         if self.all_layers and self.train_layers is None:
@@ -55,14 +68,67 @@ class RepSelectConfig(MethodConfig):
         return super().resolve(n_layers)
 
 
+class LowRankAdapters:
+    """A trainable rank-r delta B A on the output of each module, added by forward hooks while
+    `active`; the modules' weights are not touched. B starts at zero (the adapted model starts
+    as the model itself), A at random with the scale of the input width."""
+
+    def __init__(self, modules: dict[str, torch.nn.Module], rank: int, seed: int = 0):
+        generator = torch.Generator().manual_seed(seed)
+        self.modules, self.pairs = modules, {}
+        for name, module in modules.items():
+            d_out, d_in = module.weight.shape[::-1] if is_transposed(module) else module.weight.shape
+            device, dtype = module.weight.device, module.weight.dtype
+            a = torch.randn(rank, d_in, generator=generator).to(device, dtype) / d_in**0.5
+            self.pairs[name] = (torch.nn.Parameter(a), torch.nn.Parameter(torch.zeros(d_out, rank, device=device, dtype=dtype)))
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [p for pair in self.pairs.values() for p in pair]
+
+    @contextlib.contextmanager
+    def active(self):
+        def make(a, b):
+            return lambda module, args, output: output + (args[0] @ a.T) @ b.T
+
+        handles = [self.modules[name].register_forward_hook(make(a, b)) for name, (a, b) in self.pairs.items()]
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
 @register("repselect")
 class RepSelect(Method):
     Config = RepSelectConfig
     shardable = False  # not yet run with FSDP-sharded weights
     reference = "Sondej & Yang, RepSelect: CIR's successor with whitened collapse and a line search (open-unlearning)"
 
+    def fit_adversary(self) -> LowRankAdapters:
+        """The low-rank adapter fitted to the forget sentences (`adversarial_epochs` of Adam on
+        their cross-entropy, the model's own weights frozen); its per-epoch losses are kept in
+        `adversarial_losses`."""
+        adapters = LowRankAdapters(self.modules, self.config.adversarial_rank)
+        sentences = [self.tokenizer.decode(batch.input_ids[row][batch.token_mask[row]])
+                     for batch in (self.forget[i] for i in self.epoch_batches(0)) for row in range(len(batch))]
+        if distributed.launched():  # each process holds a shard of every batch: all of them, in one order
+            from accelerate.utils import gather_object
+
+            sentences = gather_object(sentences)
+        with adapters.active():
+            self.adversarial_losses = finetune(self.model, self.tokenizer, sentences, epochs=self.config.adversarial_epochs,
+                                               lr=self.config.adversarial_lr, optimizer="adam",
+                                               params=adapters.parameters(), progress=False)
+        return adapters
+
     def prepare(self) -> None:
-        """The whitened forget direction D per projection, from one pass over the forget set."""
+        """The whitened forget direction D per projection, from one pass over the forget set
+        (through the adversarially adapted model when `adversarial_epochs` is set)."""
+        adapters = self.fit_adversary() if self.config.adversarial_epochs else None
+        with adapters.active() if adapters is not None else contextlib.nullcontext():
+            self._accumulate()
+
+    def _accumulate(self) -> None:
         acts_moments, grads_moments, weight_grads = {}, {}, {}
         for index in self.epoch_batches(0):
             batch = self.forget[index]
