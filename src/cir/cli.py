@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cir import distributed
 from cir.commands import attack, compare, demo, evaluate, methods, mia, report, synth, teach, topics, unlearn
 from cir.errors import InputError
 
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cir: interrupted", file=sys.stderr)
         return 130
+    distributed.shutdown()
     return 0
 
 

@@ -43,6 +43,15 @@ def state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def shutdown() -> None:
+    """End the process group, if one was started, once every process is done: left to the
+    interpreter's exit, the group's threads can be torn down while still running, and a process
+    then aborts ("terminate called without an active exception") after its work is finished."""
+    if launched() and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def world_size() -> int:
     return state().num_processes if launched() else 1
 

@@ -45,7 +45,8 @@ def summary(result, run, out) -> str:
     kept, nan = result.kept, float("nan")
     lines = [f"{run.method}: {result.stop_reason}",
              f"kept epoch {result.kept_epoch}: forget accuracy {result.metrics[0].get('forget_accuracy', nan):.3f} -> "
-             f"{kept.get('forget_accuracy', nan):.3f}, held-out loss x{kept['loss_ratio']:.4f}; "
+             f"{kept.get('forget_accuracy', nan):.3f} (recall {result.metrics[0].get('forget_recall', nan):.3f} -> "
+             f"{kept.get('forget_recall', nan):.3f}), held-out loss x{kept['loss_ratio']:.4f}; "
              f"{result.seconds_per_fact:.2f} s per fact; written to {out}"]
     if "probes" in result.extra:
         after = result.extra["probes"]["after"]
