@@ -108,24 +108,29 @@ def recall_rows(tokenizer, items: list[MCQ]) -> list[int]:
     return [i for i, item in enumerate(items) if len({first(c) for c in item.choices}) == len(item.choices)]
 
 
+def recall_probe(tokenizer, items: list[MCQ]) -> dict[str, tuple[list[int], list[str]]]:
+    """{"recall": (the items it asks, their cloze prompts)}, or {} when none qualifies."""
+    rows = recall_rows(tokenizer, items)
+    return {"recall": (rows, [cloze_prompt(items[i].question) for i in rows])} if rows else {}
+
+
 def cloze_and_recall(model, tokenizer, items: list[MCQ]) -> tuple[float, float | None]:
     """(cloze accuracy, recall accuracy or None when no question qualifies) in one scoring pass:
     recall reads the cloze prompts' own forward passes."""
-    recall = recall_rows(tokenizer, items)
-    prompts = [cloze_prompt(item.question) for item in items]
-    scored = evaluate_prompts(model, tokenizer, items + [items[i] for i in recall], prompts + [prompts[i] for i in recall],
-                              first_token=[False] * len(items) + [True] * len(recall))
-    cloze, first = scored.correct[: len(items)], scored.correct[len(items):]
-    return sum(cloze) / len(cloze), (sum(first) / len(first) if first else None)
+    probes = {"cloze": (list(range(len(items))), probe_prompts(items, "cloze"))} | recall_probe(tokenizer, items)
+    result = score_probes(model, tokenizer, items, probes)
+    return result.per_probe["cloze"].accuracy, (result.per_probe["recall"].accuracy if "recall" in probes else None)
 
 
 def evaluate_battery(model, tokenizer, items: list[MCQ], k: int = 3, seed: int = 0) -> BatteryResult:
     """Accuracy of `items` under every probe of the battery, in one scoring pass (the recall
     probe reads the cloze prompt's forward passes: it costs no extra one)."""
-    probes = battery_prompts(items, k, seed)
-    recall = recall_rows(tokenizer, items)
-    if recall:
-        probes["recall"] = (recall, [cloze_prompt(items[i].question) for i in recall])
+    return score_probes(model, tokenizer, items, battery_prompts(items, k, seed) | recall_probe(tokenizer, items))
+
+
+def score_probes(model, tokenizer, items: list[MCQ], probes: dict[str, tuple[list[int], list[str]]]) -> BatteryResult:
+    """Accuracy under each probe (name -> (indices of the items it asks, their prompts)), in one
+    scoring pass; the recall probe scores each choice by its first token."""
     rows = [i for indices, _ in probes.values() for i in indices]
     prompts = [p for _, texts in probes.values() for p in texts]
     first_token = [name == "recall" for name, (indices, _) in probes.items() for _ in indices]
