@@ -25,38 +25,92 @@ def inputs(tmp_path, people):
     write_mcq(people[:12], forget)
     retain = tmp_path / "retain.txt"
     retain.write_text("\n".join(s for item in people[12:] for s in item.sentences()) + "\n")
-    return str(forget), str(retain)
+    keep = tmp_path / "keep.jsonl"
+    write_mcq(people[40:64], keep)
+    return str(forget), str(retain), str(keep)
 
 
-def test_compare_writes_a_fair_table(taught_dir, inputs, tmp_path, monkeypatch, capsys):
-    forget, retain = inputs
+BUDGETS = (0.02, 0.2, 2.0)
+
+
+def compare_args(taught_dir, inputs, out, *extra):
+    forget, retain, keep = inputs
+    return ["compare", "--model", str(taught_dir), "--forget", forget, "--retain", retain, "--retain-mcq", keep, "--quick",
+            "--methods", "cir,gradient_ascent", "--trials", "2", "--seeds", "2",
+            "--budgets", ",".join(map(str, BUDGETS)), "--collateral", "1", "--set", "cir.act_components=4",
+            "--set", "cir.grad_components=4", "--quiet", "--out", str(out), *extra]
+
+
+def test_compare_fills_the_frontier_within_each_budget(taught_dir, inputs, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "cmp"
-    code = main(["compare", "--model", str(taught_dir), "--forget", forget, "--retain", retain, "--quick",
-                 "--methods", "cir,gradient_ascent", "--trials", "2", "--seeds", "2", "--budget", "1.05",
-                 "--set", "cir.act_components=4", "--set", "cir.grad_components=4", "--quiet", "--out", str(out)])
-    assert code == 0
+    assert main(compare_args(taught_dir, inputs, out)) == 0
     result = json.loads((out / "compare.json").read_text())
     assert result["command"].startswith("cir compare --model")
     methods = result["methods"]
     assert list(methods) == ["cir", "gradient_ascent"]
+    kept = set()
     for name, entry in methods.items():
-        assert len(entry["trials"]) == 2 and len(entry["runs"]) == 2
-        # the budget holds for every kept run (rollback), and the best setting is a searched one
-        assert all(t["loss_ratio"] <= 1.05 for t in entry["trials"] + entry["runs"])
-        assert entry["best"] in [t["overrides"] for t in entry["trials"]]
-        assert not math.isnan(entry["summary"]["V_after_relearning"][1])  # two seeds: an interval
-        assert set(entry["runs"][0]["topics"]) == {"animals", "capitals", "continents", "currencies", "languages",
-                                                   "science"}
-    # every method is measured on the same splits: V before unlearning is the same per seed
-    for seed in range(2):
-        assert methods["cir"]["runs"][seed]["V_before"] == methods["gradient_ascent"]["runs"][seed]["V_before"]
+        # every (method, budget) cell, each from searched settings and measured on seeds 1 and 2 only
+        assert [cell["budget"] for cell in entry["budgets"]] == list(BUDGETS)
+        assert len(entry["trials"]) == 2
+        for cell in entry["budgets"]:
+            assert cell["best"] in [t["overrides"] for t in entry["trials"]]
+            assert [run["seed"] for run in cell["runs"]] == [1, 2]
+            assert not math.isnan(cell["summary"]["V_worst_after_relearning"][1])  # two seeds: an interval
+        # each budget keeps the last epoch before its own first violation, never one beyond it
+        for record in entry["trials"] + [r for r in _journal(out) if r["kind"] == "final" and r["method"] == name]:
+            ratios = [e["loss_ratio"] for e in record["epochs"]]
+            for index, row in record["budgets"].items():
+                budget, epoch = 1 + BUDGETS[int(index)], row["kept_epoch"]
+                kept.add(epoch)
+                assert row["loss_ratio"] == ratios[epoch] <= budget
+                assert all(r <= budget for r in ratios[:epoch + 1])
+                assert epoch + 1 == len(ratios) or ratios[epoch + 1] > budget
+    assert kept - {0}, "some run kept an unlearned epoch"
     # CIR's search covers its loss as well as its step
     assert any(o.startswith("forget_loss=") for o in methods["cir"]["trials"][0]["overrides"])
+    # seeds 1 and 2 draw other T/V splits than seed 0, which chose the settings
+    splits = result["splits"]
+    assert splits["1"] != splits["0"] and splits["2"] != splits["0"] and splits["1"] != splits["2"]
     table = (out / "compare.md").read_text()
-    assert "| cir |" in table and "| gradient_ascent |" in table and "survives relearning" in table
-    assert (out / "accuracy.png").exists() and (out / "trials.png").exists()
-    assert "| cir |" in capsys.readouterr().out
+    assert table.count("| cir |") == len(BUDGETS) + 1 and "asymmetric" in table
+    assert (out / "frontier.png").exists()
+    assert "| gradient_ascent |" in capsys.readouterr().out
+
+
+def _journal(out):
+    return [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+
+
+def test_compare_continues_an_interrupted_comparison(taught_dir, inputs, tmp_path, monkeypatch):
+    from cir.comparison import Comparison
+
+    monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "cmp"
+    args = compare_args(taught_dir, inputs, out, "--methods", "gradient_ascent")
+    assert main(args) == 0
+    whole = json.loads((out / "compare.json").read_text())
+    lines = (out / "journal.jsonl").read_text().splitlines()
+    first = [i for i, line in enumerate(lines) if json.loads(line)["kind"] == "trial"][0]
+    # interrupted after the first trial, in the middle of writing the next record
+    (out / "journal.jsonl").write_text("\n".join(lines[:first + 1]) + "\n" + lines[first + 1][:20])
+    (out / "compare.json").unlink()
+    runs = []
+    original = Comparison.trajectory
+    monkeypatch.setattr(Comparison, "trajectory", lambda self, method, options, seed, *rest, **kw:
+                        runs.append((method, seed)) or original(self, method, options, seed, *rest, **kw))
+    assert main(args) == 0
+    assert runs and ("gradient_ascent", 0) in runs and len([r for r in runs if r[1] == 0]) == 1  # trial 1 not rerun
+    again = json.loads((out / "compare.json").read_text())
+    for cell, cell_again in zip(whole["methods"]["gradient_ascent"]["budgets"], again["methods"]["gradient_ascent"]["budgets"]):
+        assert cell["best"] == cell_again["best"]
+        for run, run_again in zip(cell["runs"], cell_again["runs"]):
+            assert run["V_worst_after_relearning"] == run_again["V_worst_after_relearning"]
+    # a journal of other settings is refused, and left as it was
+    before = (out / "journal.jsonl").read_text()
+    assert main(compare_args(taught_dir, inputs, out, "--methods", "gradient_ascent", "--trials", "3")) == 2
+    assert (out / "journal.jsonl").read_text() == before
 
 
 def test_compare_refuses_unknown_methods_before_loading(tmp_path, capsys):
@@ -72,3 +126,16 @@ def test_compare_refuses_to_let_set_change_the_shared_budget(tmp_path, capsys):
                  "--out", str(tmp_path / "x")])
     assert code == 2
     assert "--set cannot change max_epochs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--budgets", "0.01,0.001"], "--budgets must be rising shares"),
+    (["--budgets", "0.001,x"], "--budgets takes comma-separated numbers"),
+    (["--collateral", "0.1,0.05,0.2,0.3"], "--collateral must be one value or one per budget"),
+    (["--collateral", "0.1,0.2"], "--collateral must be one value or one per budget (4)"),
+])
+def test_compare_refuses_bad_budgets_before_loading(tmp_path, capsys, flags, message):
+    code = main(["compare", "--model", "no/such-model", "--forget", "capitals", *flags, "--out", str(tmp_path / "x")])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cir import distributed
 from cir.attacks.probes import evaluate_battery
-from cir.comparison import CompareSettings, Comparison, Evaluation
+from cir.comparison import CompareSettings, Comparison, Evaluation, Journal, journal_header
 from cir.data import MCQ, load_facts, topic_sets
 from cir.evaluation import evaluate_mcq, named_sets, text_kl, text_loss
 from cir.runs import run_directory, save_weights, write_run
@@ -109,16 +109,23 @@ def unlearn_to_dir(model, tokenizer, forget: Facts, out: str | Path, *, overwrit
 
 def compare(model, tokenizer, forget: Facts, *, settings: CompareSettings | None = None,
             topics: dict[str, list[MCQ]] | None = None, retain: list[str] | None = None,
-            heldout: list[str] | None = None, progress: bool = True) -> dict:
-    """Compare methods on `forget` at one disruption budget, each tuned (optuna) to forget what
-    survives the relearning attack (cir.comparison). `topics`: other knowledge to watch
-    (default: the built-in topics that ask none of the forget questions). `model` ends with
-    its original weights. The same object as compare.json."""
+            heldout: list[str] | None = None, progress: bool = True, journal: str | Path | None = None) -> dict:
+    """Compare methods on `forget` at every budget of `settings`, each tuned (optuna) to forget
+    what survives the relearning attack, judged on seeds that did not tune it (cir.comparison).
+    `topics`: other knowledge, half watched by the collateral budget and half reported (default:
+    the built-in topics that ask none of the forget questions). `journal`: a file that records
+    every finished run; given again, the comparison continues from it. `model` ends with its
+    original weights. The same object as compare.json."""
     settings = settings or CompareSettings()
     questions = settings.forget_questions(_questions(forget))
     retain, heldout = _general_text(model, tokenizer, retain, heldout)
     topics = topic_sets(excluding=questions) if topics is None else topics
-    return Comparison(model, tokenizer, Evaluation(questions, topics, retain, heldout), settings, progress).run()
+    topics = {name: items[: settings.topic_questions] for name, items in topics.items()}
+    evaluation = Evaluation(questions, watched_retain_sets(questions, topics, half=0),
+                            watched_retain_sets(questions, topics, half=1), retain, heldout)
+    if journal is not None:
+        journal = Journal(Path(journal), journal_header(model, settings, evaluation))
+    return Comparison(model, tokenizer, evaluation, settings, progress, journal).run()
 
 
 def _general_text(model, tokenizer, retain: list[str] | None, heldout: list[str] | None):

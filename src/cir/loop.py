@@ -219,9 +219,9 @@ class UnlearningResult:
 class Disruption:
     """Held-out general-text disruption: loss ratio to the original, or KL(original || model)."""
 
-    def __init__(self, model, tokenizer, texts: list[str], kind: str):
+    def __init__(self, model, tokenizer, texts: list[str], kind: str, original_loss: float | None = None):
         self.tokenizer, self.texts, self.kind = tokenizer, texts, kind
-        self.original_loss = text_loss(model, tokenizer, texts)
+        self.original_loss = text_loss(model, tokenizer, texts) if original_loss is None else original_loss
         self.original = copy.deepcopy(model) if kind == "kl" else None
 
     def original_row(self) -> dict:
@@ -242,9 +242,9 @@ class Collateral:
     """Other knowledge as the model is asked it: cloze accuracy on each retain fact set, and
     the largest drop from the original model's over the sets."""
 
-    def __init__(self, model, tokenizer, sets: dict[str, list[MCQ]]):
+    def __init__(self, model, tokenizer, sets: dict[str, list[MCQ]], original: dict[str, float] | None = None):
         self.tokenizer, self.sets = tokenizer, sets
-        self.original = self.accuracies(model)
+        self.original = self.accuracies(model) if original is None else dict(original)
 
     def accuracies(self, model) -> dict[str, float]:
         return {name: evaluate_cloze(model, self.tokenizer, items).accuracy for name, items in self.sets.items()}
@@ -308,11 +308,18 @@ def _forget_schedule(tokenizer, items: list[MCQ], run: RunConfig, processes: int
 
 def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list[str], heldout_texts: list[str],
                    run: RunConfig, method_config, *, metrics_path: Path | None = None,
-                   progress: bool = True, retain_sets: dict[str, list[MCQ]] | None = None) -> UnlearningResult:
+                   progress: bool = True, retain_sets: dict[str, list[MCQ]] | None = None,
+                   on_epoch: typing.Callable[[int, dict, dict], None] | None = None,
+                   reference: dict | None = None) -> UnlearningResult:
     """Unlearn `forget_items` from `model` in place. Keeps the last weights whose disruption
     is within budget (and, with `retain_sets`, whose accuracy on those fact sets has not dropped
     more than the collateral budget); says which rule stopped the run. The retain sets' fact
     sentences are also given to the method (CIR's retain-aware collapse reads them).
+
+    `on_epoch(epoch, row, parameters)` sees every epoch's row (epoch 0 included) and the trained
+    parameters as they are then, before any rollback (cir.comparison keeps weights per budget).
+    `reference`: measurements of `model` as given, already taken by the caller ("text_loss" on
+    `heldout_texts`, "retain_accuracy" on `retain_sets`), used instead of measuring them again.
 
     Under a launcher every process runs this with the same inputs: each takes its shard of
     every batch, and the main process's measurements decide stopping for all of them."""
@@ -327,8 +334,9 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
                       for batches in (forget, retain))
     if run.gradient_checkpointing:
         gradient_checkpointing(model, True)
-    disruption = Disruption(model, tokenizer, heldout_texts, run.disruption)
-    collateral = Collateral(model, tokenizer, retain_sets) if retain_sets else None
+    reference = reference or {}
+    disruption = Disruption(model, tokenizer, heldout_texts, run.disruption, reference.get("text_loss"))
+    collateral = Collateral(model, tokenizer, retain_sets, reference.get("retain_accuracy")) if retain_sets else None
     retain_items = [item for items in (retain_sets or {}).values() for item in items]
     retain_facts = [b.rows(distributed.shard_rows(len(b))).to(device) for b in
                     forget_batches(tokenizer, retain_items, run.batch_size, run.max_length, min_size=processes,
@@ -361,6 +369,8 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
             row["peak_memory_mb_per_process"] = [round(p, 1) for p in peaks]
         row = distributed.broadcast(row)  # every process stops and rolls back together
         metrics.append(row)
+        if on_epoch is not None:
+            on_epoch(epoch, row, params)
         if metrics_path is not None:
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(row) + "\n")

@@ -1,39 +1,62 @@
-"""compare methods at one disruption budget, each tuned to forget what survives relearning"""
+"""compare methods at every disruption budget, each tuned to forget what survives relearning"""
 
 from __future__ import annotations
 
 from cir.commands.options import add_model_options, add_options, load, parse_overrides
 from cir.errors import InputError
 
-FLAGS = {"options": "--set", "methods": "--methods", "budget": "--budget", "trials": "--trials", "seeds": "--seeds"}
+FLAGS = {"options": "--set", "methods": "--methods", "budgets": "--budgets", "collateral": "--collateral",
+         "trials": "--trials", "seeds": "--seeds"}
+JOURNAL = "journal.jsonl"
 
 
 def add_arguments(parser) -> None:
     add_model_options(parser)
     parser.add_argument("--forget", action="append", required=True, help="fact set(s) to forget (as for --mcq)")
     parser.add_argument("--methods", default=None,
-                        help="comma-separated methods (default: cir,gradient_difference,npo,rmu,circuit_breakers; "
-                             "with --quick: cir,gradient_difference,npo)")
-    parser.add_argument("--budget", type=float, default=None,
-                        help="held-out general-text loss ratio every run must keep (default 1.001)")
+                        help="comma-separated methods (default: cir,repselect,npo,simnpo,rmu,circuit_breakers,"
+                             "gradient_difference; with --quick: cir,npo,gradient_difference)")
+    parser.add_argument("--budgets", default=None,
+                        help="comma-separated, rising: how much the held-out general-text loss may rise "
+                             "(default 0.001,0.003,0.01,0.03, i.e. 0.1%% to 3%%)")
+    parser.add_argument("--collateral", default=None,
+                        help="the collateral budget beside each budget, or one for all: the largest accuracy drop "
+                             "the watched half of the other topics may have (default 0.05,0.1,0.15,0.25)")
     parser.add_argument("--trials", type=int, default=None, help="optuna trials per method (default 2)")
-    parser.add_argument("--seeds", type=int, default=None, help="runs of each method's best setting (default 1)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="runs of each budget's best setting, each on a new T/V split (default 2)")
     parser.add_argument("--quick", action="store_true",
-                        help="first 16 questions, fewer trials and epochs (~10 min on 2 CPU cores)")
+                        help="3 methods, the first 12 questions and 12 of each other topic, 1 trial and seed, 1 epoch of "
+                             "unlearning and of relearning (a first look: about 6 min on 2 CPU cores)")
     parser.add_argument("--retain", help="general text for the retain step and the budget (default: sampled from the "
                                          "model)")
+    parser.add_argument("--retain-mcq", action="append", default=[], metavar="FILE",
+                        help="fact set(s) to keep: the collateral budget watches their even-numbered questions, the "
+                             "tables report the odd ones (default: the built-in topics not being forgotten)")
     add_options(parser, "set", "seed", "out", "overwrite", "quiet", seed={"default": 0, "help": "seed of the search"},
-                set={"help": "an option fixed for every method's runs (loop options such as max_length)"})
+                set={"help": "an option fixed for every method's runs (loop options such as max_length)"},
+                out={"help": f"output directory; one that holds a {JOURNAL} continues that comparison"},
+                overwrite={"help": "start over in a non-empty output directory (its journal is discarded)"})
+
+
+def _floats(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"{flag} takes comma-separated numbers, got '{text}'") from None
 
 
 def settings_of(args):
     """CompareSettings from the flags; its messages, which name a setting first, name the flag."""
     from cir.comparison import CompareSettings
 
-    changes = {k: v for k, v in {"budget": args.budget, "trials": args.trials, "seeds": args.seeds}.items()
-               if v is not None}
+    changes = {k: v for k, v in {"trials": args.trials, "seeds": args.seeds}.items() if v is not None}
     if args.methods:
         changes["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if args.budgets:
+        changes["budgets"] = _floats(args.budgets, "--budgets")
+    if args.collateral:
+        changes["collateral"] = _floats(args.collateral, "--collateral")
     try:
         return (CompareSettings.quick if args.quick else CompareSettings)(
             seed=args.seed, options=dict(parse_overrides(args.overrides)), **changes)
@@ -43,26 +66,48 @@ def settings_of(args):
         raise InputError(f"{flag}{name[len(name.rstrip(':')):]} {rest}" if flag else str(error)) from None
 
 
+def output_dir(out: str, overwrite: bool):
+    """The output directory: new or empty, one holding a journal (continued), or with `overwrite`
+    any directory (its journal discarded); else refused before anything is loaded."""
+    from pathlib import Path
+
+    from cir.outputs import check_writable
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError("exists and is not a directory", path=str(out))
+    if out.is_dir() and any(out.iterdir()) and not (out / JOURNAL).is_file() and not overwrite:
+        raise InputError(f"output directory is not empty and holds no {JOURNAL} (use --overwrite to replace it)",
+                         path=str(out))
+    check_writable(out)
+    return out
+
+
 def run(args) -> None:
     import shlex
 
     from cir import distributed
     from cir.api import compare
     from cir.comparison import markdown, write
-    from cir.data import load_facts
-    from cir.outputs import check_output_dir, staged_output
+    from cir.data import load_facts, load_mcq
     from cir.loop import general_text_split
 
     if distributed.launched():
         raise InputError("cir compare runs in one process (launch unlearn, teach or attack relearn with torchrun)")
     settings = settings_of(args)
     items = settings.forget_questions(load_facts(args.forget))
-    check_output_dir(args.out, args.overwrite)
+    topics = {spec: load_mcq(spec) for spec in args.retain_mcq} or None
+    out = output_dir(args.out, args.overwrite)
     model, tokenizer = load(args)
     retain, heldout = general_text_split(model, tokenizer, args.retain)
-    result = compare(model, tokenizer, items, settings=settings, retain=retain, heldout=heldout,
-                     progress=not args.quiet)
-    with staged_output(args.out, args.overwrite) as staging:
-        write(result, staging, "cir " + shlex.join(args.argv))
+    out.mkdir(parents=True, exist_ok=True)
+    journal = out / JOURNAL
+    if args.overwrite and journal.exists():
+        journal.unlink()
+    elif journal.exists() and not args.quiet:
+        print(f"continuing the comparison in {journal}")
+    result = compare(model, tokenizer, items, settings=settings, topics=topics, retain=retain, heldout=heldout,
+                     progress=not args.quiet, journal=journal)
+    write(result, out, "cir " + shlex.join(args.argv))
     print(markdown(result))
-    print(f"written to {args.out} (compare.md, compare.json, plots)")
+    print(f"written to {args.out} (compare.md, compare.json, frontier.png; {JOURNAL} holds every run)")
