@@ -198,3 +198,29 @@ def test_repselect_adversary_is_fitted_to_the_forget_set_and_dropped(taught, peo
     cosines = [torch.nn.functional.cosine_similarity(plain.direction[n].flatten(), adversarial.direction[n].flatten(), 0)
                for n in plain.direction if plain.direction[n].norm() > 0]
     assert cosines and min(cosines) < 0.999
+
+
+def test_measurements_given_as_reference_replace_measuring_the_original(taught_dir, people):
+    """A caller that already measured the original model (cir compare, once for all its runs)
+    gets the same run as one that lets the loop measure it; a wrong reference shows up in every
+    ratio, so the reference is what the loop used."""
+    from cir.evaluation import text_loss
+    from cir.models import load_model
+
+    forget, keep = split(people)
+    heldout = builtin_prompts()
+    runs = {}
+    for name in ("measured", "given", "wrong"):
+        model, tokenizer = load_model(str(taught_dir))
+        reference = None
+        if name != "measured":
+            loss = text_loss(model, tokenizer, heldout)
+            reference = {"text_loss": loss * (2 if name == "wrong" else 1),
+                         "retain_accuracy": {"kept": evaluate_cloze(model, tokenizer, keep).accuracy}}
+        runs[name] = run_unlearning(model, tokenizer, forget, builtin_prompts(), heldout, RunConfig(max_epochs=2),
+                                    CIRConfig(**TINY), progress=False, retain_sets={"kept": keep},
+                                    reference=reference)
+    for measured, given in zip(runs["measured"].metrics, runs["given"].metrics):
+        assert measured["loss_ratio"] == pytest.approx(given["loss_ratio"], rel=1e-6)
+        assert measured["retain_accuracy"] == given["retain_accuracy"]
+    assert runs["wrong"].metrics[1]["loss_ratio"] == pytest.approx(runs["given"].metrics[1]["loss_ratio"] / 2, rel=1e-5)
