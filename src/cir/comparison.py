@@ -151,12 +151,18 @@ def options_of(params: dict) -> dict:
     return {k: float(f"{v:.4g}") if k == "unlearning_rate" else v for k, v in params.items()}
 
 
-def first_trial(method: str) -> dict:
-    """Every search starts at the middle of the method's step range (log scale), with its
-    default loss; the sampler chooses from the second trial on."""
+GRID = 3  # trials placed on a grid before the sampler chooses
+
+
+def grid_trial(method: str, number: int, trials: int) -> dict:
+    """Trial `number` of the first min(trials, GRID): steps evenly spread over the method's range
+    on a log scale (one trial: its middle; two: a quarter and three quarters), each with the
+    method's default loss. Budgets from 0.1% to 3% want steps far apart, which a few random
+    draws need not give."""
     config = get_method(method).Config
     low, high = config.rate_range
-    params = {"unlearning_rate": math.sqrt(low * high)}
+    n = min(trials, GRID)
+    params = {"unlearning_rate": low * (high / low) ** ((number + 0.5) / n)}
     if method == "cir":
         params["forget_loss"] = config().forget_loss
     return params
@@ -377,8 +383,8 @@ class Comparison:
         for number in range(s.trials):
             found = self.journal.find(kind="trial", method=method, number=number)
             if found is None:
-                if number == 0:
-                    study.enqueue_trial(first_trial(method))
+                if number < GRID:
+                    study.enqueue_trial(grid_trial(method, number, s.trials))
                 # a sampler seeded per trial: a resumed search draws what an uninterrupted one would
                 study.sampler = optuna.samplers.TPESampler(seed=s.seed * 1_000_003 + number)
                 trial = study.ask(space)
@@ -566,8 +572,8 @@ def markdown(result: dict) -> str:
         f"({', '.join(f'{t} {n}' for t, n in result['watched'].items())} questions) losing at most the collateral "
         f"budget; the weights of the last epoch within it are kept, at most {settings['max_epochs']} epochs",
         f"- search: {settings['trials']} optuna trials (TPE, seeded {settings['seed']}; one objective per budget) per "
-        f"method over its step size (CIR also over its forget loss), the first at the middle of its range, each "
-        f"measured on seed 0's split; each budget's best setting (trial number in brackets) then runs on seeds "
+        f"method over its step size (CIR also over its forget loss), the first {min(settings['trials'], GRID)} spread "
+        f"evenly over its range (log scale, default loss), then the sampler's; each measured on seed 0's split; each budget's best setting (trial number in brackets) then runs on seeds "
         f"1-{settings['seeds']}, each a new T/V split: the table holds only those (mean ± 95% t-interval when more "
         "than one)",
         "- other topics: the change of the unwatched half, after unlearning; the worst topic's (before: "

@@ -18,7 +18,7 @@ class MLPBreakingConfig(CIRConfig):
     forget_loss: str = "mlp_breaking"
     collapse: str = "none"
 
-    rate_range: ClassVar[tuple[float, float]] = (1e-3, 0.1)  # without the collapse, steps disrupt far more
+    rate_range: ClassVar[tuple[float, float]] = (1e-4, 0.1)  # without the collapse, steps disrupt far more
 
 
 @register("mlp_breaking")

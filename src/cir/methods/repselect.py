@@ -49,7 +49,7 @@ class RepSelectConfig(MethodConfig):
     adversarial_rank: int = 8
     adversarial_lr: float = 1e-3
 
-    rate_range: ClassVar[tuple[float, float]] = (0.1, 2.0)
+    rate_range: ClassVar[tuple[float, float]] = (0.1, 20.0)
 
     def __post_init__(self):
         super().__post_init__()
