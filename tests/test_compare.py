@@ -139,3 +139,17 @@ def test_compare_refuses_bad_budgets_before_loading(tmp_path, capsys, flags, mes
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_the_first_trials_spread_over_the_step_range():
+    from cir.comparison import grid_trial
+    from cir.methods import get_method
+
+    low, high = get_method("npo").Config.rate_range
+    steps = [grid_trial("npo", k, trials=2)["unlearning_rate"] for k in range(2)]
+    assert steps == pytest.approx([low * (high / low) ** 0.25, low * (high / low) ** 0.75])
+    assert grid_trial("npo", 0, trials=1)["unlearning_rate"] == pytest.approx(math.sqrt(low * high))
+    three = [grid_trial("cir", k, trials=5)["unlearning_rate"] for k in range(3)]
+    assert three[0] < three[1] < three[2] and all(low_ <= s <= high_ for s in three
+                                                 for low_, high_ in [get_method("cir").Config.rate_range])
+    assert grid_trial("cir", 0, trials=2)["forget_loss"] == get_method("cir").Config().forget_loss
