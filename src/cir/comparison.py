@@ -267,13 +267,12 @@ class Comparison:
     def reference(self) -> dict:
         """The original model's held-out text loss and watched accuracies, measured once for all runs."""
         if self._reference is None:
-            from cir.evaluation import evaluate_cloze, text_loss
+            from cir.evaluation import text_loss
+            from cir.loop import Collateral
 
             model = self._fresh()
-            self._reference = {
-                "text_loss": text_loss(model, self.tokenizer, self.evaluation.heldout_texts),
-                "retain_accuracy": {name: evaluate_cloze(model, self.tokenizer, items).accuracy
-                                    for name, items in self.evaluation.watched.items()}}
+            self._reference = {"text_loss": text_loss(model, self.tokenizer, self.evaluation.heldout_texts),
+                               "retain_accuracy": Collateral(model, self.tokenizer, self.evaluation.watched).original}
         return self._reference
 
     def _fresh(self):
