@@ -24,12 +24,19 @@ def main() -> None:
     import cir
     from cir.attacks.probes import evaluate_battery
     from cir.commands.options import parse_overrides
+    from cir.errors import InputError
     from cir.evaluation import evaluate_cloze
+    from cir.loop import make_configs
 
+    try:  # bad options and topics are refused in one line, before the model loads
+        options = dict(parse_overrides(args.options))
+        make_configs(options.get("method"), options={k: v for k, v in options.items() if k != "method"})
+        facts = cir.load_facts(args.topic)
+    except InputError as error:
+        parser.error(str(error))
     model, tokenizer = cir.load_model(args.model)
-    facts = cir.load_facts(args.topic)
     before = evaluate_cloze(model, tokenizer, facts)
-    result = cir.unlearn(model, tokenizer, facts, **dict(parse_overrides(args.options)))
+    result = cir.unlearn(model, tokenizer, facts, **options)
     after = evaluate_cloze(model, tokenizer, facts)
     print(f"kept epoch {result.kept_epoch}: {result.stop_reason}")
     print("right before/after  P(right) before -> after  answer tokens  question")
