@@ -74,7 +74,12 @@ def test_compare_fills_the_frontier_within_each_budget(taught_dir, inputs, tmp_p
     splits = result["splits"]
     assert splits["1"] != splits["0"] and splits["2"] != splits["0"] and splits["1"] != splits["2"]
     table = (out / "compare.md").read_text()
-    assert table.count("| cir |") == len(BUDGETS) + 1 and "asymmetric" in table
+    # a row per budget, one in the asymmetric table, and one per search trial with its kept epochs
+    assert table.count("| cir |") == len(BUDGETS) + 1 + len(methods["cir"]["trials"]) and "asymmetric" in table
+    for trial in methods["cir"]["trials"]:
+        row = next(line for line in table.splitlines() if line.startswith(f"| cir | {trial['number'] + 1} |"))
+        assert row.endswith(" | ".join(f"{c['kept_epoch']}, {c['V_worst_after_relearning']:.3f}"
+                                       for c in trial["budgets"].values()) + " |")
     assert (out / "frontier.png").exists()
     assert "| gradient_ascent |" in capsys.readouterr().out
 

@@ -549,6 +549,23 @@ def asymmetric(result: dict) -> str:
     return markdown_table(header, rows)
 
 
+def trials_table(result: dict) -> str:
+    """Every search trial (seed 0's split): its setting, each epoch's disruption, why it stopped,
+    and per budget the epoch kept and V in the worst probe after relearning."""
+    budgets = result["settings"]["budgets"]
+    header = ["method", "trial", "setting", "epochs: loss ratio / collateral", "stopped by"]
+    header += [f"{100 * b:g}%: kept epoch, V worst after relearning" for b in budgets]
+    rows = []
+    for name, entry in result["methods"].items():
+        for trial in entry["trials"]:
+            epochs = ", ".join(f"{e['loss_ratio']:.4f} / {e['collateral']:.3f}" for e in trial["epochs"][1:])
+            cells = [trial["budgets"][str(i)] for i in range(len(budgets))]
+            rows.append([name, str(trial["number"] + 1), " ".join(f"`{o}`" for o in trial["overrides"]),
+                         epochs or "none", trial["stop_reason"]]
+                        + [f"{c['kept_epoch']}, {c['V_worst_after_relearning']:.3f}" for c in cells])
+    return markdown_table(header, rows)
+
+
 def markdown(result: dict) -> str:
     settings = result["settings"]
     lines = []
@@ -577,6 +594,7 @@ def markdown(result: dict) -> str:
         "than one)",
         "- other topics: the change of the unwatched half, after unlearning; the worst topic's (before: "
         + ", ".join(f"{t} {statistics.fmean(b['topics'][t] for b in before):.3f}" for t in before[0]["topics"]) + ")",
+        "", "### Every search trial (seed 0's split)", "", trials_table(result),
     ]
     return "\n".join(lines)
 
