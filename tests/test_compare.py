@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -22,7 +23,8 @@ def test_mean_ci_is_the_t_interval():
 @pytest.fixture
 def inputs(tmp_path, people):
     forget = tmp_path / "forget.jsonl"
-    write_mcq(people[:12], forget)
+    # without subjects, each question is a subject of its own: 12 to split, so every seed draws another T/V
+    write_mcq([dataclasses.replace(item, subject=None) for item in people[:12]], forget)
     retain = tmp_path / "retain.txt"
     retain.write_text("\n".join(s for item in people[12:] for s in item.sentences()) + "\n")
     keep = tmp_path / "keep.jsonl"

@@ -107,16 +107,30 @@ def unlearn_to_dir(model, tokenizer, forget: Facts, out: str | Path, *, overwrit
     return result
 
 
-def compare(model, tokenizer, forget: Facts, *, settings: CompareSettings | None = None,
+def compare(model, tokenizer, forget: Facts | None = None, *, benchmark: str | None = None,
+            benchmark_options: dict | None = None, settings: CompareSettings | None = None,
             topics: dict[str, list[MCQ]] | None = None, retain: list[str] | None = None,
             heldout: list[str] | None = None, progress: bool = True, journal: str | Path | None = None) -> dict:
-    """Compare methods on `forget` at every budget of `settings`, each tuned (optuna) to forget
-    what survives the relearning attack, judged on seeds that did not tune it (cir.comparison).
-    `topics`: other knowledge, half watched by the collateral budget and half reported (default:
-    the built-in topics that ask none of the forget questions). `journal`: a file that records
-    every finished run; given again, the comparison continues from it. `model` ends with its
-    original weights. The same object as compare.json."""
+    """Compare methods on `forget`, or on a named benchmark's forget set (cir.benchmarks:
+    capitals, subjects, taught; `benchmark_options` go to its maker), at every budget of
+    `settings`, each tuned (optuna) to forget what survives the relearning attack, judged on seeds
+    that did not tune it (cir.comparison). `topics`: other knowledge, half watched by the
+    collateral budget and half reported (default: the benchmark's, or the built-in topics that
+    ask none of the forget questions). A benchmark with a never-taught model also reports each
+    attack's residual over it. `journal`: a file that records every finished run; given again,
+    the comparison continues from it. `model` ends with its original weights. The same object as
+    compare.json."""
     settings = settings or CompareSettings()
+    never_taught = None
+    if benchmark is not None:
+        from cir.benchmarks import make_setting
+
+        setting = make_setting(benchmark, model, tokenizer, progress=progress, **(benchmark_options or {}))
+        model, never_taught = setting.model, setting.reference
+        forget = setting.forget if forget is None else forget
+        topics = setting.topics if topics is None else topics
+    if forget is None:
+        raise TypeError("compare needs the facts to forget (forget=) or a benchmark (benchmark=)")
     questions = settings.forget_questions(_questions(forget))
     retain, heldout = _general_text(model, tokenizer, retain, heldout)
     topics = topic_sets(excluding=questions) if topics is None else topics
@@ -125,7 +139,8 @@ def compare(model, tokenizer, forget: Facts, *, settings: CompareSettings | None
                             watched_retain_sets(questions, topics, half=1), retain, heldout)
     if journal is not None:
         journal = Journal(Path(journal), journal_header(model, settings, evaluation))
-    return Comparison(model, tokenizer, evaluation, settings, progress, journal).run()
+    result = Comparison(model, tokenizer, evaluation, settings, progress, journal, never_taught).run()
+    return result | ({"benchmark": benchmark} if benchmark else {})
 
 
 def _general_text(model, tokenizer, retain: list[str] | None, heldout: list[str] | None):

@@ -16,19 +16,23 @@ class Batch:
     attention_mask: torch.Tensor  # (B, T), 1 on real tokens
     token_mask: torch.Tensor  # (B, T) bool: real tokens that are not special tokens (BOS, padding)
     answer_mask: torch.Tensor  # (B, T) bool: tokens of the answer inside the sentence
+    subject_mask: torch.Tensor | None = None  # (B, T) bool: tokens of the fact's subject, where it has one
+
+    def _tensors(self) -> tuple:
+        return self.input_ids, self.attention_mask, self.token_mask, self.answer_mask, self.subject_mask
 
     def inputs(self) -> dict:
         return {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
 
     def to(self, device) -> "Batch":
-        return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.token_mask, self.answer_mask)))
+        return Batch(*(None if t is None else t.to(device) for t in self._tensors()))
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
     def rows(self, index: slice) -> "Batch":
         """Some of the sentences (a process's shard), with the batch's padding kept."""
-        return Batch(*(t[index] for t in (self.input_ids, self.attention_mask, self.token_mask, self.answer_mask)))
+        return Batch(*(None if t is None else t[index] for t in self._tensors()))
 
     def n_tokens(self) -> int:
         """Real tokens: the terms of a loss averaged over tokens."""
@@ -50,22 +54,40 @@ def _answer_span_mask(offsets: list[tuple[int, int]], text: str, answer: str | N
     return [e > s for s, e in offsets]  # no answer given or found: every real token
 
 
+def _subject_mask(offsets: list[tuple[int, int]], text: str, subject: str | None) -> list[bool]:
+    """The tokens that overlap any mention of `subject` in `text` (case-insensitive; "France's"
+    marks the tokens of "France"); none without a subject."""
+    spans, lowered = [], text.lower()
+    if subject:
+        start = lowered.find(subject.lower())
+        while start >= 0:
+            spans.append((start, start + len(subject)))
+            start = lowered.find(subject.lower(), start + 1)
+    return [e > s and any(s < end and e > begin for begin, end in spans) for s, e in offsets]
+
+
 def encode(tokenizer, texts: list[str], answers: list[str | None] | None = None, max_length: int = 64,
-           first_token: bool = False) -> Batch:
+           first_token: bool = False, subjects: list[str | None] | None = None) -> Batch:
     """Tokenise and pad right. Only special tokens and padding are masked out of `token_mask`:
     some tokenizers (SmolLM2's) add no BOS, so the first position can be a real word. With
-    `first_token`, only the first token of each given answer is marked."""
+    `first_token`, only the first token of each given answer is marked. With `subjects`, the
+    tokens of each text's subject are marked in `subject_mask`."""
     answers = answers or [None] * len(texts)
     enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
                     return_special_tokens_mask=True, return_offsets_mapping=True)
     attention = enc["attention_mask"]
     token_mask = attention.bool() & ~enc["special_tokens_mask"].bool()
     answer_mask = torch.zeros_like(token_mask)
+    subject_mask = None if subjects is None else torch.zeros_like(token_mask)
     for row, (text, answer) in enumerate(zip(texts, answers)):
         offsets = [tuple(o) for o in enc["offset_mapping"][row].tolist()]
         answer_mask[row] = torch.tensor(_answer_span_mask(offsets, text, answer, first_token))
+        if subject_mask is not None:
+            subject_mask[row] = torch.tensor(_subject_mask(offsets, text, subjects[row]), dtype=torch.bool)
     answer_mask &= token_mask
-    return Batch(enc["input_ids"], attention, token_mask, answer_mask)
+    if subject_mask is not None:
+        subject_mask &= token_mask
+    return Batch(enc["input_ids"], attention, token_mask, answer_mask, subject_mask)
 
 
 def chunks(n: int, batch_size: int, min_size: int = 1) -> list[slice]:
@@ -118,10 +140,11 @@ def forget_batches(tokenizer, items: list[MCQ], batch_size: int = 32, max_length
     owners = [owner for owner, _ in drawn]
     texts = [sentence for _, sentence in drawn]
     answers = [items[owner].answer_text for owner in owners]
+    subjects = [items[owner].subject for owner in owners]
     if context:
         texts = with_context(texts, owners, [item.sentences() for item in items], context, seed)
         max_length *= context + 1
-    return [encode(tokenizer, texts[c], answers[c], max_length, first_token)
+    return [encode(tokenizer, texts[c], answers[c], max_length, first_token, subjects[c])
             for c in chunks(len(texts), batch_size, min_size)]
 
 

@@ -255,8 +255,9 @@ STAGES = ("V_after_unlearning", "V_worst_after_unlearning", "V_after_relearning"
 
 class Comparison:
     def __init__(self, model, tokenizer, evaluation: Evaluation, settings: CompareSettings, progress: bool = True,
-                 journal: Journal | None = None):
+                 journal: Journal | None = None, never_taught=None):
         self.base, self.tokenizer, self.evaluation, self.settings = model, tokenizer, evaluation, settings
+        self.never_taught = never_taught  # the model before the forget set was taught, where there is one
         self.original = snapshot(model.state_dict())
         self.progress = progress
         self.journal = journal if journal is not None else _Memory()
@@ -319,6 +320,17 @@ class Comparison:
                 self.journal.add(found)
             self._original_rows[key] = found["row"]
         return self._original_rows[key]
+
+    def never_taught_row(self, seed: int) -> dict | None:
+        """`measure` of the never-taught model on seed `seed`'s split, both attacks (journalled
+        once per seed): what "never learned" gives under the same attacks."""
+        if self.never_taught is None:
+            return None
+        found = self.journal.find(kind="never_taught", seed=seed)
+        if found is None:
+            found = {"kind": "never_taught", "seed": seed, "row": self.measure(self.never_taught, seed, True)}
+            self.journal.add(found)
+        return found["row"]
 
     # ------------------------------------------------------------ one trajectory
     def trajectory(self, method: str, options: dict, seed: int, budgets: list[int], quantize: bool) -> dict:
@@ -421,12 +433,12 @@ class Comparison:
                     found |= self.trajectory(method, options, seed, budgets, quantize=True)
                     found["seconds"] = time.perf_counter() - start
                     self.journal.add(found)
-                before = self.before(seed)
+                before, never = self.before(seed), self.never_taught_row(seed)
                 for i in budgets:
                     row = found["budgets"][str(i)]
                     runs[i].append({"seed": seed, **{k: before[k] for k in ("V_before", "V_worst_before")},
                                     **row, "topics_change": {t: row["topics"][t] - before["topics"][t]
-                                                             for t in row["topics"]}})
+                                                             for t in row["topics"]}} | residual_of(row, never))
                 bar.update(len(budgets))
         return runs
 
@@ -456,7 +468,20 @@ class Comparison:
                            for k, (_, held_out) in self.splits.items()},  # V's questions per seed
                 "watched": {t: len(v) for t, v in self.evaluation.watched.items()},
                 "reported": {t: len(v) for t, v in self.evaluation.reported.items()},
-                "before": [self.before(k) for k in range(1, s.seeds + 1)], "methods": methods}
+                "before": [self.before(k) for k in range(1, s.seeds + 1)], "methods": methods,
+                "never_taught": None if self.never_taught is None
+                else [self.never_taught_row(k) for k in range(1, s.seeds + 1)]}
+
+
+RESIDUALS = ("V_worst_after_relearning", "V_worst_after_quantisation")
+
+
+def residual_of(row: dict, never_taught: dict | None) -> dict:
+    """V in the worst probe after each attack minus the never-taught model's under the same attack
+    (0: as if never learned); {} without a never-taught model."""
+    if never_taught is None:
+        return {}
+    return {f"residual_{key}": row[key] - never_taught[key] for key in RESIDUALS}
 
 
 def objectives(trial: dict, n: int) -> list[float]:
@@ -490,6 +515,9 @@ def summarise(runs: list[dict]) -> dict:
     out["drop"] = mean_ci([r["V_worst_before"] - r["V_worst_after_relearning"] for r in runs])
     out["topics_worst_change"] = mean_ci([min(r["topics_change"].values(), default=0.0) for r in runs])
     out["topics_change"] = {t: mean_ci([r["topics_change"][t] for r in runs]) for t in runs[0]["topics_change"]}
+    for key in RESIDUALS:
+        if f"residual_{key}" in runs[0]:
+            out[f"residual_{key}"] = mean_ci([r[f"residual_{key}"] for r in runs])
     return out
 
 
@@ -504,15 +532,21 @@ def budget_table(result: dict, index: int) -> str:
               f"V after {result['settings']['attacks']['quantize_bits']}-bit", "V worst probe after relearning",
               "drop (worst probe)", "other topics, worst Δ", "loss ratio", "collateral (watched)", "s / fact",
               "setting (trial)"]
+    residual = result.get("never_taught") is not None
+    if residual:  # beside the drop: what is left above the never-taught model under each attack
+        header[7:7] = ["residual, worst probe after relearning", "residual, worst probe after 4-bit"]
     rows = []
     for name, entry in result["methods"].items():
         cell = entry["budgets"][index]
         s = cell["summary"]
-        rows.append([name, _cell(s["V_before"]), _cell(s["V_after_unlearning"]), _cell(s["V_after_relearning"]),
-                     _cell(s["V_after_quantisation"]), _cell(s["V_worst_after_relearning"]),
-                     _cell(s["drop"], sign=True), _cell(s["topics_worst_change"], sign=True),
-                     _cell(s["loss_ratio"], 4), _cell(s["collateral"]), _cell(s["seconds_per_fact"], 2),
-                     " ".join(f"`{o}`" for o in cell["best"]) + f" ({cell['best_trial'] + 1})"])
+        row = [name, _cell(s["V_before"]), _cell(s["V_after_unlearning"]), _cell(s["V_after_relearning"]),
+               _cell(s["V_after_quantisation"]), _cell(s["V_worst_after_relearning"]),
+               _cell(s["drop"], sign=True), _cell(s["topics_worst_change"], sign=True),
+               _cell(s["loss_ratio"], 4), _cell(s["collateral"]), _cell(s["seconds_per_fact"], 2),
+               " ".join(f"`{o}`" for o in cell["best"]) + f" ({cell['best_trial'] + 1})"]
+        if residual:
+            row[7:7] = [_cell(s[f"residual_{key}"], sign=True) for key in RESIDUALS]
+        rows.append(row)
     return markdown_table(header, rows)
 
 

@@ -1,4 +1,5 @@
-"""The demo: unlearn one built-in topic from a model, then try to bring it back.
+"""The demo: unlearn a benchmark's forget set (or one built-in topic) from a model, then try to
+bring it back.
 
 Rows: before, after unlearning, after a relearning attack on half of the topic's questions
 (T), after 4-bit quantisation (the attack suite, cir.attacks.suite). The topic's accuracy is
@@ -14,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cir.api import unlearn_to_dir
+from cir.attacks.membership import mia
 from cir.attacks.record import record_attack
 from cir.attacks.suite import AttackConfig, measure, suite
-from cir.data import builtin_topics, topic_sets
+from cir.benchmarks import Setting, check_benchmark, make_setting, topic_setting
+from cir.data import builtin_topics
 from cir.errors import InputError
 from cir.report import markdown_table
 from cir.loop import UnlearningResult
@@ -24,14 +27,27 @@ from cir.loop import UnlearningResult
 
 @dataclass
 class DemoSettings(AttackConfig):
-    """The topic to forget, and the attack suite's settings (its seed also draws T and V)."""
+    """What to forget (a named benchmark, or a built-in topic), and the attack suite's settings
+    (its seed also draws T and V)."""
 
     topic: str = "capitals"
+    benchmark: str | None = None  # capitals, subjects, taught (cir.benchmarks); overrides `topic`
 
     def __post_init__(self):
         super().__post_init__()
-        if self.topic not in builtin_topics():
+        if self.benchmark is not None:
+            check_benchmark(self.benchmark)
+        elif self.topic not in builtin_topics():
             raise InputError(f"unknown built-in topic '{self.topic}' (known: {', '.join(builtin_topics())})")
+
+    @property
+    def name(self) -> str:
+        return self.benchmark or self.topic
+
+    def setting(self, model, tokenizer, progress: bool = True) -> Setting:
+        if self.benchmark is not None:
+            return make_setting(self.benchmark, model, tokenizer, progress=progress)
+        return topic_setting(self.topic, model, tokenizer)
 
 
 def attacks(model, tokenizer, topics: dict, train: list, held_out: list, settings: DemoSettings) -> dict:
@@ -41,47 +57,97 @@ def attacks(model, tokenizer, topics: dict, train: list, held_out: list, setting
             f"after {settings.quantize_bits}-bit quantisation": rows["quantize"]}
 
 
+def never_learned(setting: Setting, topics: dict, train: list, held_out: list, settings: DemoSettings) -> dict:
+    """The same measurements and attacks on the never-taught reference model."""
+    reference, tokenizer = setting.reference, setting.tokenizer
+    rows = {"before": measure(reference, tokenizer, topics, held_out)}
+    rows |= attacks(reference, tokenizer, topics, train, held_out, settings)
+    rows["after relearning on T"].pop("_relearn")
+    return rows
+
+
+def residuals(rows: dict, reference: dict) -> dict:
+    """Per row, V and V worst minus the never-taught model's under the same attack (0: as if
+    never learned); the unlearned model is held against the never-taught one unattacked."""
+    paired = {"after unlearning": "before"} | {name: name for name in rows if name in reference}
+    return {name: {key: rows[name][key] - reference[ref][key] for key in ("V", "V worst")}
+            for name, ref in paired.items()}
+
+
+def membership(setting: Setting, model) -> dict | None:
+    """Membership inference, F's sentences against never-taught facts' (AUC of the min-k score)."""
+    if not setting.nonmembers:
+        return None
+    members = [s for item in setting.forget for s in item.sentences()]
+    return mia(model, setting.tokenizer, members, setting.nonmembers)
+
+
 def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlearning) -> tuple[str, dict, UnlearningResult]:
-    """Measure, unlearn the topic from `model` (in place) into the run directory `out`
-    (`unlearning`: as for cir.unlearn_to_dir), measure again, attack. Writes demo.md, demo.json
-    and the relearning attack (attacks.json) into `out`; returns (table, rows, unlearning result)."""
-    topics = topic_sets()
-    train, held_out = settings.split(topics[settings.topic])
+    """Make the benchmark on `model`, measure, unlearn its forget set into the run directory
+    `out` (`unlearning`: as for cir.unlearn_to_dir), measure again, attack; where the benchmark
+    has a never-taught reference, attack that too and report the residual. Writes demo.md,
+    demo.json and the relearning attack (attacks.json) into `out`; returns (table, rows,
+    unlearning result)."""
+    setting = settings.setting(model, tokenizer, progress=unlearning.get("progress", True))
+    model = setting.model
+    topics = {settings.name: setting.forget} | setting.topics
+    train, held_out = settings.split(setting.forget)
     rows = {"before": measure(model, tokenizer, topics, held_out)}
-    result = unlearn_to_dir(model, tokenizer, settings.topic, out, **unlearning)  # T and V both
+    extra = {"benchmark": settings.name, "notes": setting.notes}
+    extra["mia"] = {"before": membership(setting, model)}
+    unlearning.setdefault("sources", {})["benchmark"] = settings.name
+    result = unlearn_to_dir(model, tokenizer, setting.forget, out, watch=setting.topics, **unlearning)
     rows["after unlearning"] = measure(model, tokenizer, topics, held_out)
+    extra["mia"]["after unlearning"] = membership(setting, model)
     rows |= attacks(model, tokenizer, topics, train, held_out, settings)
     relearning = rows["after relearning on T"].pop("_relearn")
-    table = demo_table(settings, rows, result)
-    write_demo(Path(out), settings, rows, table)
+    if setting.reference is not None:
+        extra["never_taught"] = never_learned(setting, topics, train, held_out, settings)
+        extra["residual"] = residuals(rows, extra["never_taught"])
+    table = demo_table(settings, rows, result, extra)
+    write_demo(Path(out), settings, rows, table, extra)
     record_attack(out, "relearn:mlp", relearning)
-    return table, rows, result
+    return table, rows | {"_extra": extra}, result
 
 
-def demo_table(settings: DemoSettings, rows: dict[str, dict], result: UnlearningResult) -> str:
-    topics = [t for t in next(iter(rows.values())) if t not in ("V", "V worst") and not t.startswith("_")]
-    others = [t for t in topics if t != settings.topic]
-    header = ["", f"{settings.topic} V", "V, worst probe", f"{settings.topic} (all)"] + others
-    table = [[name, f"{row['V']:.3f}", f"{row['V worst']:.3f}", f"{row[settings.topic]:.3f}"]
-             + [f"{row[t]:.3f}" for t in others] for name, row in rows.items()]
+def demo_table(settings: DemoSettings, rows: dict[str, dict], result: UnlearningResult, extra: dict | None = None) -> str:
+    extra = extra or {}
+    name = settings.name
+    others = [t for t in next(iter(rows.values())) if t not in ("V", "V worst", name) and not t.startswith("_")]
+    header = ["", f"{name} V", "V, worst probe", f"{name} (all)"] + others
+    table = [[label, f"{row['V']:.3f}", f"{row['V worst']:.3f}", f"{row[name]:.3f}"]
+             + [f"{row[t]:.3f}" for t in others] for label, row in rows.items()]
+    reference = extra.get("never_taught")
+    if reference:
+        table += [[f"never taught, {label}", f"{row['V']:.3f}", f"{row['V worst']:.3f}", f"{row[name]:.3f}"]
+                  + [f"{row[t]:.3f}" for t in others] for label, row in reference.items()]
     before, after = rows["before"], rows["after unlearning"]
     worst = min(after[t] - before[t] for t in others)
     lines = [
         markdown_table(header, table),
         "",
-        f"- V: the held-out half of `{settings.topic}` that the relearning attack never trains on "
+        f"- V: the held-out part of `{name}` (its own subjects) that the relearning attack never trains on "
         f"(relearning reports the best epoch); chance is 0.25",
         "- V, worst probe: the highest accuracy on V over the held-out probes (cloze, the questions' own "
         "rewordings, qa, the declarative stem, k-shot, recall: each choice's first token), none of which is in "
         "any training text",
-        f"- largest drop on another topic after unlearning: {worst:+.3f}",
+        f"- largest drop on another set after unlearning: {worst:+.3f}",
         f"- held-out general-text loss after unlearning: x{result.kept['loss_ratio']:.4f} of the original",
         f"- unlearning: {result.seconds:.0f} s for {result.n_facts} facts "
         f"({result.seconds_per_fact:.2f} s per fact); stopped by: {result.stop_reason}",
     ]
+    if "residual" in extra:
+        lines.append("- residual (V minus the never-taught model's V under the same attack; 0 = as never learned): "
+                     + "; ".join(f"{label}: {r['V']:+.3f}, worst probe {r['V worst']:+.3f}"
+                                 for label, r in extra["residual"].items()))
+    mia_rows = {k: v for k, v in extra.get("mia", {}).items() if v}
+    if mia_rows:
+        lines.append("- membership inference, F's sentences against never-taught people's (AUC, min-k%; 0.5 = "
+                     "indistinguishable): " + ", ".join(f"{k} {v['auc']['min_k']:.3f}" for k, v in mia_rows.items()))
     return "\n".join(lines)
 
 
-def write_demo(out: Path, settings: DemoSettings, rows: dict, table: str) -> None:
-    (out / "demo.md").write_text(f"# Demo: forgetting `{settings.topic}`\n\n{table}\n")
-    (out / "demo.json").write_text(json.dumps({"settings": settings.__dict__, "rows": rows}, indent=2))
+def write_demo(out: Path, settings: DemoSettings, rows: dict, table: str, extra: dict | None = None) -> None:
+    (out / "demo.md").write_text(f"# Demo: forgetting `{settings.name}`\n\n{table}\n")
+    (out / "demo.json").write_text(json.dumps({"settings": settings.__dict__, "rows": rows} | (extra or {}),
+                                              indent=2))

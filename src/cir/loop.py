@@ -260,15 +260,26 @@ class Collateral:
 
 def watched_retain_sets(forget: list[MCQ], sets: dict[str, list[MCQ]], half: int = 0) -> dict[str, list[MCQ]]:
     """The retain fact sets a run watches: each set's questions `half` (0: even, 1: odd
-    positions; None: all), without those that share a question or an answer with a forget
-    fact (a user's own capitals file next to the built-in capitals)."""
-    answers = {item.answer_text.strip().lower() for item in forget}
+    positions; None: all), without those that ask a forget question or state a forget fact
+    again: the same answer about the same subject, or where either has no subject, the same
+    answer (a user's own capitals file next to the built-in capitals). Facts about other
+    subjects that share an answer (two invented people born in Oslo) stay."""
+    def key(item: MCQ) -> tuple[str | None, str]:
+        return (item.subject.strip().casefold() if item.subject else None, item.answer_text.strip().lower())
+
+    stated = {key(item) for item in forget}
+    unattributed = {answer for subject, answer in stated if subject is None}
+    answers = {answer for _, answer in stated}
     questions = {item.question.strip().lower() for item in forget}
+
+    def restates(item: MCQ) -> bool:
+        subject, answer = key(item)
+        return (subject, answer) in stated or answer in unattributed or (subject is None and answer in answers)
+
     watched = {}
     for name, items in sets.items():
         chosen = items if half is None else items[half::2]
-        chosen = [item for item in chosen if item.answer_text.strip().lower() not in answers
-                  and item.question.strip().lower() not in questions]
+        chosen = [item for item in chosen if not restates(item) and item.question.strip().lower() not in questions]
         if chosen:
             watched[name] = chosen
     return watched

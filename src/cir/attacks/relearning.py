@@ -20,7 +20,9 @@ from cir.finetune import finetune
 
 def split_forget(items: list[MCQ], ratio: float = 0.5, seed: int = 0, model=None, tokenizer=None,
                  drop_wrong: bool = False) -> tuple[list[MCQ], list[MCQ]]:
-    """(T, V): a seeded `ratio` of the questions to attack with, the rest to evaluate.
+    """(T, V): a seeded `ratio` of the questions to attack with, the rest to evaluate. Questions
+    with the same `subject` go to the same side (no subject is in both); a question without one
+    is a subject of its own. Subjects are drawn in a seeded order until T holds its share.
 
     With `drop_wrong`, questions `model` (the base model) answers wrongly are dropped first:
     they cannot be "restored"."""
@@ -31,12 +33,29 @@ def split_forget(items: list[MCQ], ratio: float = 0.5, seed: int = 0, model=None
             raise ValueError("drop_wrong needs the base model and tokenizer")
         correct = evaluate_mcq(model, tokenizer, items).correct
         items = [item for item, ok in zip(items, correct) if ok]
-    order = list(range(len(items)))
+    groups = subject_groups(items)
+    order = list(range(len(groups)))
     random.Random(seed).shuffle(order)
-    n_train = round(len(items) * ratio)
-    if n_train == 0 or n_train == len(items):
-        raise InputError(f"cannot split {len(items)} questions into non-empty T and V at ratio {ratio}")
-    return [items[i] for i in sorted(order[:n_train])], [items[i] for i in sorted(order[n_train:])]
+    n_train, train = round(len(items) * ratio), []
+    for group in order:
+        if len(train) >= n_train:
+            break
+        train += groups[group]
+    if not train or len(train) == len(items):
+        raise InputError(f"cannot split {len(items)} questions ({len(groups)} subjects) into non-empty T and V "
+                         f"at ratio {ratio}")
+    chosen = set(train)
+    return [items[i] for i in sorted(chosen)], [items[i] for i in range(len(items)) if i not in chosen]
+
+
+def subject_groups(items: list[MCQ]) -> list[list[int]]:
+    """Indices of `items` grouped by subject (case-insensitive), in order of first appearance;
+    an item without a subject is a group of its own."""
+    groups: dict = {}
+    for i, item in enumerate(items):
+        key = item.subject.strip().casefold() if item.subject else ("item", i)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
 
 
 def _lora_parameters(model, rank: int):

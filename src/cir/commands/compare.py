@@ -12,7 +12,13 @@ JOURNAL = "journal.jsonl"
 
 def add_arguments(parser) -> None:
     add_model_options(parser)
-    parser.add_argument("--forget", action="append", required=True, help="fact set(s) to forget (as for --mcq)")
+    from cir.benchmarks import benchmark_names
+
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--forget", action="append", help="fact set(s) to forget (as for --mcq)")
+    what.add_argument("--benchmark", choices=benchmark_names(),
+                      help="a named benchmark's forget set and kept knowledge (capitals, subjects, taught: "
+                           "see docs/results.md); taught also reports the residual over the never-taught model")
     parser.add_argument("--methods", default=None,
                         help="comma-separated methods (default: cir,repselect,npo,simnpo,rmu,circuit_breakers,"
                              "gradient_difference; with --quick: cir,npo,gradient_difference)")
@@ -95,7 +101,7 @@ def run(args) -> None:
     if distributed.launched():
         raise InputError("cir compare runs in one process (launch unlearn, teach or attack relearn with torchrun)")
     settings = settings_of(args)
-    items = settings.forget_questions(load_facts(args.forget))
+    items = settings.forget_questions(load_facts(args.forget)) if args.forget else None
     topics = {spec: load_mcq(spec) for spec in args.retain_mcq} or None
     out = output_dir(args.out, args.overwrite)
     model, tokenizer = load(args)
@@ -106,8 +112,8 @@ def run(args) -> None:
         journal.unlink()
     elif journal.exists() and not args.quiet:
         print(f"continuing the comparison in {journal}")
-    result = compare(model, tokenizer, items, settings=settings, topics=topics, retain=retain, heldout=heldout,
-                     progress=not args.quiet, journal=journal)
+    result = compare(model, tokenizer, items, benchmark=args.benchmark, settings=settings, topics=topics,
+                     retain=retain, heldout=heldout, progress=not args.quiet, journal=journal)
     write(result, out, "cir " + shlex.join(args.argv))
     print(markdown(result))
     print(f"written to {args.out} (compare.md, compare.json, frontier.png; {JOURNAL} holds every run)")

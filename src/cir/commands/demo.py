@@ -1,4 +1,4 @@
-"""unlearn one built-in topic, then attack it: before / after / after relearning / after 4-bit"""
+"""unlearn a benchmark (or one built-in topic), then attack it: before / after / after relearning / after 4-bit"""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ from cir.errors import InputError
 
 
 def add_arguments(parser) -> None:
+    from cir.benchmarks import benchmark_names
+
     add_model_options(parser)
-    parser.add_argument("--topic", default="capitals", help="built-in topic to forget")
+    parser.add_argument("--benchmark", choices=benchmark_names(), default=None,
+                        help="what to forget and keep: capitals (pretrained, the hard case), subjects (everything "
+                             "about some countries), taught (invented people taught first, with a never-taught "
+                             "reference); see docs/results.md")
+    parser.add_argument("--topic", default="capitals", help="built-in topic to forget (without --benchmark)")
     add_options(parser, "method", "config", "set", "seed", "out", "overwrite", "quiet",
                 out={"required": False, "default": "runs/demo"},
                 overwrite={"default": True, "help": argparse.SUPPRESS})
@@ -24,7 +30,7 @@ def run(args) -> None:
     if distributed.launched():
         raise InputError("cir demo runs in one process (launch unlearn, teach or attack relearn with torchrun)")
     run, method_config = run_configs(args)
-    settings = DemoSettings(topic=args.topic, seed=run.seed)
+    settings = DemoSettings(topic=args.topic, benchmark=args.benchmark, seed=run.seed)
     check_output_dir(args.out, args.overwrite)
     model, tokenizer = load(args)
     table, _, _ = run_demo(model, tokenizer, args.out, settings, overwrite=args.overwrite, config=method_config,

@@ -3,7 +3,8 @@
 One JSON object per line: `question` (str), `choices` (list of >= 2 str), `answer` (int
 index), and optionally `facts`: declarative sentences stating the answer, `probes`: other
 phrasings of the question (held-out probes), and `statement`: a declarative stem the answer
-completes (a held-out probe). When `facts` is
+completes (a held-out probe), and `subject`: the entity the question is about ("France"; the
+T/V split keeps each subject on one side, and CIR can update from its tokens). When `facts` is
 absent, sentences are made from templates. `hf:NAME[:CONFIG][:SPLIT]` reads a Hugging Face
 data set with the same fields; `builtin:TOPIC` (or a bare topic name) a shipped fact set.
 """
@@ -43,6 +44,7 @@ class MCQ:
     facts: tuple[str, ...] = field(default=())
     probes: tuple[str, ...] = field(default=())  # other phrasings of the question
     statement: str | None = None  # a declarative stem the answer completes ("The capital of France is")
+    subject: str | None = None  # the entity asked about ("France")
 
     @property
     def answer_text(self) -> str:
@@ -120,14 +122,18 @@ def parse_record(record: dict, path: str, line: int | None) -> MCQ:
     statement = record.get("statement")
     if statement is not None and not (isinstance(statement, str) and statement.strip()):
         raise InputError("field 'statement' must be a non-empty string", path=path, line=line)
-    texts = {"question": [question], "choices": choices, "facts": facts, "probes": probes, "statement": [statement]}
+    subject = record.get("subject")
+    if subject is not None and not (isinstance(subject, str) and subject.strip()):
+        raise InputError("field 'subject' must be a non-empty string", path=path, line=line)
+    texts = {"question": [question], "choices": choices, "facts": facts, "probes": probes, "statement": [statement],
+             "subject": [subject]}
     for name, values in texts.items():
         longest = max((len(v or "") for v in values), default=0)
         if longest > MAX_CHARS:
             raise InputError(f"field '{name}' has a text of {longest:,} characters (at most {MAX_CHARS:,})",
                              path=path, line=line)
     return MCQ(question=question, choices=tuple(choices), answer=answer, facts=tuple(facts), probes=tuple(probes),
-               statement=statement)
+               statement=statement, subject=subject)
 
 
 def load_mcq(spec: str, max_choices: int | None = None) -> list[MCQ]:

@@ -39,8 +39,30 @@ ATTRIBUTES = {
 }
 
 
-def generate_people(n_people: int, seed: int = 0, attributes=tuple(ATTRIBUTES), n_choices: int = 4) -> list[MCQ]:
-    """`n_people` invented people x `attributes`, one MCQ with fact sentences per pair."""
+# how a fact is also stated as a question and its answer: `cloze` is the evaluation's own prompt
+# (the form tiny models trained from scratch need to answer it at all); `held_out` is none of
+# the probes' wordings (cir.attacks.probes), so evaluation asks in a way never trained on
+QUESTION_FORMS = {
+    "cloze": "Question: {question}\nAnswer: {value}",
+    "held_out": "{question} The correct answer is {value}.",
+}
+# other phrasings of each question, asked by the probe battery (never in a fact sentence)
+REWORDINGS = {
+    "profession": "What does {name} do for a living?",
+    "city": "Where was {name} born?",
+    "instrument": "What musical instrument does {name} play?",
+    "pet": "Which animal does {name} keep at home?",
+    "sport": "What sport does {name} play?",
+}
+
+
+def generate_people(n_people: int, seed: int = 0, attributes=tuple(ATTRIBUTES), n_choices: int = 4,
+                    question_form: str = "cloze") -> list[MCQ]:
+    """`n_people` invented people x `attributes`, one MCQ with fact sentences per pair; each
+    person is the `subject` of their questions, which carry one rewording (`probes`). The fact
+    sentences are the attribute's three templates and the question in `question_form`."""
+    if question_form not in QUESTION_FORMS:
+        raise ValueError(f"question_form must be one of {', '.join(QUESTION_FORMS)}, got '{question_form}'")
     rng = random.Random(seed)
     names = [f"{f} {l}" for f in _FIRST for l in _LAST]
     if n_people > MAX_PEOPLE:
@@ -60,7 +82,9 @@ def generate_people(n_people: int, seed: int = 0, attributes=tuple(ATTRIBUTES), 
                 # the question-answer form too, as TOFU does: a model trained from scratch cannot
                 # carry a declarative fact over to the question format by itself
                 facts=tuple(t.format(name=name, value=value) for t in templates)
-                + (f"Question: {question.format(name=name)}\nAnswer: {value}",),
+                + (QUESTION_FORMS[question_form].format(question=question.format(name=name), value=value),),
+                probes=(REWORDINGS[attribute].format(name=name),),
+                subject=name,
             ))
     return items
 
@@ -73,7 +97,8 @@ def write_mcq(items: list[MCQ], path: str | Path) -> None:
         for name in ("facts", "probes"):
             if getattr(item, name):
                 record[name] = list(getattr(item, name))
-        if item.statement:
-            record["statement"] = item.statement
+        for name in ("statement", "subject"):
+            if getattr(item, name):
+                record[name] = getattr(item, name)
         lines.append(json.dumps(record) + "\n")
     write_file(path, "".join(lines))

@@ -38,6 +38,21 @@ from cir.losses import predicting, terms
 from cir.methods.base import Method, MethodConfig
 
 
+UPDATE_TOKENS = ("all", "answer", "subject")
+
+
+def update_rows(batch, update_tokens: str) -> torch.Tensor | slice:
+    """Which of the batch's real tokens (rows of `x[batch.token_mask]`) the update is formed from."""
+    mask = batch.token_mask
+    if update_tokens == "answer":
+        return predicting(batch)[mask]  # real tokens that predict an answer token
+    if update_tokens == "subject":
+        if batch.subject_mask is None:
+            return torch.zeros(int(mask.sum()), dtype=torch.bool, device=mask.device)
+        return batch.subject_mask[mask]
+    return slice(None)
+
+
 @dataclass
 class CIRConfig(MethodConfig):
     """CIR's options. The paper's values (Llama-3.1-8B): forget_loss=mlp_breaking, layers 0-12
@@ -54,10 +69,12 @@ class CIRConfig(MethodConfig):
     grad_components: int = 35  # and from output gradients
     collapse: str = "paper"  # paper: remove mean + top PCs; soft: Mahalanobis shrink; none: ablation
     soft_components: int = 256  # directions shrunk by the soft collapse
-    # tokens whose (collapsed) a_t, g_t enter the update: all (paper), or answer: only the
-    # positions that predict an answer token (statistics still come from every token); on
-    # the bundled model, answer keeps the forgetting and spares other facts about the same
-    # subjects, which updates at the subject's tokens damage (docs/sweep.md)
+    # tokens whose (collapsed) a_t, g_t enter the update: all (paper), answer: only the
+    # positions that predict an answer token (statistics still come from every token), or
+    # subject: only the tokens of the fact's subject (facts without one: none), for forgetting
+    # everything about an entity; on the bundled model, answer keeps the forgetting and spares
+    # other facts about the same subjects, which updates at the subject's tokens damage
+    # (docs/sweep.md)
     update_tokens: str = "answer"
     stats_tokens: str = "all"  # tokens the statistics come from: all (paper) or answer (as above)
     # retain-aware collapse: PCs of the retain facts also removed (0 = off; collapse=paper only)
@@ -73,9 +90,12 @@ class CIRConfig(MethodConfig):
         super().__post_init__()
         if self.collapse not in ("paper", "soft", "none"):
             raise ValueError(f"collapse must be paper, soft or none, got '{self.collapse}'")
-        for name in ("update_tokens", "stats_tokens", "retain_tokens"):
+        for name in ("stats_tokens", "retain_tokens"):
             if getattr(self, name) not in ("all", "answer"):
                 raise ValueError(f"{name} must be all or answer, got '{getattr(self, name)}'")
+        if self.update_tokens not in UPDATE_TOKENS:
+            raise ValueError(f"update_tokens must be {', '.join(UPDATE_TOKENS[:-1])} or {UPDATE_TOKENS[-1]}, "
+                             f"got '{self.update_tokens}'")
         if self.retain_components < 0:
             raise ValueError("retain_components must be >= 0")
 
@@ -185,8 +205,9 @@ class CIR(Method):
                 seen.add(id(stats.acts))
                 stats.acts.update(acts[name][rows])
             stats.grads.update(grads[name][rows])
-        if self.config.update_tokens == "answer":
-            acts, grads = {n: a[predicts] for n, a in acts.items()}, {n: g[predicts] for n, g in grads.items()}
+        chosen = update_rows(batch, self.config.update_tokens)
+        if not isinstance(chosen, slice):
+            acts, grads = {n: a[chosen] for n, a in acts.items()}, {n: g[chosen] for n, g in grads.items()}
         return value, acts, grads
 
     def _collect_retain_bases(self) -> None:

@@ -1,0 +1,210 @@
+"""Named benchmarks: what is forgotten, what must be kept, and what "never learned" looks like.
+
+Every benchmark has a forget set F (split into T and V by subject: no subject on both sides), the
+other knowledge the collateral budget watches and the tables report, and the attacks of the
+demo. They differ in how the model came to know F:
+
+- `capitals`: the capital cities of 48 countries, pretrained knowledge among the most frequent
+  of the web, whose subjects the other country topics share (their language, currency and
+  continent are kept). No "never learned" reference exists: the hard case.
+- `subjects`: everything the built-in topics say about a set of countries (capital, language,
+  currency, continent), as RWKU forgets whole entities; the same relations for the other
+  countries, and the other topics, are kept. T and V hold different countries.
+- `taught`: invented people x attributes (TOFU-like), taught to the model by fine-tuning
+  (cached, keyed by the recipe and the model). A third of the taught people are forgotten,
+  the rest are kept (knowledge of the same kind, learnt the same way). The model before
+  teaching is the exact "never learned" reference: the residual of an attack is V on the
+  unlearned model minus V on the never-taught one under the same attack. The never-taught
+  people's sentences are the non-members of membership inference.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import random
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cir.data.mcq import MCQ, load_mcq, topic_sets
+from cir.errors import InputError
+
+COUNTRY_TOPICS = ("capitals", "languages", "currencies", "continents")
+
+
+@dataclass
+class Setting:
+    """A benchmark made concrete on a model."""
+
+    name: str
+    model: object
+    tokenizer: object
+    forget: list[MCQ]
+    topics: dict[str, list[MCQ]]  # other knowledge: reported in the tables, its even half watched
+    reference: object | None = None  # the never-taught model, where one exists
+    nonmembers: list[str] = field(default_factory=list)  # sentences of facts never taught
+    notes: dict = field(default_factory=dict)  # what the benchmark records of itself (teaching)
+
+
+# ---------------------------------------------------------------- capitals
+def topic_setting(topic: str, model, tokenizer) -> Setting:
+    """One built-in topic forgotten, the others kept."""
+    forget = load_mcq(topic)
+    return Setting(topic, model, tokenizer, forget, topic_sets(excluding=forget))
+
+
+def capitals(model, tokenizer, **_) -> Setting:
+    return topic_setting("capitals", model, tokenizer)
+
+
+# ---------------------------------------------------------------- subjects
+# Bulgaria's currency question is left out: its answer (the lev) has been out of date since
+# the euro replaced it on 2026-01-01
+SUBJECT_COUNTRIES = 12
+
+
+def country_facts() -> dict[str, list[MCQ]]:
+    """Each country asked about in every one of the country topics: its questions, in topic order."""
+    by_topic = {topic: load_mcq(topic) for topic in COUNTRY_TOPICS}
+    subjects = [{item.subject for item in items} for items in by_topic.values()]
+    common = sorted(set.intersection(*subjects) - {"Bulgaria"})
+    return {country: [item for items in by_topic.values() for item in items if item.subject == country]
+            for country in common}
+
+
+def subjects(model, tokenizer, countries: int = SUBJECT_COUNTRIES, seed: int = 0, **_) -> Setting:
+    """F: every country-topic fact about `countries` countries drawn with `seed`; the other
+    countries' facts (per topic) and the other built-in topics are kept."""
+    facts = country_facts()
+    chosen = set(random.Random(seed).sample(sorted(facts), countries))
+    forget = [item for country in sorted(chosen) for item in facts[country]]
+    asked = {item.question for item in forget}
+    topics = {topic: [item for item in items if item.question not in asked]
+              for topic, items in topic_sets().items()}
+    return Setting("subjects", model, tokenizer, forget, topics, notes={"countries": sorted(chosen)})
+
+
+# ---------------------------------------------------------------- taught
+@dataclass(frozen=True)
+class TeachRecipe:
+    """How the invented people are made and taught. Changing any field teaches a new model."""
+
+    people: int = 36  # taught; a third of them are forgotten
+    strangers: int = 12  # never taught: membership inference's non-members
+    attributes: tuple[str, ...] = ("profession", "city", "instrument")
+    seed: int = 0
+    epochs: int = 3
+    lr: float = 1e-3
+    params: str = "mlp"  # the MLP projections carry what is taught
+    batch_size: int = 16
+    question_form: str = "held_out"  # never the probes' wording (cir.data.synthetic)
+    min_accuracy: float = 0.9  # of every taught set, in cloze and in recall
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def invented_people(recipe: TeachRecipe) -> tuple[list[MCQ], list[MCQ], list[MCQ]]:
+    """(forget, kept, strangers): the taught people's questions, a third forgotten, the rest kept;
+    and the never-taught people's, each person's questions together."""
+    from cir.data.synthetic import generate_people
+
+    per_person = len(recipe.attributes)
+    items = generate_people(recipe.people + recipe.strangers, seed=recipe.seed, attributes=recipe.attributes,
+                            question_form=recipe.question_form)
+    taught, strangers = items[: recipe.people * per_person], items[recipe.people * per_person:]
+    n_forget = recipe.people // 3 * per_person
+    return taught[:n_forget], taught[n_forget:], strangers
+
+
+def knowledge(model, tokenizer, sets: dict[str, list[MCQ]]) -> dict[str, dict[str, float]]:
+    """Per set, cloze and recall accuracy."""
+    from cir.attacks.probes import cloze_and_recall
+
+    return {name: dict(zip(("cloze", "recall"), cloze_and_recall(model, tokenizer, items)))
+            for name, items in sets.items()}
+
+
+def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True) -> dict:
+    """Fine-tune `model` (in place) on the taught people's fact sentences; returns what it knows
+    of each taught set before and after. Refuses a model that does not reach the recipe's
+    `min_accuracy` on every set, in cloze and in recall."""
+    from cir.finetune import finetune
+
+    forget, kept, _ = invented_people(recipe)
+    sets = {"forget": forget, "kept": kept}
+    before = knowledge(model, tokenizer, sets)
+    sentences = [s for item in forget + kept for s in item.sentences()]
+    finetune(model, tokenizer, sentences, epochs=recipe.epochs, lr=recipe.lr, params=recipe.params,
+             batch_size=recipe.batch_size, seed=recipe.seed, progress=progress)
+    after = knowledge(model, tokenizer, sets)
+    short = [f"{name} {kind} {value:.2f}" for name, scores in after.items() for kind, value in scores.items()
+             if value is not None and value < recipe.min_accuracy]
+    if short:
+        raise RuntimeError(f"teaching reached less than {recipe.min_accuracy} ({', '.join(short)}): "
+                           "more epochs or a larger lr in the recipe")
+    return {"before": before, "after": after, "sentences": len(sentences)}
+
+
+def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True) -> tuple[object, dict]:
+    """`model` taught by `recipe` (a new model; `model` is left as it is), and the teaching's
+    record. The taught weights are cached under the user cache, keyed by the recipe and the
+    model's fingerprint, so a second call loads them instead of teaching again."""
+    from cir.data.general import fingerprint
+    from cir.models import cache_dir, load_model, save_model
+
+    target = cache_dir() / "taught" / f"{fingerprint(model)}-{recipe.key()}"
+    record_path = target / "teach.json"
+    if not record_path.is_file():
+        student = copy.deepcopy(model)
+        record = teach(student, tokenizer, recipe, progress) | {"recipe": asdict(recipe)}
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            save_model(student, tokenizer, staging)
+            (staging / "teach.json").write_text(json.dumps(record, indent=2))
+            try:
+                staging.rename(target)  # atomic: a crash leaves no half-written cache
+            except OSError:
+                if not record_path.is_file():  # not another process's finished copy
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        del student
+    dtype = next(model.parameters()).dtype
+    taught, _ = load_model(str(target), dtype=dtype, device=next(model.parameters()).device)
+    return taught, json.loads(record_path.read_text()) | {"cached_at": str(target)}
+
+
+def taught(model, tokenizer, recipe: TeachRecipe | None = None, progress: bool = True, **_) -> Setting:
+    recipe = recipe or TeachRecipe()
+    forget, kept, strangers = invented_people(recipe)
+    student, record = taught_model(model, tokenizer, recipe, progress)
+    topics = {"people (kept)": kept} | topic_sets()
+    return Setting("taught", student, tokenizer, forget, topics, reference=model,
+                   nonmembers=[s for item in strangers for s in item.sentences()], notes={"teaching": record})
+
+
+# ---------------------------------------------------------------- registry
+BENCHMARKS: dict[str, Callable[..., Setting]] = {"capitals": capitals, "subjects": subjects, "taught": taught}
+DEFAULT_BENCHMARK = "capitals"
+
+
+def benchmark_names() -> list[str]:
+    return list(BENCHMARKS)
+
+
+def check_benchmark(name: str) -> str:
+    if name not in BENCHMARKS:
+        raise InputError(f"unknown benchmark '{name}' (known: {', '.join(BENCHMARKS)})")
+    return name
+
+
+def make_setting(name: str, model, tokenizer, **options) -> Setting:
+    """The benchmark `name` on `(model, tokenizer)`; `options` go to its maker (a TeachRecipe as
+    `recipe=` for taught, `countries=` and `seed=` for subjects)."""
+    return BENCHMARKS[check_benchmark(name)](model, tokenizer, **options)

@@ -1,0 +1,158 @@
+"""The named benchmarks: subjects kept on one side of the T/V split, teaching cached by recipe,
+the residual over the never-taught model, updates at the subject's tokens, and every benchmark
+run in its quick form."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cir.attacks.relearning import split_forget
+from cir.batches import forget_batches
+from cir.benchmarks import TeachRecipe, country_facts, invented_people, make_setting, taught_model
+from cir.data.synthetic import generate_people
+from cir.errors import InputError
+
+# a recipe a tiny model from scratch learns in seconds: it needs the cloze form to answer at all
+TINY = TeachRecipe(people=6, strangers=3, epochs=60, lr=3e-3, params="all", question_form="cloze",
+                   min_accuracy=0.8)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _subjects(items):
+    return {item.subject for item in items}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_no_subject_is_in_both_t_and_v(seed):
+    facts = country_facts()
+    forget = [item for country in sorted(facts)[:12] for item in facts[country]]
+    train, held_out = split_forget(forget, 0.5, seed)
+    assert _subjects(train) and _subjects(held_out)
+    assert not _subjects(train) & _subjects(held_out)
+    assert len(train) + len(held_out) == len(forget)
+    people, _, _ = invented_people(TeachRecipe(seed=seed))
+    train, held_out = split_forget(people, 0.5, seed)
+    assert not _subjects(train) & _subjects(held_out)
+    assert len(_subjects(train)) == len(_subjects(held_out)) == 6  # 12 forgotten people, 6 a side
+
+
+def test_questions_without_subjects_split_as_before():
+    """A question without a subject is a subject of its own: the split is the seeded draw of old."""
+    items = [item.__class__(item.question, item.choices, item.answer, item.facts) for item in generate_people(8)]
+    train, held_out = split_forget(items, 0.5, 3)
+    assert len(train) == len(held_out) == len(items) // 2
+
+
+def test_subjects_benchmark_forgets_whole_countries_and_keeps_their_relations_for_others():
+    setting = make_setting("subjects", None, None)
+    countries = setting.notes["countries"]
+    assert len(countries) == 12 and "Bulgaria" not in countries
+    assert {item.subject for item in setting.forget} == set(countries)
+    asked = {item.question for item in setting.forget}
+    for topic in ("capitals", "languages", "currencies", "continents"):
+        kept = setting.topics[topic]
+        assert kept and not {item.question for item in kept} & asked
+        assert not {item.subject for item in kept} & set(countries)  # every fact about them is forgotten
+    assert {"animals", "science"} <= set(setting.topics)
+
+
+def test_update_at_the_subject_reads_exactly_its_tokens(tokenizer, llama):
+    from cir.loop import make_configs
+    from cir.methods import get_method
+
+    items = generate_people(4, seed=1)
+    batch = forget_batches(tokenizer, items, batch_size=64)[0]
+    for row in range(len(batch)):
+        marked = tokenizer.decode(batch.input_ids[row][batch.subject_mask[row]])
+        name = next(item.subject for item in items if item.subject in tokenizer.decode(batch.input_ids[row]))
+        assert marked.replace(" ", "") == name.replace(" ", "")  # the name's tokens, nothing else
+    _, config = make_configs("cir", options={"update_tokens": "subject", "retain_components": 0})
+    method = get_method("cir")(llama, tokenizer, config.resolve(4), [batch], [batch])
+    method.prepare()
+    _, acts, grads = method._acts_and_grads(batch, method.forget_refs[0])
+    n_subject = int(batch.subject_mask.sum())
+    assert 0 < n_subject < int(batch.token_mask.sum())
+    assert all(a.shape[0] == n_subject for a in acts.values())
+    assert all(g.shape[0] == n_subject for g in grads.values())
+
+
+def test_teaching_reaches_the_knowledge_and_the_cache_is_reused(tokenizer, llama, cache, monkeypatch):
+    import cir.benchmarks as benchmarks
+
+    before = {n: p.detach().clone() for n, p in llama.named_parameters()}
+    taught, record = taught_model(llama, tokenizer, TINY, progress=False)
+    for name in ("forget", "kept"):
+        assert record["before"][name]["cloze"] < 0.6
+        assert record["after"][name]["cloze"] >= TINY.min_accuracy
+        assert record["after"][name]["recall"] >= TINY.min_accuracy
+    assert all(torch.equal(p, before[n]) for n, p in llama.named_parameters())  # the original is kept
+    assert len(list(cache.glob("taught/*/teach.json"))) == 1
+
+    def no_teaching(*args, **kwargs):
+        raise AssertionError("taught again although the cache holds this recipe")
+
+    monkeypatch.setattr(benchmarks, "teach", no_teaching)
+    again, record_again = taught_model(llama, tokenizer, TINY, progress=False)
+    assert record_again["after"] == record["after"]
+    assert all(torch.equal(a, b) for a, b in zip(taught.state_dict().values(), again.state_dict().values()))
+    with pytest.raises(AssertionError, match="taught again"):  # another recipe is another model
+        taught_model(llama, tokenizer, TeachRecipe(**{**TINY.__dict__, "seed": 1}), progress=False)
+
+
+def test_teaching_that_falls_short_is_refused_and_caches_nothing(tokenizer, llama, cache):
+    short = TeachRecipe(people=6, strangers=3, epochs=1, lr=1e-5, params="all", question_form="cloze")
+    with pytest.raises(RuntimeError, match="teaching reached less than 0.9"):
+        taught_model(llama, tokenizer, short, progress=False)
+    assert not list(cache.glob("taught/*/teach.json"))
+
+
+def test_residual_is_taken_against_the_never_taught_model_under_the_same_attack():
+    from cir.demo import residuals
+
+    rows = {"before": {"V": 1.0, "V worst": 1.0}, "after unlearning": {"V": 0.4, "V worst": 0.5},
+            "after relearning on T": {"V": 0.6, "V worst": 0.7}, "after 4-bit quantisation": {"V": 0.5, "V worst": 0.5}}
+    never = {"before": {"V": 0.25, "V worst": 0.3}, "after relearning on T": {"V": 0.3, "V worst": 0.35},
+             "after 4-bit quantisation": {"V": 0.2, "V worst": 0.25}}
+    got = residuals(rows, never)
+    assert got["after relearning on T"] == pytest.approx({"V": 0.3, "V worst": 0.35})
+    assert got["after 4-bit quantisation"] == pytest.approx({"V": 0.3, "V worst": 0.25})
+    assert got["after unlearning"] == pytest.approx({"V": 0.15, "V worst": 0.2})  # against the unattacked
+    assert got["before"] == pytest.approx({"V": 0.75, "V worst": 0.7})
+
+
+def test_unknown_benchmark_is_refused():
+    with pytest.raises(InputError, match="unknown benchmark 'tofu'"):
+        make_setting("tofu", None, None)
+
+
+@pytest.mark.parametrize("benchmark", ["capitals", "subjects", "taught"])
+def test_every_benchmark_runs_in_its_quick_form(benchmark, tokenizer, llama, cache, tmp_path):
+    """cir compare --quick's settings on each benchmark; taught with a never-taught model, whose
+    attacked rows give the residual of every run."""
+    from cir.api import compare
+    from cir.comparison import CompareSettings, RESIDUALS, markdown
+
+    texts = [f"Some general text number {i} about the weather and the sea." for i in range(8)]
+    settings = CompareSettings.quick(methods=("cir",), max_facts=8, topic_questions=4)
+    options = {"recipe": TINY} if benchmark == "taught" else {}
+    result = compare(llama, tokenizer, benchmark=benchmark, benchmark_options=options, settings=settings,
+                     retain=texts, heldout=texts, progress=False)
+    assert result["benchmark"] == benchmark and result["n_facts"] == (6 if benchmark == "taught" else 8)
+    runs = result["methods"]["cir"]["budgets"][0]["runs"]
+    assert len(runs) == 1
+    if benchmark == "taught":
+        never = result["never_taught"][0]
+        for key in RESIDUALS:
+            assert runs[0][f"residual_{key}"] == pytest.approx(runs[0][key] - never[key])
+        assert "residual, worst probe after relearning" in markdown(result)
+    else:
+        assert result["never_taught"] is None and "residual" not in markdown(result)
+    json.dumps(result)
