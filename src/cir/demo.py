@@ -9,7 +9,6 @@ collateral damage.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from cir.attacks.record import record_attack
 from cir.attacks.suite import AttackConfig, measure, suite
 from cir.data import builtin_topics, topic_sets
 from cir.errors import InputError
+from cir.outputs import write_json
 from cir.report import markdown_table
 from cir.loop import UnlearningResult
 
@@ -84,4 +84,4 @@ def demo_table(settings: DemoSettings, rows: dict[str, dict], result: Unlearning
 
 def write_demo(out: Path, settings: DemoSettings, rows: dict, table: str) -> None:
     (out / "demo.md").write_text(f"# Demo: forgetting `{settings.topic}`\n\n{table}\n")
-    (out / "demo.json").write_text(json.dumps({"settings": settings.__dict__, "rows": rows}, indent=2))
+    write_json(out / "demo.json", {"settings": settings.__dict__, "rows": rows})

@@ -242,7 +242,7 @@ def text_loss(model, tokenizer, texts: list[str], max_length: int = 128, batch_s
         losses = F.cross_entropy(logits[valid], targets[valid], reduction="sum")
         total += float(losses)
         count += int(valid.sum())
-    return total / count
+    return per_token(total, count, texts)
 
 
 @torch.no_grad()
@@ -256,4 +256,15 @@ def text_kl(base_model, model, tokenizer, texts: list[str], max_length: int = 12
         q_log = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[valid].float().log_softmax(-1)
         total += float(F.kl_div(q_log, p_log, log_target=True, reduction="sum"))
         count += int(valid.sum())
+    return per_token(total, count, texts)
+
+
+def per_token(total: float, count: int, texts: list[str]) -> float:
+    """`total` over `count` scored tokens; none (every document shorter than 2 tokens, or no
+    document) is an InputError naming the corpus where it is known."""
+    from cir.data.text import where
+
+    if not count:
+        raise InputError("no text to score: every document is shorter than 2 tokens" if texts else "no text",
+                         **where(texts))
     return total / count

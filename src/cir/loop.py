@@ -27,6 +27,7 @@ from cir.evaluation import evaluate_cloze, text_kl, text_loss
 from cir.methods import get_method, method_names
 from cir.methods.base import NonFiniteLoss
 from cir.models import restore, snapshot
+from cir.outputs import to_json
 
 
 @dataclass
@@ -373,7 +374,7 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
             on_epoch(epoch, row, params)
         if metrics_path is not None:
             with open(metrics_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+                f.write(to_json(row) + "\n")
         return row
 
     t0 = time.perf_counter()

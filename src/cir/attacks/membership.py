@@ -14,6 +14,8 @@ import zlib
 
 import torch
 
+from cir.data.text import where
+from cir.errors import InputError
 from cir.evaluation import pad
 
 METRICS = ("loss", "zlib", "min_k")
@@ -37,9 +39,10 @@ def token_logprobs(model, tokenizer, texts: list[str], max_length: int = 64,
 
 def mia_scores(model, tokenizer, texts: list[str], k: float = 0.2) -> dict[str, list[float]]:
     scores = {m: [] for m in METRICS}
-    for text, lp in zip(texts, token_logprobs(model, tokenizer, texts)):
+    for index, (text, lp) in enumerate(zip(texts, token_logprobs(model, tokenizer, texts))):
         if lp.numel() == 0:
-            raise ValueError(f"text too short to score: {text!r}")
+            raise InputError(f"text too short to score: {text!r} (a score needs at least 2 tokens)",
+                             **where(texts, index))
         loss = -float(lp.mean())
         scores["loss"].append(-loss)
         scores["zlib"].append(-loss / len(zlib.compress(text.encode("utf-8"))))

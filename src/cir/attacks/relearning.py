@@ -15,7 +15,7 @@ from cir.data.mcq import MCQ
 from cir.errors import InputError
 from cir.attacks.probes import probe_mcq
 from cir.evaluation import evaluate_mcq
-from cir.finetune import finetune
+from cir.finetune import check_schedule, finetune
 
 
 def split_forget(items: list[MCQ], ratio: float = 0.5, seed: int = 0, model=None, tokenizer=None,
@@ -60,8 +60,8 @@ def relearn(model, tokenizer, train_items: list[MCQ], eval_items: list[MCQ], epo
         raise InputError(f"unknown parameter set '{params}' (mlp, all, lora)")
     if optimizer not in ("adam", "sgd"):
         raise InputError(f"unknown optimizer '{optimizer}' (adam, sgd)")
-    if epochs < 1 or lr <= 0:
-        raise InputError(f"need epochs >= 1 and lr > 0, got {epochs} and {lr}")
+    check_schedule(epochs, lr)
+
     def accuracy() -> float:
         return probe_mcq(model, tokenizer, eval_items, fmt, k=shots, seed=seed).accuracy
 

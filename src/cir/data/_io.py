@@ -26,7 +26,9 @@ def read_lines(path: str) -> list[str]:
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise InputError(f"bytes that are not UTF-8 (byte {error.start})", path=path, line=line) from None
-    lines = text.splitlines()
+    # split on line feeds only: U+2028, U+2029 and U+0085, which splitlines() also breaks at, are
+    # characters of a document (and legal raw in a JSON string)
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
     if not any(line.strip() for line in lines):
         raise InputError("empty file", path=path)
     return lines
