@@ -35,6 +35,7 @@ from cir.attacks.suite import AttackConfig, accuracies, suite, worst_probe
 from cir.data.mcq import MCQ
 from cir.errors import InputError
 from cir.evaluation import evaluate_mcq
+from cir.fields import check_fields
 from cir.loop import make_configs, run_unlearning
 from cir.methods import get_method, method_names
 from cir.models import restore, snapshot
@@ -68,9 +69,7 @@ class CompareSettings:
     attacks: AttackConfig = field(default_factory=lambda: AttackConfig(relearn_epochs=2))  # seed k set per run
 
     def __post_init__(self):
-        self.methods = tuple(self.methods)
-        self.budgets = tuple(float(b) for b in self.budgets)
-        self.collateral = tuple(float(c) for c in self.collateral)
+        check_fields(self)
         unknown = [m for m in self.methods if m not in method_names()]
         if unknown or not self.methods:
             raise ValueError(f"methods has unknown method(s) {', '.join(unknown) or '(none given)'} "
@@ -80,6 +79,8 @@ class CompareSettings:
         for name in ("trials", "seeds", "max_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.max_facts is not None and self.max_facts < 4:
+            raise ValueError(f"max_facts must be >= 4 (T and V need two questions each), got {self.max_facts}")
         if self.topic_questions is not None and self.topic_questions < 2:
             raise ValueError("topic_questions must be >= 2 (a half watched, a half reported)")
         if not self.budgets or any(not 0 < b < 10 for b in self.budgets) or list(self.budgets) != sorted(set(self.budgets)):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import string
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -204,13 +203,6 @@ def evaluate_answer_only(model, tokenizer, items: list[MCQ], batch_size: int = 6
 
 
 MCQ_FORMATS = {"cloze": evaluate_cloze, "letters": evaluate_letters, "answer_only": evaluate_answer_only}
-
-
-def named_sets(sets, name: str) -> dict:
-    """`sets` as {name: items}: a mapping as it is, one list under `name`, None as nothing."""
-    if sets is None:
-        return {}
-    return dict(sets) if isinstance(sets, Mapping) else {name: list(sets)}
 
 
 def evaluate_mcq(model, tokenizer, items: list[MCQ], fmt: str = "cloze", **kwargs) -> MCQResult:

@@ -81,6 +81,17 @@ def _convert_bundled(alias: str, target: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def _check_cache(target: Path) -> None:
+    """Refuse, before the slow conversion, a cache the converted model cannot be written to."""
+    from cir.outputs import check_writable
+
+    try:
+        check_writable(target)
+    except InputError as error:
+        raise InputError(f"{error}: the bundled model is converted once into the cache; set CIR_CACHE to a "
+                         "writable directory") from None
+
+
 def _converted(target: Path) -> bool:
     return (target / "config.json").is_file() and (target / "model.safetensors").is_file()
 
@@ -101,6 +112,7 @@ def resolve(spec: str) -> str:
     if spec in BUNDLED:
         target = cache_dir() / "models" / f"{spec}-{CACHE_FORMAT}"
         if not _converted(target):
+            _check_cache(target)
             _convert_bundled(spec, target)
         return str(target)
     path = Path(spec).expanduser()

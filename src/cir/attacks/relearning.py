@@ -11,6 +11,7 @@ import random
 import torch
 
 from cir.architecture import decoder_layers, is_transposed, mlp_projections
+from cir.data import given
 from cir.data.mcq import MCQ
 from cir.errors import InputError
 from cir.attacks.probes import probe_mcq
@@ -61,6 +62,7 @@ def relearn(model, tokenizer, train_items: list[MCQ], eval_items: list[MCQ], epo
     if optimizer not in ("adam", "sgd"):
         raise InputError(f"unknown optimizer '{optimizer}' (adam, sgd)")
     check_schedule(epochs, lr)
+    train_items, eval_items = given.questions(train_items, "train_items"), given.questions(eval_items, "eval_items")
 
     def accuracy() -> float:
         return probe_mcq(model, tokenizer, eval_items, fmt, k=shots, seed=seed).accuracy

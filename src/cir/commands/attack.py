@@ -80,9 +80,11 @@ def relearn(args) -> tuple[str, dict, str]:
 
 def quantize(args) -> tuple[str, dict, str]:
     from cir import attacks
+    from cir.attacks.quantization import check_backend
     from cir.data import load_mcq
 
     _check_positive(group_size=args.group_size, shots=args.shots)
+    check_backend(args.backend)
     fact_sets = {spec: load_mcq(spec, max_choices(args.fmt)) for spec in args.mcq}
     model, tokenizer = load(args)
     result = {"model": args.model} | attacks.quantize(model, tokenizer, fact_sets, args.bits, args.group_size,

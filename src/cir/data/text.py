@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from cir.data._io import load_hf_rows, read_jsonl, read_lines
 from cir.errors import InputError
 
@@ -43,7 +45,8 @@ def _numbered(spec: str) -> list[tuple[int | None, str]]:
     return [(line, text) for line, text in enumerate(read_lines(spec), start=1) if text.strip()]
 
 
-def load_texts(spec: str, limit: int | None = None) -> Texts:
+def load_texts(spec: str | os.PathLike, limit: int | None = None) -> Texts:
+    spec = os.fspath(spec)
     numbered = _numbered(spec)[:limit] if limit else _numbered(spec)
     if not numbered:
         raise InputError("no text", path=spec)
