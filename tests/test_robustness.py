@@ -232,3 +232,235 @@ def test_compare_refuses_a_corrupt_journal_before_loading(tmp_path, capsys):
     facts = facts_file(tmp_path, *[GOOD | {"question": f"Question {i}?"} for i in range(4)])
     code, err = run_cli(capsys, "compare", "--model", "no-such-model", "--forget", facts, "--out", out)
     assert code == 2 and err == f"cir: error: {journal}:2: not a journal record (use --overwrite to start over)"
+
+
+# ---------------------------------------------------------------- 5: texts too short to score
+@pytest.fixture(scope="module")
+def no_bos_model_dir(model_dir, tmp_path_factory):
+    """The tiny model with a tokenizer that adds no BOS token (as SmolLM2's): a one-token line
+    has nothing to predict."""
+    import shutil
+
+    path = tmp_path_factory.mktemp("no-bos") / "model"
+    shutil.copytree(model_dir, path)
+    spec = json.loads((path / "tokenizer.json").read_text())
+    spec["post_processor"] = None
+    (path / "tokenizer.json").write_text(json.dumps(spec))
+    return path
+
+
+def test_eval_of_one_token_lines_names_the_file(no_bos_model_dir, tmp_path, capsys):
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("a\nb\n")
+    code, err = run_cli(capsys, "eval", "--model", no_bos_model_dir, "--text", corpus)
+    assert code == 2 and err == f"cir: error: {corpus}: no text to score: every document is shorter than 2 tokens"
+
+
+def test_mia_names_the_line_too_short_to_score(no_bos_model_dir, tmp_path, capsys):
+    members, nonmembers = tmp_path / "members.txt", tmp_path / "nonmembers.txt"
+    members.write_text("Ada Quenby works as a baker.\n\nb\n")
+    nonmembers.write_text("Bram Marrow plays the violin.\n")
+    code, err = run_cli(capsys, "mia", "--model", no_bos_model_dir, "--members", members, "--nonmembers", nonmembers)
+    assert code == 2 and err == f"cir: error: {members}:3: text too short to score: 'b' (a score needs at least 2 tokens)"
+
+
+# ---------------------------------------------------------------- 6: a cache that cannot be written
+@pytest.fixture
+def unwritable(tmp_path):
+    """A directory in which no file can be created (as root, where modes do not bind: sysfs)."""
+    import os
+    import tempfile
+
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    for candidate in (read_only, Path("/sys")):
+        try:
+            fd, probe = tempfile.mkstemp(dir=candidate)
+        except OSError:
+            yield candidate
+            break
+        os.close(fd)
+        os.unlink(probe)
+    else:
+        pytest.skip("no unwritable directory on this machine")
+    read_only.chmod(0o755)
+
+
+def test_the_bundled_model_is_not_converted_into_a_read_only_cache(unwritable, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CIR_CACHE", str(unwritable / "cache"))
+    code, err = run_cli(capsys, "eval", "--mcq", facts_file(tmp_path))
+    assert code == 2 and err == (f"cir: error: {unwritable}: cannot write here (Permission denied): the bundled "
+                                 "model is converted once into the cache; set CIR_CACHE to a writable directory")
+
+
+def test_general_text_is_sampled_without_a_writable_cache(model_dir, unwritable, monkeypatch):
+    from cir.data.general import sample_general_text
+    from cir.models import load_model
+
+    monkeypatch.setenv("CIR_CACHE", str(unwritable / "cache"))
+    model, tokenizer = load_model(str(model_dir))
+    with pytest.warns(UserWarning, match="^general text not cached: cannot write .*general_text"):
+        texts = sample_general_text(model, tokenizer, samples_per_prompt=1, max_new_tokens=2)
+    assert len(texts) == 83 and not (unwritable / "cache").exists()
+
+
+# ---------------------------------------------------------------- 8: line separators inside a document
+def test_unicode_line_separators_stay_inside_a_document(tmp_path):
+    from cir.data import load_mcq, load_texts
+
+    question = "Which city\u2028is the capital\u2029of France\u0085?"
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text(json.dumps(GOOD | {"question": question}, ensure_ascii=False) + "\r\n", encoding="utf-8")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("one\u2028document\r\nanother\u0085one\n", encoding="utf-8")
+    assert [item.question for item in load_mcq(facts)] == [question]
+    assert load_texts(corpus) == ["one\u2028document", "another\u0085one"]
+
+
+# ---------------------------------------------------------------- 9 and 10: what the API takes
+@pytest.fixture
+def tiny(model_dir):
+    from cir.models import load_model
+
+    return load_model(str(model_dir))
+
+
+def test_the_api_reads_specs_and_paths_as_the_command_line_does(tiny, tmp_path):
+    import cir
+    from cir.attacks import mia
+    from cir.data import load_facts, load_texts
+
+    model, tokenizer = tiny
+    corpus = tmp_path / "ok.txt"
+    corpus.write_text("The first document is here.\nA second one follows it.\n")
+    facts = facts_file(tmp_path)
+    result = cir.evaluate(model, tokenizer, mcq=facts, text=str(corpus))
+    assert result["text"][str(corpus)]["n"] == 2 and result["mcq"][str(facts)]["n"] == 2
+    assert result["text"][str(corpus)]["loss"] == cir.evaluate(model, tokenizer, text=load_texts(corpus))["text"]["text"]["loss"]
+    assert load_facts(facts) == load_facts(str(facts)) == load_facts([facts])
+    assert mia(model, tokenizer, facts, corpus)["n_members"] == len(load_facts(facts)[0].sentences()) * 2
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m, t: __import__("cir").evaluate(m, t, mcq=[1, 2]),
+         "mcq must be questions (a list of MCQ) or fact set specs (a file, a topic, hf:...), got a list of int"),
+        (lambda m, t: __import__("cir").evaluate(m, t, text=[1]),
+         "text must be texts (a list of str) or a corpus spec (a .txt or JSONL file, hf:...), got a list of int"),
+        (lambda m, t: __import__("cir").unlearn(m, t, "capitals", watch={"x": 5}),
+         "watch['x'] must be questions (a list of MCQ) or fact set specs (a file, a topic, hf:...), got int"),
+        (lambda m, t: __import__("cir").unlearn(m, t, "capitals", watch=["capitals"]),
+         "watch must be a dict of fact sets ({name: questions or spec}), got list"),
+        (lambda m, t: __import__("cir").unlearn(m, t, "capitals", retain=5),
+         "retain must be texts (a list of str) or a corpus spec (a .txt or JSONL file, hf:...), got int"),
+        (lambda m, t: __import__("cir").attacks.relearn(m, t, "capitals", 3),
+         "eval_items must be questions (a list of MCQ) or fact set specs (a file, a topic, hf:...), got int"),
+    ],
+)
+def test_the_api_names_an_argument_of_the_wrong_type(tiny, call, message):
+    with pytest.raises(TypeError) as error:
+        call(*tiny)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m, t: __import__("cir").evaluate(m, t, mcq=[]), "mcq: no questions"),
+        (lambda m, t: __import__("cir").evaluate(m, t, text=[]), "text: no text"),
+        (lambda m, t: __import__("cir").evaluate(m, t, text=[""]), "text: no text"),
+        (lambda m, t: __import__("cir").unlearn(m, t, []), "forget: no questions"),
+        (lambda m, t: __import__("cir").attacks.relearn(m, t, "capitals", []), "eval_items: no questions"),
+        (lambda m, t: __import__("cir").attacks.relearn(m, t, [], "capitals"), "train_items: no questions"),
+        (lambda m, t: __import__("cir").attacks.quantize(m, t, []), "fact_sets: no questions"),
+        (lambda m, t: __import__("cir").attacks.suite(m, t, "capitals", []), "held_out: no questions"),
+        (lambda m, t: __import__("cir").attacks.mia(m, t, [], ["x y"]), "members: no text"),
+    ],
+)
+def test_the_api_refuses_empty_inputs(tiny, call, message):
+    with pytest.raises(InputError) as error:
+        call(*tiny)
+    assert str(error.value) == message
+
+
+# ---------------------------------------------------------------- 11: configs of the wrong type
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda: __import__("cir").RunConfig(max_epochs="2"), TypeError, "max_epochs must be an integer, got '2'"),
+        (lambda: __import__("cir").CompareSettings(methods="cir"), TypeError, "methods must be a list of strings, got 'cir'"),
+        (lambda: __import__("cir").CompareSettings(trials="2"), TypeError, "trials must be an integer, got '2'"),
+        (lambda: __import__("cir").CompareSettings.quick(max_facts=-1), ValueError,
+         r"max_facts must be >= 4 \(T and V need two questions each\), got -1"),
+        (lambda: __import__("cir.methods.cir").methods.cir.CIRConfig(unlearning_rate=None), TypeError,
+         "unlearning_rate must be a finite number, got None"),
+    ],
+)
+def test_configs_check_their_types(make, error, message):
+    with pytest.raises(error, match=f"^{message}$"):
+        make()
+
+
+def test_the_api_refuses_a_config_in_the_wrong_place(tiny, tmp_path):
+    import cir
+    from cir.methods.cir import CIRConfig
+
+    model, tokenizer = tiny
+    with pytest.raises(TypeError, match=r"^loop must be a RunConfig, got CIRConfig \(a method's config goes in config=\)$"):
+        cir.unlearn(model, tokenizer, "capitals", loop=CIRConfig())
+    with pytest.raises(TypeError, match=r"^settings must be a CompareSettings \(e.g. CompareSettings\(trials=1\)\), got dict$"):
+        cir.compare(model, tokenizer, "capitals", settings={"trials": 1})
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(TypeError, match="^overwrite must be True or False, got 'no'$"):
+        cir.unlearn_to_dir(model, tokenizer, "capitals", out, overwrite="no")
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+# ---------------------------------------------------------------- 12: a backend this machine cannot run
+@pytest.mark.skipif(torch.cuda.is_available(), reason="bitsandbytes runs here")
+def test_quantize_with_bnb_without_cuda_is_refused_before_loading(tmp_path, capsys):
+    code, err = run_cli(capsys, "attack", "quantize", "--model", "no-such-model", "--bits", "4", "--backend", "bnb",
+                        "--mcq", facts_file(tmp_path))
+    assert code == 2 and err == "cir: error: --backend bnb needs a CUDA device (use rtn on CPU)"
+
+
+# ---------------------------------------------------------------- 13: smaller cases
+def test_an_empty_forget_spec(tmp_path, capsys):
+    code, err = run_cli(capsys, "unlearn", "--forget", "", "--out", tmp_path / "run")
+    assert code == 2 and err == ("cir: error: empty fact set spec: expected a JSONL file, builtin:TOPIC, a topic name "
+                                 "or hf:NAME")
+
+
+def test_the_same_fact_set_twice_is_refused(tmp_path, capsys):
+    facts = facts_file(tmp_path)
+    code, err = run_cli(capsys, "unlearn", "--forget", facts, "--forget", facts, "--out", tmp_path / "run")
+    assert code == 2 and err == f"cir: error: {facts}: fact set given twice"
+    other = facts_file(tmp_path, OTHER, name="other.jsonl")
+    code, err = run_cli(capsys, "unlearn", "--forget", facts, "--forget", other, "--out", tmp_path / "run")
+    assert code == 2 and err == f"cir: error: {other}: question {OTHER['question']!r} is also asked by {facts}"
+
+
+@pytest.mark.parametrize("statement", ["Lima is the capital of Peru.", "The capital of Peru is Lima",
+                                       "Is Lima the capital of Peru?"])
+def test_a_statement_must_be_a_stem(tmp_path, capsys, statement):
+    facts = facts_file(tmp_path, OTHER | {"statement": statement})
+    code, err = run_cli(capsys, "eval", "--mcq", facts)
+    assert code == 2 and err == (f"cir: error: {facts}:1: field 'statement' must be a stem the answer completes "
+                                 f"(\"The capital of France is\"), not a whole sentence: {statement!r}")
+
+
+@pytest.mark.parametrize("choices", [["Z\u00fcrich", "Zu\u0308rich"], ["Lima", "Li\u200bma"]])
+def test_choices_that_look_the_same_are_one(tmp_path, capsys, choices):
+    facts = facts_file(tmp_path, GOOD | {"choices": ["Paris", *choices]})
+    code, err = run_cli(capsys, "eval", "--mcq", facts)
+    assert code == 2 and err == f"cir: error: {facts}:1: field 'choices': choice 3 ({choices[1]!r}) repeats choice 2"
+
+
+def test_builtin_statements_are_stems():
+    from cir.data import topic_sets
+
+    assert all(item.statement for items in topic_sets().values() for item in items)

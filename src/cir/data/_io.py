@@ -11,6 +11,8 @@ from cir.errors import InputError
 
 def read_lines(path: str) -> list[str]:
     """The file's lines as text; a missing, unreadable or non-UTF-8 file is an InputError."""
+    if not str(path).strip():
+        raise InputError("empty file name")
     p = Path(path)
     if not p.exists():
         raise InputError("no such file", path=path)

@@ -160,6 +160,8 @@ def load_mcq(spec: str | os.PathLike, max_choices: int | None = None) -> list[MC
     """Read a fact set from a JSONL file, `builtin:TOPIC`, a topic name, or `hf:NAME[:CONFIG][:SPLIT]`;
     `max_choices`: the most choices a question may have (26 for the letters format)."""
     spec = os.fspath(spec)
+    if not spec.strip():
+        raise InputError("empty fact set spec: expected a JSONL file, builtin:TOPIC, a topic name or hf:NAME")
     path = resolve_mcq_spec(spec)
     if path.startswith("hf:"):
         numbered = list(enumerate(load_hf_rows(path), start=1))

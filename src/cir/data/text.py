@@ -47,6 +47,8 @@ def _numbered(spec: str) -> list[tuple[int | None, str]]:
 
 def load_texts(spec: str | os.PathLike, limit: int | None = None) -> Texts:
     spec = os.fspath(spec)
+    if not spec.strip():
+        raise InputError("empty corpus spec: expected a .txt or JSONL file or hf:NAME")
     numbered = _numbered(spec)[:limit] if limit else _numbered(spec)
     if not numbered:
         raise InputError("no text", path=spec)
