@@ -220,7 +220,8 @@ def test_a_corrupt_journal_is_refused(tmp_path, lines, line):
 def test_a_journal_cut_short_continues(tmp_path):
     from cir.comparison import Journal
 
-    path = _journal(tmp_path, [json.dumps(HEADER).encode(), json.dumps(TRIAL).encode(), json.dumps(TRIAL).encode()[:30]])
+    header, trial = json.dumps(HEADER).encode(), json.dumps(TRIAL).encode()
+    path = _journal(tmp_path, [header, trial, trial[:30]])
     assert Journal(path, HEADER).records == [TRIAL]
     assert path.read_text() == json.dumps(HEADER) + "\n" + json.dumps(TRIAL) + "\n"
 
@@ -261,7 +262,8 @@ def test_mia_names_the_line_too_short_to_score(no_bos_model_dir, tmp_path, capsy
     members.write_text("Ada Quenby works as a baker.\n\nb\n")
     nonmembers.write_text("Bram Marrow plays the violin.\n")
     code, err = run_cli(capsys, "mia", "--model", no_bos_model_dir, "--members", members, "--nonmembers", nonmembers)
-    assert code == 2 and err == f"cir: error: {members}:3: text too short to score: 'b' (a score needs at least 2 tokens)"
+    assert code == 2
+    assert err == f"cir: error: {members}:3: text too short to score: 'b' (a score needs at least 2 tokens)"
 
 
 # ---------------------------------------------------------------- 6: a cache that cannot be written
@@ -337,7 +339,8 @@ def test_the_api_reads_specs_and_paths_as_the_command_line_does(tiny, tmp_path):
     facts = facts_file(tmp_path)
     result = cir.evaluate(model, tokenizer, mcq=facts, text=str(corpus))
     assert result["text"][str(corpus)]["n"] == 2 and result["mcq"][str(facts)]["n"] == 2
-    assert result["text"][str(corpus)]["loss"] == cir.evaluate(model, tokenizer, text=load_texts(corpus))["text"]["text"]["loss"]
+    read = cir.evaluate(model, tokenizer, text=load_texts(corpus))["text"]["text"]
+    assert result["text"][str(corpus)]["loss"] == read["loss"]
     assert load_facts(facts) == load_facts(str(facts)) == load_facts([facts])
     assert mia(model, tokenizer, facts, corpus)["n_members"] == len(load_facts(facts)[0].sentences()) * 2
 
@@ -390,7 +393,8 @@ def test_the_api_refuses_empty_inputs(tiny, call, message):
     "make, error, message",
     [
         (lambda: __import__("cir").RunConfig(max_epochs="2"), TypeError, "max_epochs must be an integer, got '2'"),
-        (lambda: __import__("cir").CompareSettings(methods="cir"), TypeError, "methods must be a list of strings, got 'cir'"),
+        (lambda: __import__("cir").CompareSettings(methods="cir"), TypeError,
+         "methods must be a list of strings, got 'cir'"),
         (lambda: __import__("cir").CompareSettings(trials="2"), TypeError, "trials must be an integer, got '2'"),
         (lambda: __import__("cir").CompareSettings.quick(max_facts=-1), ValueError,
          r"max_facts must be >= 4 \(T and V need two questions each\), got -1"),
@@ -408,15 +412,19 @@ def test_the_api_refuses_a_config_in_the_wrong_place(tiny, tmp_path):
     from cir.methods.cir import CIRConfig
 
     model, tokenizer = tiny
-    with pytest.raises(TypeError, match=r"^loop must be a RunConfig, got CIRConfig \(a method's config goes in config=\)$"):
-        cir.unlearn(model, tokenizer, "capitals", loop=CIRConfig())
-    with pytest.raises(TypeError, match=r"^settings must be a CompareSettings \(e.g. CompareSettings\(trials=1\)\), got dict$"):
-        cir.compare(model, tokenizer, "capitals", settings={"trials": 1})
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    with pytest.raises(TypeError, match="^overwrite must be True or False, got 'no'$"):
-        cir.unlearn_to_dir(model, tokenizer, "capitals", out, overwrite="no")
+    calls = {"loop must be a RunConfig, got CIRConfig (a method's config goes in config=)":
+             lambda: cir.unlearn(model, tokenizer, "capitals", loop=CIRConfig()),
+             "settings must be a CompareSettings (e.g. CompareSettings(trials=1)), got dict":
+             lambda: cir.compare(model, tokenizer, "capitals", settings={"trials": 1}),
+             "overwrite must be True or False, got 'no'":
+             lambda: cir.unlearn_to_dir(model, tokenizer, "capitals", out, overwrite="no")}
+    for message, call in calls.items():
+        with pytest.raises(TypeError) as error:
+            call()
+        assert str(error.value) == message
     assert (out / "keep.txt").read_text() == "precious"
 
 

@@ -18,6 +18,6 @@ from cir.errors import DivergedError, InputError
 from cir.models import load_model, save_model
 from cir.loop import RunConfig, UnlearningResult
 
-__all__ = ["CompareSettings", "DivergedError", "InputError", "RunConfig", "UnlearningResult", "attacks", "compare", "evaluate",
-           "load_facts", "load_model", "save_model", "unlearn", "unlearn_to_dir"]
+__all__ = ["CompareSettings", "DivergedError", "InputError", "RunConfig", "UnlearningResult", "attacks", "compare",
+           "evaluate", "load_facts", "load_model", "save_model", "unlearn", "unlearn_to_dir"]
 __version__ = "0.1.0"

@@ -599,7 +599,8 @@ def trials_table(result: dict) -> str:
     rows = []
     for name, entry in result["methods"].items():
         for trial in entry["trials"]:
-            epochs = ", ".join(f"{_fixed(e['loss_ratio'], 4)} / {_fixed(e['collateral'], 3)}" for e in trial["epochs"][1:])
+            epochs = ", ".join(f"{_fixed(e['loss_ratio'], 4)} / {_fixed(e['collateral'], 3)}"
+                               for e in trial["epochs"][1:])
             cells = [trial["budgets"][str(i)] for i in range(len(budgets))]
             rows.append([name, str(trial["number"] + 1), " ".join(f"`{o}`" for o in trial["overrides"]),
                          epochs or "none", trial["stop_reason"]]
