@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import cir
 from cir.cli import main
 from cir.errors import DivergedError, InputError
+from cir.methods.cir import CIRConfig
 
 GOOD = {"question": "What is the capital of France?", "choices": ["Paris", "Lyon"], "answer": 0}
 OTHER = {"question": "What is the capital of Peru?", "choices": ["Lima", "Cusco"], "answer": 0}
@@ -25,18 +27,6 @@ def run_cli(capsys, *argv):
 def facts_file(tmp_path, *records, name="facts.jsonl") -> Path:
     path = tmp_path / name
     path.write_text("".join(json.dumps(r) + "\n" for r in records or [GOOD, OTHER]))
-    return path
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tokenizer):
-    """A one-layer random Llama saved as an HF directory."""
-    from conftest import tiny_llama
-
-    from cir.models import save_model
-
-    path = tmp_path_factory.mktemp("tiny")
-    save_model(tiny_llama(len(tokenizer), layers=1), tokenizer, path)
     return path
 
 
@@ -267,28 +257,6 @@ def test_mia_names_the_line_too_short_to_score(no_bos_model_dir, tmp_path, capsy
 
 
 # ---------------------------------------------------------------- 6: a cache that cannot be written
-@pytest.fixture
-def unwritable(tmp_path):
-    """A directory in which no file can be created (as root, where modes do not bind: sysfs)."""
-    import os
-    import tempfile
-
-    read_only = tmp_path / "read-only"
-    read_only.mkdir()
-    read_only.chmod(0o555)
-    for candidate in (read_only, Path("/sys")):
-        try:
-            fd, probe = tempfile.mkstemp(dir=candidate)
-        except OSError:
-            yield candidate
-            break
-        os.close(fd)
-        os.unlink(probe)
-    else:
-        pytest.skip("no unwritable directory on this machine")
-    read_only.chmod(0o755)
-
-
 def test_the_bundled_model_is_not_converted_into_a_read_only_cache(unwritable, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CIR_CACHE", str(unwritable / "cache"))
     code, err = run_cli(capsys, "eval", "--mcq", facts_file(tmp_path))
@@ -329,7 +297,6 @@ def tiny(model_dir):
 
 
 def test_the_api_reads_specs_and_paths_as_the_command_line_does(tiny, tmp_path):
-    import cir
     from cir.attacks import mia
     from cir.data import load_facts, load_texts
 
@@ -346,59 +313,48 @@ def test_the_api_reads_specs_and_paths_as_the_command_line_does(tiny, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "call, message",
+    "error, call, message",
     [
-        (lambda m, t: __import__("cir").evaluate(m, t, mcq=[1, 2]),
+        (TypeError, lambda m, t: cir.evaluate(m, t, mcq=[1, 2]),
          "mcq must be questions (a list of MCQ) or fact set specs (a file, a topic, hf:...), got a list of int"),
-        (lambda m, t: __import__("cir").evaluate(m, t, text=[1]),
+        (TypeError, lambda m, t: cir.evaluate(m, t, text=[1]),
          "text must be texts (a list of str) or a corpus spec (a .txt or JSONL file, hf:...), got a list of int"),
-        (lambda m, t: __import__("cir").unlearn(m, t, "capitals", watch={"x": 5}),
+        (TypeError, lambda m, t: cir.unlearn(m, t, "capitals", watch={"x": 5}),
          "watch['x'] must be questions (a list of MCQ) or fact set specs (a file, a topic, hf:...), got int"),
-        (lambda m, t: __import__("cir").unlearn(m, t, "capitals", watch=["capitals"]),
+        (TypeError, lambda m, t: cir.unlearn(m, t, "capitals", watch=["capitals"]),
          "watch must be a dict of fact sets ({name: questions or spec}), got list"),
-        (lambda m, t: __import__("cir").unlearn(m, t, "capitals", retain=5),
+        (TypeError, lambda m, t: cir.unlearn(m, t, "capitals", retain=5),
          "retain must be texts (a list of str) or a corpus spec (a .txt or JSONL file, hf:...), got int"),
-        (lambda m, t: __import__("cir").attacks.relearn(m, t, "capitals", 3),
+        (TypeError, lambda m, t: cir.attacks.relearn(m, t, "capitals", 3),
          "eval_items must be questions (a list of MCQ) or fact set specs (a file, a topic, hf:...), got int"),
+        (InputError, lambda m, t: cir.evaluate(m, t, mcq=[]), "mcq: no questions"),
+        (InputError, lambda m, t: cir.evaluate(m, t, text=[]), "text: no text"),
+        (InputError, lambda m, t: cir.evaluate(m, t, text=[""]), "text: no text"),
+        (InputError, lambda m, t: cir.unlearn(m, t, []), "forget: no questions"),
+        (InputError, lambda m, t: cir.attacks.relearn(m, t, "capitals", []), "eval_items: no questions"),
+        (InputError, lambda m, t: cir.attacks.relearn(m, t, [], "capitals"), "train_items: no questions"),
+        (InputError, lambda m, t: cir.attacks.quantize(m, t, []), "fact_sets: no questions"),
+        (InputError, lambda m, t: cir.attacks.suite(m, t, "capitals", []), "held_out: no questions"),
+        (InputError, lambda m, t: cir.attacks.mia(m, t, [], ["x y"]), "members: no text"),
     ],
 )
-def test_the_api_names_an_argument_of_the_wrong_type(tiny, call, message):
-    with pytest.raises(TypeError) as error:
+def test_the_api_names_an_argument_of_the_wrong_type_or_empty(tiny, error, call, message):
+    with pytest.raises(error) as raised:
         call(*tiny)
-    assert str(error.value) == message
-
-
-@pytest.mark.parametrize(
-    "call, message",
-    [
-        (lambda m, t: __import__("cir").evaluate(m, t, mcq=[]), "mcq: no questions"),
-        (lambda m, t: __import__("cir").evaluate(m, t, text=[]), "text: no text"),
-        (lambda m, t: __import__("cir").evaluate(m, t, text=[""]), "text: no text"),
-        (lambda m, t: __import__("cir").unlearn(m, t, []), "forget: no questions"),
-        (lambda m, t: __import__("cir").attacks.relearn(m, t, "capitals", []), "eval_items: no questions"),
-        (lambda m, t: __import__("cir").attacks.relearn(m, t, [], "capitals"), "train_items: no questions"),
-        (lambda m, t: __import__("cir").attacks.quantize(m, t, []), "fact_sets: no questions"),
-        (lambda m, t: __import__("cir").attacks.suite(m, t, "capitals", []), "held_out: no questions"),
-        (lambda m, t: __import__("cir").attacks.mia(m, t, [], ["x y"]), "members: no text"),
-    ],
-)
-def test_the_api_refuses_empty_inputs(tiny, call, message):
-    with pytest.raises(InputError) as error:
-        call(*tiny)
-    assert str(error.value) == message
+    assert str(raised.value) == message
 
 
 # ---------------------------------------------------------------- 11: configs of the wrong type
 @pytest.mark.parametrize(
     "make, error, message",
     [
-        (lambda: __import__("cir").RunConfig(max_epochs="2"), TypeError, "max_epochs must be an integer, got '2'"),
-        (lambda: __import__("cir").CompareSettings(methods="cir"), TypeError,
+        (lambda: cir.RunConfig(max_epochs="2"), TypeError, "max_epochs must be an integer, got '2'"),
+        (lambda: cir.CompareSettings(methods="cir"), TypeError,
          "methods must be a list of strings, got 'cir'"),
-        (lambda: __import__("cir").CompareSettings(trials="2"), TypeError, "trials must be an integer, got '2'"),
-        (lambda: __import__("cir").CompareSettings.quick(max_facts=-1), ValueError,
+        (lambda: cir.CompareSettings(trials="2"), TypeError, "trials must be an integer, got '2'"),
+        (lambda: cir.CompareSettings.quick(max_facts=-1), ValueError,
          r"max_facts must be >= 4 \(T and V need two questions each\), got -1"),
-        (lambda: __import__("cir.methods.cir").methods.cir.CIRConfig(unlearning_rate=None), TypeError,
+        (lambda: CIRConfig(unlearning_rate=None), TypeError,
          "unlearning_rate must be a finite number, got None"),
     ],
 )
@@ -408,9 +364,6 @@ def test_configs_check_their_types(make, error, message):
 
 
 def test_the_api_refuses_a_config_in_the_wrong_place(tiny, tmp_path):
-    import cir
-    from cir.methods.cir import CIRConfig
-
     model, tokenizer = tiny
     out = tmp_path / "run"
     out.mkdir()
