@@ -31,9 +31,9 @@ def _specs(facts: Facts) -> list[str]:
 
 
 def evaluate(model, tokenizer, mcq=None, text=None, *, probes: bool = False, fmt: str = "cloze", base=None) -> dict:
-    """What `model` knows: accuracy on each fact set of `mcq` ({name: questions}, or one list)
+    """What `model` knows: accuracy on each fact set of `mcq` ({name: questions or spec}, or one set)
     under the prompt format `fmt` (cloze, letters, answer_only), with `probes` also in every
-    held-out probe and the worst; loss on each corpus of `text` ({name: texts}, or one list),
+    held-out probe and the worst; loss on each corpus of `text` ({name: texts or spec}, or one),
     and with `base` (a reference model) KL(base || model). The same object as `cir eval --json`."""
     result = {"format": fmt, "mcq": {}, "text": {}}
     for name, items in given.named(mcq, "mcq", given.questions).items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from cir.commands.options import add_model_options, add_options, load
 from cir.errors import InputError
 from cir.outputs import to_json
