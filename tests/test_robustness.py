@@ -30,7 +30,7 @@ def facts_file(tmp_path, *records, name="facts.jsonl") -> Path:
     return path
 
 
-# ---------------------------------------------------------------- 1: two writers of one output directory
+# ---------------------------------------------------------------- two writers of one output directory
 def _kept_beside(out: Path) -> Path:
     (kept,) = [p for p in out.parent.iterdir() if p.name.startswith(f"{out.name}.partial-")]
     return kept
@@ -89,7 +89,7 @@ def test_teach_refuses_an_out_written_while_it_trained(model_dir, tmp_path, monk
     assert (out / "config.json").read_text() == "{}" and (kept / "model.safetensors").is_file()
 
 
-# ---------------------------------------------------------------- 2 and 4: training that diverges, bad schedules
+# ---------------------------------------------------------------- training that diverges, bad schedules
 def test_teach_with_a_huge_learning_rate_stops_and_writes_nothing(model_dir, tmp_path, capsys):
     out = tmp_path / "taught"
     code, err = run_cli(capsys, "teach", "--model", model_dir, "--facts", facts_file(tmp_path), "--epochs", "3",
@@ -152,7 +152,7 @@ def test_the_api_checks_epochs_and_learning_rates(model_dir, people, epochs, lr,
         relearn(model, tokenizer, people[:5], people[5:10], epochs=epochs, lr=lr)
 
 
-# ---------------------------------------------------------------- 3: JSON with null, never a bare NaN
+# ---------------------------------------------------------------- JSON with null, never a bare NaN
 def test_json_is_written_with_null_for_non_finite_numbers(tmp_path):
     from cir.outputs import to_json, write_json
 
@@ -172,7 +172,7 @@ def test_metrics_with_null_are_read_back(tmp_path, capsys):
     assert report["runs"][0]["metrics"][1]["disruption"] is None
 
 
-# ---------------------------------------------------------------- 7: a corrupt compare journal
+# ---------------------------------------------------------------- a corrupt compare journal
 def _journal(tmp_path, lines: list[bytes]) -> Path:
     path = tmp_path / "journal.jsonl"
     path.write_bytes(b"".join(line + b"\n" for line in lines))
@@ -225,7 +225,7 @@ def test_compare_refuses_a_corrupt_journal_before_loading(tmp_path, capsys):
     assert code == 2 and err == f"cir: error: {journal}:2: not a journal record (use --overwrite to start over)"
 
 
-# ---------------------------------------------------------------- 5: texts too short to score
+# ---------------------------------------------------------------- texts too short to score
 @pytest.fixture(scope="module")
 def no_bos_model_dir(model_dir, tmp_path_factory):
     """The tiny model with a tokenizer that adds no BOS token (as SmolLM2's): a one-token line
@@ -256,7 +256,7 @@ def test_mia_names_the_line_too_short_to_score(no_bos_model_dir, tmp_path, capsy
     assert err == f"cir: error: {members}:3: text too short to score: 'b' (a score needs at least 2 tokens)"
 
 
-# ---------------------------------------------------------------- 6: a cache that cannot be written
+# ---------------------------------------------------------------- a cache that cannot be written
 def test_the_bundled_model_is_not_converted_into_a_read_only_cache(unwritable, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CIR_CACHE", str(unwritable / "cache"))
     code, err = run_cli(capsys, "eval", "--mcq", facts_file(tmp_path))
@@ -275,7 +275,7 @@ def test_general_text_is_sampled_without_a_writable_cache(model_dir, unwritable,
     assert len(texts) == 83 and not (unwritable / "cache").exists()
 
 
-# ---------------------------------------------------------------- 8: line separators inside a document
+# ---------------------------------------------------------------- line separators inside a document
 def test_unicode_line_separators_stay_inside_a_document(tmp_path):
     from cir.data import load_mcq, load_texts
 
@@ -288,7 +288,7 @@ def test_unicode_line_separators_stay_inside_a_document(tmp_path):
     assert load_texts(corpus) == ["one\u2028document", "another\u0085one"]
 
 
-# ---------------------------------------------------------------- 9 and 10: what the API takes
+# ---------------------------------------------------------------- what the API takes
 @pytest.fixture
 def tiny(model_dir):
     from cir.models import load_model
@@ -344,7 +344,7 @@ def test_the_api_names_an_argument_of_the_wrong_type_or_empty(tiny, error, call,
     assert str(raised.value) == message
 
 
-# ---------------------------------------------------------------- 11: configs of the wrong type
+# ---------------------------------------------------------------- configs of the wrong type
 @pytest.mark.parametrize(
     "make, error, message",
     [
@@ -381,7 +381,7 @@ def test_the_api_refuses_a_config_in_the_wrong_place(tiny, tmp_path):
     assert (out / "keep.txt").read_text() == "precious"
 
 
-# ---------------------------------------------------------------- 12: a backend this machine cannot run
+# ---------------------------------------------------------------- a backend this machine cannot run
 @pytest.mark.skipif(torch.cuda.is_available(), reason="bitsandbytes runs here")
 def test_quantize_with_bnb_without_cuda_is_refused_before_loading(tmp_path, capsys):
     code, err = run_cli(capsys, "attack", "quantize", "--model", "no-such-model", "--bits", "4", "--backend", "bnb",
@@ -389,7 +389,7 @@ def test_quantize_with_bnb_without_cuda_is_refused_before_loading(tmp_path, caps
     assert code == 2 and err == "cir: error: --backend bnb needs a CUDA device (use rtn on CPU)"
 
 
-# ---------------------------------------------------------------- 13: smaller cases
+# ---------------------------------------------------------------- fact sets: empty specs, repeats, statements, look-alikes
 def test_an_empty_forget_spec(tmp_path, capsys):
     code, err = run_cli(capsys, "unlearn", "--forget", "", "--out", tmp_path / "run")
     assert code == 2 and err == ("cir: error: empty fact set spec: expected a JSONL file, builtin:TOPIC, a topic name "
