@@ -8,6 +8,8 @@ on N threads instead of one. `bin/test-matrix` runs the fast tier over several o
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -73,6 +75,16 @@ def tiny_gpt2(vocab_size: int, seed: int = 0, layers: int = 4):
     return GPT2LMHeadModel(config).eval()
 
 
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, tokenizer):
+    """A one-layer random Llama with a context of 256 tokens, saved as an HF directory."""
+    from cir.models import save_model
+
+    path = tmp_path_factory.mktemp("tiny")
+    save_model(tiny_llama(len(tokenizer), layers=1), tokenizer, path)
+    return path
+
+
 @pytest.fixture
 def llama(tokenizer):
     return tiny_llama(len(tokenizer))
@@ -126,3 +138,22 @@ def taught(taught_dir):
     from cir.models import load_model
 
     return load_model(str(taught_dir))
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A directory in which no file can be created (as root, where modes do not bind: sysfs)."""
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    for candidate in (read_only, Path("/sys")):
+        try:
+            fd, probe = tempfile.mkstemp(dir=candidate)
+        except OSError:
+            yield candidate
+            break
+        os.close(fd)
+        os.unlink(probe)
+    else:
+        pytest.skip("no unwritable directory on this machine")
+    read_only.chmod(0o755)

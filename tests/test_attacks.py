@@ -179,7 +179,8 @@ def test_attack_commands_print_json(taught_dir, fact_files, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["attack", "relearn", "--train", "{train}", "--eval", "{missing}"], "no such file"),
-    (["attack", "relearn", "--train", "{train}", "--eval", "{eval}", "--epochs", "0"], "--epochs must be > 0"),
+    (["attack", "relearn", "--train", "{train}", "--eval", "{eval}", "--epochs", "0"],
+     "--epochs must be an integer >= 1, got 0"),
     (["attack", "quantize", "--bits", "4", "--group-size", "0", "--mcq", "{eval}"], "--group-size must be > 0"),
     (["attack", "quantize", "--bits", "8", "--mcq", "{eval}", "--record", "{missing}"], "--record expects"),
     (["mia", "--members", "{missing}", "--nonmembers", "{eval}"], "no such file"),

@@ -90,14 +90,18 @@ def _journal(out):
     return [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
 
 
+def _refuse(constant):
+    raise AssertionError(f"bare {constant} in compare.json")
+
+
 def test_compare_continues_an_interrupted_comparison(taught_dir, inputs, tmp_path, monkeypatch):
     from cir.comparison import Comparison
 
     monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "cmp"
-    args = compare_args(taught_dir, inputs, out, "--methods", "gradient_ascent")
+    args = compare_args(taught_dir, inputs, out, "--methods", "gradient_ascent", "--seeds", "1")
     assert main(args) == 0
-    whole = json.loads((out / "compare.json").read_text())
+    whole = json.loads((out / "compare.json").read_text(), parse_constant=_refuse)  # one seed: no interval
     lines = (out / "journal.jsonl").read_text().splitlines()
     first = [i for i, line in enumerate(lines) if json.loads(line)["kind"] == "trial"][0]
     # interrupted after the first trial, in the middle of writing the next record
@@ -109,7 +113,8 @@ def test_compare_continues_an_interrupted_comparison(taught_dir, inputs, tmp_pat
                         runs.append((method, seed)) or original(self, method, options, seed, *rest, **kw))
     assert main(args) == 0
     assert runs and ("gradient_ascent", 0) in runs and len([r for r in runs if r[1] == 0]) == 1  # trial 1 not rerun
-    again = json.loads((out / "compare.json").read_text())
+    again = json.loads((out / "compare.json").read_text(), parse_constant=_refuse)
+    assert again["methods"]["gradient_ascent"]["budgets"][0]["summary"]["V_before"][1] is None
     for cell, cell_again in zip(whole["methods"]["gradient_ascent"]["budgets"], again["methods"]["gradient_ascent"]["budgets"]):
         assert cell["best"] == cell_again["best"]
         for run, run_again in zip(cell["runs"], cell_again["runs"]):

@@ -59,9 +59,9 @@ def test_bad_mcq_file(tmp_path, capsys, lines, message):
 def test_probes_and_statement_load(tmp_path):
     from cir.data import load_mcq
 
-    record = GOOD | {"probes": ["Which city is France's capital?"], "statement": "Paris is the capital of France."}
+    record = GOOD | {"probes": ["Which city is France's capital?"], "statement": "The capital of France is"}
     (item,) = load_mcq(write(tmp_path / "facts.jsonl", [json.dumps(record)]))
-    assert item.probes == ("Which city is France's capital?",) and item.statement == "Paris is the capital of France."
+    assert item.probes == ("Which city is France's capital?",) and item.statement == "The capital of France is"
 
 
 def test_letters_format_refuses_more_than_26_choices(tmp_path, capsys):

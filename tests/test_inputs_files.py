@@ -33,18 +33,6 @@ def facts_file(tmp_path, *records) -> Path:
 
 
 # ---------------------------------------------------------------- model directories
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tokenizer):
-    """A one-layer random Llama with a context of 256 tokens, saved as an HF directory."""
-    from conftest import tiny_llama
-
-    from cir.models import save_model
-
-    path = tmp_path_factory.mktemp("tiny")
-    save_model(tiny_llama(len(tokenizer), layers=1), tokenizer, path)
-    return path
-
-
 @pytest.fixture
 def broken_model(model_dir, tmp_path):
     """A copy of the tiny model directory without its weights, for a test to break."""
@@ -178,25 +166,6 @@ def test_report_bad_metrics(tmp_path, capsys, rows, message):
 
 
 # ---------------------------------------------------------------- output paths
-@pytest.fixture
-def unwritable(tmp_path):
-    """A directory in which no file can be created (as root, where modes do not bind: sysfs)."""
-    read_only = tmp_path / "read-only"
-    read_only.mkdir()
-    read_only.chmod(0o555)
-    for candidate in (read_only, Path("/sys")):
-        try:
-            fd, probe = tempfile.mkstemp(dir=candidate)
-        except OSError:
-            yield candidate
-            break
-        os.close(fd)
-        os.unlink(probe)
-    else:
-        pytest.skip("no unwritable directory on this machine")
-    read_only.chmod(0o755)
-
-
 def test_unwritable_out_is_refused_before_loading(tmp_path, unwritable, capsys):
     code, err = run_cli(capsys, "unlearn", "--model", "no-such-model", "--forget", facts_file(tmp_path),
                         "--out", unwritable / "run")

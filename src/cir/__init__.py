@@ -14,10 +14,10 @@ from cir import attacks
 from cir.api import compare, evaluate, unlearn, unlearn_to_dir
 from cir.comparison import CompareSettings
 from cir.data import load_facts
-from cir.errors import InputError
+from cir.errors import DivergedError, InputError
 from cir.models import load_model, save_model
 from cir.loop import RunConfig, UnlearningResult
 
-__all__ = ["CompareSettings", "InputError", "RunConfig", "UnlearningResult", "attacks", "compare", "evaluate",
-           "load_facts", "load_model", "save_model", "unlearn", "unlearn_to_dir"]
+__all__ = ["CompareSettings", "DivergedError", "InputError", "RunConfig", "UnlearningResult", "attacks", "compare",
+           "evaluate", "load_facts", "load_model", "save_model", "unlearn", "unlearn_to_dir"]
 __version__ = "0.1.0"

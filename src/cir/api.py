@@ -9,43 +9,40 @@ questions (cir.load_facts) or as specs. Options are typed: the method's config d
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cir import distributed
 from cir.attacks.probes import evaluate_battery
 from cir.comparison import CompareSettings, Comparison, Evaluation, Journal, journal_header
-from cir.data import MCQ, load_facts, topic_sets
-from cir.evaluation import evaluate_mcq, named_sets, text_kl, text_loss
+from cir.data import MCQ, given, topic_sets
+from cir.evaluation import evaluate_mcq, text_kl, text_loss
 from cir.runs import run_directory, save_weights, write_run
 from cir.loop import RunConfig, UnlearningResult, general_text_split, make_configs, run_unlearning, \
     watched_retain_sets
 
-Facts = Sequence[MCQ] | str | Sequence[str]  # questions, or fact set specs (a file, a topic, hf:...)
-
-
-def _questions(facts: Facts) -> list[MCQ]:
-    return load_facts(facts) if isinstance(facts, str) or all(isinstance(f, str) for f in facts) else list(facts)
+Facts = Sequence[MCQ] | str | Path | Sequence[str | Path]  # questions, or fact set specs (a file, a topic, hf:...)
+Texts = Sequence[str] | str | Path  # documents, or a corpus spec (a .txt or JSONL file, hf:...)
 
 
 def _specs(facts: Facts) -> list[str]:
     """The specs `facts` were given as ([] for questions): run directories name them."""
-    return [facts] if isinstance(facts, str) else [f for f in facts if isinstance(f, str)]
+    return [str(facts)] if given.is_spec(facts) else [str(f) for f in facts if given.is_spec(f)]
 
 
 def evaluate(model, tokenizer, mcq=None, text=None, *, probes: bool = False, fmt: str = "cloze", base=None) -> dict:
-    """What `model` knows: accuracy on each fact set of `mcq` ({name: questions}, or one list)
+    """What `model` knows: accuracy on each fact set of `mcq` ({name: questions or spec}, or one set)
     under the prompt format `fmt` (cloze, letters, answer_only), with `probes` also in every
-    held-out probe and the worst; loss on each corpus of `text` ({name: texts}, or one list),
+    held-out probe and the worst; loss on each corpus of `text` ({name: texts or spec}, or one),
     and with `base` (a reference model) KL(base || model). The same object as `cir eval --json`."""
     result = {"format": fmt, "mcq": {}, "text": {}}
-    for name, items in named_sets(mcq, "mcq").items():
+    for name, items in given.named(mcq, "mcq", given.questions).items():
         start = time.perf_counter()
         entry = evaluate_mcq(model, tokenizer, items, fmt).to_json() | {"seconds": round(time.perf_counter() - start, 2)}
         if probes:
             entry["probes"] = evaluate_battery(model, tokenizer, items).to_json()
         result["mcq"][name] = entry
-    for name, texts in named_sets(text, "text").items():
+    for name, texts in given.named(text, "text", given.texts).items():
         entry = {"loss": text_loss(model, tokenizer, texts), "n": len(texts)}
         if base is not None:
             entry["base_loss"] = text_loss(base, tokenizer, texts)
@@ -54,8 +51,8 @@ def evaluate(model, tokenizer, mcq=None, text=None, *, probes: bool = False, fmt
     return result
 
 
-def unlearn(model, tokenizer, forget: Facts, *, method: str | None = None, retain: list[str] | None = None,
-            heldout: list[str] | None = None, watch: dict[str, list[MCQ]] | None = None, config=None,
+def unlearn(model, tokenizer, forget: Facts, *, method: str | None = None, retain: Texts | None = None,
+            heldout: Texts | None = None, watch: dict[str, Facts] | None = None, config=None,
             loop: RunConfig | None = None, progress: bool = True, **options) -> UnlearningResult:
     """Make `model` forget the facts `forget`, **in place** (copy.deepcopy it first to keep the
     original): epochs of `method` (default cir) until a budget is passed, then back to the last
@@ -70,15 +67,16 @@ def unlearn(model, tokenizer, forget: Facts, *, method: str | None = None, retai
     options: single options by name, a loop option or the method's (`max_epochs=2`)
     """
     run, method_config = make_configs(method, config, options, loop=loop)
-    forget = _questions(forget)
+    forget = given.questions(forget, "forget")
+    watched = _watched(forget, watch)
     retain, heldout = _general_text(model, tokenizer, retain, heldout)
     return run_unlearning(model, tokenizer, forget, retain, heldout, run, method_config, progress=progress,
-                          retain_sets=_watched(forget, watch))
+                          retain_sets=watched)
 
 
 def unlearn_to_dir(model, tokenizer, forget: Facts, out: str | Path, *, overwrite: bool = False,
-                   method: str | None = None, retain: list[str] | None = None, heldout: list[str] | None = None,
-                   watch: dict[str, list[MCQ]] | None = None, config=None, loop: RunConfig | None = None,
+                   method: str | None = None, retain: Texts | None = None, heldout: Texts | None = None,
+                   watch: dict[str, Facts] | None = None, config=None, loop: RunConfig | None = None,
                    progress: bool = True, shard: bool = False, sources: dict | None = None,
                    **options) -> UnlearningResult:
     """`unlearn`, writing the run directory `out`: the unlearned model (loadable by
@@ -88,7 +86,8 @@ def unlearn_to_dir(model, tokenizer, forget: Facts, out: str | Path, *, overwrit
     the weights are sharded with FSDP after the general text is sampled) and the main process
     writes."""
     run, method_config = make_configs(method, config, options, loop=loop)
-    questions = _questions(forget)
+    overwrite = _flag(overwrite, "overwrite")
+    questions = given.questions(forget, "forget")
     watched = _watched(questions, watch)
     with distributed.main_first():  # the main process samples (and caches) the general text
         retain_texts, heldout_texts = _general_text(model, tokenizer, retain, heldout)
@@ -109,8 +108,8 @@ def unlearn_to_dir(model, tokenizer, forget: Facts, out: str | Path, *, overwrit
 
 def compare(model, tokenizer, forget: Facts | None = None, *, benchmark: str | None = None,
             benchmark_options: dict | None = None, settings: CompareSettings | None = None,
-            topics: dict[str, list[MCQ]] | None = None, retain: list[str] | None = None,
-            heldout: list[str] | None = None, progress: bool = True, journal: str | Path | None = None) -> dict:
+            topics: dict[str, Facts] | None = None, retain: Texts | None = None,
+            heldout: Texts | None = None, progress: bool = True, journal: str | Path | None = None) -> dict:
     """Compare methods on `forget`, or on a named benchmark's forget set (cir.benchmarks:
     capitals, subjects, taught; `benchmark_options` go to its maker), at every budget of
     `settings`, each tuned (optuna) to forget what survives the relearning attack, judged on seeds
@@ -120,7 +119,10 @@ def compare(model, tokenizer, forget: Facts | None = None, *, benchmark: str | N
     attack's residual over it. `journal`: a file that records every finished run; given again,
     the comparison continues from it. `model` ends with its original weights. The same object as
     compare.json."""
-    settings = settings or CompareSettings()
+    settings = CompareSettings() if settings is None else settings
+    if not isinstance(settings, CompareSettings):
+        raise TypeError(f"settings must be a CompareSettings (e.g. CompareSettings(trials=1)), got "
+                        f"{type(settings).__name__}")
     never_taught = None
     if benchmark is not None:
         from cir.benchmarks import make_setting
@@ -131,9 +133,9 @@ def compare(model, tokenizer, forget: Facts | None = None, *, benchmark: str | N
         topics = setting.topics if topics is None else topics
     if forget is None:
         raise TypeError("compare needs the facts to forget (forget=) or a benchmark (benchmark=)")
-    questions = settings.forget_questions(_questions(forget))
+    questions = settings.forget_questions(given.questions(forget, "forget"))
+    topics = topic_sets(excluding=questions) if topics is None else given.named(topics, "topics", given.questions)
     retain, heldout = _general_text(model, tokenizer, retain, heldout)
-    topics = topic_sets(excluding=questions) if topics is None else topics
     topics = {name: items[: settings.topic_questions] for name, items in topics.items()}
     evaluation = Evaluation(questions, watched_retain_sets(questions, topics, half=0),
                             watched_retain_sets(questions, topics, half=1), retain, heldout)
@@ -143,14 +145,24 @@ def compare(model, tokenizer, forget: Facts | None = None, *, benchmark: str | N
     return result | ({"benchmark": benchmark} if benchmark else {})
 
 
-def _general_text(model, tokenizer, retain: list[str] | None, heldout: list[str] | None):
+def _general_text(model, tokenizer, retain: Texts | None, heldout: Texts | None):
     """(retain, held-out) general text: each given one, else its half of the model's samples."""
+    retain, heldout = given.optional_texts(retain, "retain"), given.optional_texts(heldout, "heldout")
     if retain and heldout:
         return retain, heldout
     sampled_retain, sampled_heldout = general_text_split(model, tokenizer)
     return retain or sampled_retain, heldout or sampled_heldout
 
 
-def _watched(forget: list[MCQ], watch: dict[str, list[MCQ]] | None) -> dict[str, list[MCQ]]:
-    sets = topic_sets(excluding=forget) if watch is None else watch
+def _watched(forget: list[MCQ], watch: dict[str, Facts] | None) -> dict[str, list[MCQ]]:
+    if watch is not None and not isinstance(watch, Mapping):
+        raise TypeError(f"watch must be a dict of fact sets ({{name: questions or spec}}), got {type(watch).__name__}")
+    sets = topic_sets(excluding=forget) if watch is None else given.named(watch, "watch", given.questions)
     return watched_retain_sets(forget, sets, half=0)
+
+
+def _flag(value, name: str) -> bool:
+    """A true-or-false argument: anything else (a string "no" is true) is a TypeError."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value

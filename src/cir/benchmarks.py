@@ -156,6 +156,7 @@ def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True) -
     model's fingerprint, so a second call loads them instead of teaching again."""
     from cir.data.general import fingerprint
     from cir.models import cache_dir, load_model, save_model
+    from cir.outputs import write_json
 
     target = cache_dir() / "taught" / f"{fingerprint(model)}-{recipe.key()}"
     record_path = target / "teach.json"
@@ -166,7 +167,7 @@ def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True) -
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
             save_model(student, tokenizer, staging)
-            (staging / "teach.json").write_text(json.dumps(record, indent=2))
+            write_json(staging / "teach.json", record)
             try:
                 staging.rename(target)  # atomic: a crash leaves no half-written cache
             except OSError:

@@ -35,9 +35,11 @@ from cir.attacks.suite import AttackConfig, accuracies, suite, worst_probe
 from cir.data.mcq import MCQ
 from cir.errors import InputError
 from cir.evaluation import evaluate_mcq
+from cir.fields import check_fields
 from cir.loop import make_configs, run_unlearning
 from cir.methods import get_method, method_names
 from cir.models import restore, snapshot
+from cir.outputs import to_json
 from cir.report import markdown_table
 
 DEFAULT_METHODS = ("cir", "repselect", "npo", "simnpo", "rmu", "circuit_breakers", "gradient_difference")
@@ -67,9 +69,7 @@ class CompareSettings:
     attacks: AttackConfig = field(default_factory=lambda: AttackConfig(relearn_epochs=2))  # seed k set per run
 
     def __post_init__(self):
-        self.methods = tuple(self.methods)
-        self.budgets = tuple(float(b) for b in self.budgets)
-        self.collateral = tuple(float(c) for c in self.collateral)
+        check_fields(self)
         unknown = [m for m in self.methods if m not in method_names()]
         if unknown or not self.methods:
             raise ValueError(f"methods has unknown method(s) {', '.join(unknown) or '(none given)'} "
@@ -79,6 +79,8 @@ class CompareSettings:
         for name in ("trials", "seeds", "max_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.max_facts is not None and self.max_facts < 4:
+            raise ValueError(f"max_facts must be >= 4 (T and V need two questions each), got {self.max_facts}")
         if self.topic_questions is not None and self.topic_questions < 2:
             raise ValueError("topic_questions must be >= 2 (a half watched, a half reported)")
         if not self.budgets or any(not 0 < b < 10 for b in self.budgets) or list(self.budgets) != sorted(set(self.budgets)):
@@ -193,14 +195,8 @@ class Journal:
     def __init__(self, path: Path, header: dict):
         self.path, self.records = Path(path), []
         if self.path.exists():
-            lines = self.path.read_text().splitlines()
-            parsed = []
-            for line in lines:
-                try:
-                    parsed.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break  # cut short: it and anything after it are done again
-            if not parsed or parsed[0] != header:
+            parsed = read_journal(self.path)
+            if parsed[0] != header:
                 raise InputError("holds a comparison with other settings, questions or model (use --overwrite to "
                                  "start over)", path=str(self.path))
             self.records = parsed[1:]
@@ -210,18 +206,58 @@ class Journal:
 
     def _rewrite(self, records: list[dict]) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+        tmp.write_text("".join(to_json(r) + "\n" for r in records))
         os.replace(tmp, self.path)
 
     def add(self, record: dict) -> None:
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(to_json(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
         self.records.append(record)
 
     def find(self, **keys) -> dict | None:
         return next((r for r in self.records if all(r.get(k) == v for k, v in keys.items())), None)
+
+
+# the fields of each kind of journal record
+RECORD_FIELDS = {
+    "header": ("settings", "model", "inputs"),
+    "trial": ("method", "number", "params", "options", "overrides", "stop_reason", "epochs", "budgets", "seconds"),
+    "final": ("method", "number", "seed", "stop_reason", "epochs", "budgets", "seconds"),
+    "before": ("seed", "V_before", "V_worst_before", "topics"),
+    "original": ("seed", "quantize", "row"),
+}
+
+
+def _is_record(record, kind: str | None) -> bool:
+    """Whether `record` is a journal record (of `kind`, when given; a header only first)."""
+    if not isinstance(record, dict) or record.get("kind") not in RECORD_FIELDS:
+        return False
+    if (kind or record["kind"]) != record["kind"] or (kind is None and record["kind"] == "header"):
+        return False
+    return all(name in record for name in RECORD_FIELDS[record["kind"]])
+
+
+def read_journal(path: Path) -> list[dict]:
+    """A journal's records, up to a line cut short (it and anything after it are done again); a
+    line that is not a record of a journal, or a journal without its header, is refused."""
+    parsed = []
+    for number, raw in enumerate(Path(path).read_bytes().split(b"\n"), start=1):
+        if not raw.strip() and number > 1:
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            record = None
+        except json.JSONDecodeError:
+            if number > 1:
+                break
+            record = None
+        if not _is_record(record, "header" if number == 1 else None):
+            raise InputError("not a journal record (use --overwrite to start over)", path=str(path), line=number)
+        parsed.append(record)
+    return parsed
 
 
 def journal_header(model, settings: CompareSettings, evaluation: Evaluation) -> dict:
@@ -233,7 +269,7 @@ def journal_header(model, settings: CompareSettings, evaluation: Evaluation) -> 
                                        + [evaluation.retain_texts, evaluation.heldout_texts]).encode()).hexdigest()
     header = {"kind": "header", "settings": dataclasses.asdict(settings),
               "model": str(getattr(model.config, "name_or_path", "")), "inputs": digest[:16]}
-    return json.loads(json.dumps(header))
+    return json.loads(to_json(header))
 
 
 class _Memory:
@@ -527,6 +563,11 @@ def _cell(value, digits: int = 3, sign: bool = False) -> str:
     return text if math.isnan(half) else f"{text} ± {half:.{digits}f}"
 
 
+def _fixed(value: float | None, digits: int) -> str:
+    """A number as the tables show it; None (a NaN, as a journal read back gives it) as nan."""
+    return "nan" if value is None else f"{value:.{digits}f}"
+
+
 def budget_table(result: dict, index: int) -> str:
     header = ["method", "V before", "V after unlearning", "V after relearning",
               f"V after {result['settings']['attacks']['quantize_bits']}-bit", "V worst probe after relearning",
@@ -592,7 +633,8 @@ def trials_table(result: dict) -> str:
     rows = []
     for name, entry in result["methods"].items():
         for trial in entry["trials"]:
-            epochs = ", ".join(f"{e['loss_ratio']:.4f} / {e['collateral']:.3f}" for e in trial["epochs"][1:])
+            epochs = ", ".join(f"{_fixed(e['loss_ratio'], 4)} / {_fixed(e['collateral'], 3)}"
+                               for e in trial["epochs"][1:])
             cells = [trial["budgets"][str(i)] for i in range(len(budgets))]
             rows.append([name, str(trial["number"] + 1), " ".join(f"`{o}`" for o in trial["overrides"]),
                          epochs or "none", trial["stop_reason"]]
@@ -661,9 +703,9 @@ def plot(result: dict, out: Path) -> list[str]:
 
 
 def write(result: dict, out: Path, command: str) -> None:
-    from cir.outputs import write_file
+    from cir.outputs import write_file, write_json
 
-    write_file(out / "compare.json", json.dumps(result | {"command": command}, indent=2))
+    write_json(out / "compare.json", result | {"command": command})
     plots = plot(result, out)
     text = ["# Methods compared at every budget", "", "```", command, "```", "", markdown(result), ""]
     text += [f"![{p}]({p})" for p in plots]

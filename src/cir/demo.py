@@ -10,7 +10,6 @@ collateral damage.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from cir.attacks.suite import AttackConfig, measure, suite
 from cir.benchmarks import Setting, check_benchmark, make_setting, topic_setting
 from cir.data import builtin_topics
 from cir.errors import InputError
+from cir.outputs import write_json
 from cir.report import markdown_table
 from cir.loop import UnlearningResult
 
@@ -149,5 +149,4 @@ def demo_table(settings: DemoSettings, rows: dict[str, dict], result: Unlearning
 
 def write_demo(out: Path, settings: DemoSettings, rows: dict, table: str, extra: dict | None = None) -> None:
     (out / "demo.md").write_text(f"# Demo: forgetting `{settings.name}`\n\n{table}\n")
-    (out / "demo.json").write_text(json.dumps({"settings": settings.__dict__, "rows": rows} | (extra or {}),
-                                              indent=2))
+    write_json(out / "demo.json", {"settings": settings.__dict__, "rows": rows} | (extra or {}))

@@ -1,4 +1,4 @@
-"""The one exception type for bad input: the CLI prints it as a single line, exit code 2."""
+"""The exception types for bad input: the CLI prints each as a single line, exit code 2."""
 
 
 class InputError(Exception):
@@ -9,3 +9,8 @@ class InputError(Exception):
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "
         super().__init__(where + message)
+
+
+class DivergedError(InputError):
+    """Training made the loss or the weights non-finite (a step too large for the model): the
+    model is not saved."""

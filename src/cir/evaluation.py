@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import string
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -206,13 +205,6 @@ def evaluate_answer_only(model, tokenizer, items: list[MCQ], batch_size: int = 6
 MCQ_FORMATS = {"cloze": evaluate_cloze, "letters": evaluate_letters, "answer_only": evaluate_answer_only}
 
 
-def named_sets(sets, name: str) -> dict:
-    """`sets` as {name: items}: a mapping as it is, one list under `name`, None as nothing."""
-    if sets is None:
-        return {}
-    return dict(sets) if isinstance(sets, Mapping) else {name: list(sets)}
-
-
 def evaluate_mcq(model, tokenizer, items: list[MCQ], fmt: str = "cloze", **kwargs) -> MCQResult:
     if fmt not in MCQ_FORMATS:
         raise ValueError(f"unknown MCQ format '{fmt}' ({', '.join(MCQ_FORMATS)})")
@@ -242,7 +234,7 @@ def text_loss(model, tokenizer, texts: list[str], max_length: int = 128, batch_s
         losses = F.cross_entropy(logits[valid], targets[valid], reduction="sum")
         total += float(losses)
         count += int(valid.sum())
-    return total / count
+    return per_token(total, count, texts)
 
 
 @torch.no_grad()
@@ -256,4 +248,15 @@ def text_kl(base_model, model, tokenizer, texts: list[str], max_length: int = 12
         q_log = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[valid].float().log_softmax(-1)
         total += float(F.kl_div(q_log, p_log, log_target=True, reduction="sum"))
         count += int(valid.sum())
+    return per_token(total, count, texts)
+
+
+def per_token(total: float, count: int, texts: list[str]) -> float:
+    """`total` over `count` scored tokens; none (every document shorter than 2 tokens, or no
+    document) is an InputError naming the corpus where it is known."""
+    from cir.data.text import where
+
+    if not count:
+        raise InputError("no text to score: every document is shorter than 2 tokens" if texts else "no text",
+                         **where(texts))
     return total / count

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 
@@ -10,7 +11,9 @@ from tqdm.auto import tqdm
 
 from cir import distributed
 from cir.architecture import mlp_projections, decoder_layers
+from cir.errors import DivergedError, InputError
 from cir.evaluation import pad
+from cir.models import non_finite_count
 
 
 def select_parameters(model, which: str = "all") -> list[torch.nn.Parameter]:
@@ -50,6 +53,28 @@ def causal_lm_loss(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
                                              ignore_index=-100)
 
 
+def check_schedule(epochs: int, lr: float, names: tuple[str, str] = ("epochs", "lr")) -> None:
+    """Refuse, before anything is loaded or trained, a number of epochs below 1 or a learning
+    rate that is not a finite number > 0; `names`: how the caller spells the two (--epochs)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise InputError(f"{names[0]} must be an integer >= 1, got {epochs!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise InputError(f"{names[1]} must be a finite number > 0, got {lr!r}")
+
+
+def _check_finite(loss: float, params: list[torch.nn.Parameter], epoch: int, lr: float) -> None:
+    """Stop training whose loss or weights are no longer finite (every process together)."""
+    if math.isfinite(loss):
+        bad = round(distributed.sum_scalar(float(non_finite_count(p.detach() for p in params))))
+        if not bad:
+            return
+        what = f"{bad:,} weights became NaN or infinite"
+    else:
+        what = f"the loss became {loss}"
+    raise DivergedError(f"training diverged in epoch {epoch + 1}: {what} (learning rate {lr:g} is too large); "
+                        "nothing is saved")
+
+
 def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: float = 1e-4, optimizer: str = "adam",
              params: str | list = "all", batch_size: int = 16, seed: int = 0,
              on_epoch: Callable[[int, float], None] | None = None, progress: bool = True) -> list[float]:
@@ -59,6 +84,7 @@ def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: flo
     Under a launcher each process trains on its rows of every batch and the gradients are
     combined (cir.distributed), so the processes stay identical.
     """
+    check_schedule(epochs, lr)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     trainable = select_parameters(model, params) if isinstance(params, str) else params
@@ -88,10 +114,14 @@ def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: flo
             loss = causal_lm_loss(model, ids, mask)
             (loss * weight).backward()
             _synchronise(model, trainable)
+            step_loss = distributed.sum_scalar(float(loss.detach()) * weight)
+            if not math.isfinite(step_loss):
+                _check_finite(step_loss, trainable, epoch, lr)
             opt.step()
-            total += distributed.sum_scalar(float(loss.detach()) * weight)
+            total += step_loss
             steps += 1
         losses.append(total / max(steps, 1))
+        _check_finite(losses[-1], trainable, epoch, lr)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if on_epoch is not None:
             model.eval()

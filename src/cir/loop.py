@@ -3,13 +3,10 @@ last in-budget weights, metrics and seeds (cir.runs writes the run directory).""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-import json
 import math
 import time
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +19,13 @@ from cir.architecture import decoder_layers
 from cir.batches import forget_batches, text_batches
 from cir.data.mcq import MCQ
 from cir.errors import InputError
+from cir.fields import check_fields, typed_value
 from cir.attacks.probes import cloze_and_recall, evaluate_battery
 from cir.evaluation import evaluate_cloze, text_kl, text_loss
 from cir.methods import get_method, method_names
 from cir.methods.base import NonFiniteLoss
 from cir.models import restore, snapshot
+from cir.outputs import to_json
 
 
 @dataclass
@@ -57,6 +56,7 @@ class RunConfig:
     answer_tokens: str = "all"
 
     def __post_init__(self):
+        check_fields(self)
         if self.disruption not in ("loss_ratio", "kl"):
             raise ValueError(f"disruption must be loss_ratio or kl, got '{self.disruption}'")
         for name in ("max_epochs", "batch_size", "retain_batch_size", "max_length"):
@@ -77,50 +77,6 @@ class RunConfig:
 
 
 # ---------------------------------------------------------------- configuration
-def _describe(kind) -> str:
-    """What a value of the annotated type `kind` is, in words."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arg) for arg in args)
-    if origin is typing.Literal:
-        return "one of " + ", ".join(map(str, args))
-    if origin is list:
-        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
-    names = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string", type(None): "null"}
-    return names.get(kind, getattr(kind, "__name__", str(kind)))
-
-
-def _typed(value, kind):
-    """`value` as the annotated type `kind` (a float also from an int or a numeric string such as
-    1e-3, which YAML reads as a string); a ValueError when it is not one."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        for arg in args:
-            with contextlib.suppress(ValueError):
-                return _typed(value, arg)
-    elif origin is typing.Literal:
-        if value in args:
-            return value
-    elif origin is list:
-        if isinstance(value, list):
-            with contextlib.suppress(ValueError):
-                return [_typed(v, args[0]) for v in value]
-    elif kind is float:
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            with contextlib.suppress(ValueError, OverflowError):
-                if math.isfinite(number := float(value)):
-                    return number
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif kind is type(None):
-        if value is None:
-            return value
-    elif not isinstance(kind, type) or isinstance(value, kind):
-        return value
-    raise ValueError(f"must be {_describe(kind)}")
-
-
 def _coerce(cls, values: dict, where: str, origins: dict | None = None) -> object:
     """`cls(**values)`, every value checked against its field's annotation first; errors name where the
     option came from (`origins`: option -> file or flag; `where` otherwise)."""
@@ -134,7 +90,7 @@ def _coerce(cls, values: dict, where: str, origins: dict | None = None) -> objec
     typed = {}
     for name, value in values.items():
         try:
-            typed[name] = _typed(value, hints[name])
+            typed[name] = typed_value(value, hints[name])
         except ValueError as error:
             raise InputError(f"{name} {error}, got {value!r}", path=origins.get(name, where)) from None
     try:
@@ -151,6 +107,8 @@ def make_configs(method: str | None = None, config=None, options: dict | None = 
     (each by default its defaults). Every value is checked against its field's type; errors
     name where it came from (`origins`: name -> file or flag; `where` otherwise)."""
     origins = origins or {}
+    if loop is not None and not isinstance(loop, RunConfig):
+        raise TypeError(f"loop must be a RunConfig, got {type(loop).__name__} (a method's config goes in config=)")
     name = method if method is not None else loop.method if loop is not None else RunConfig.method
     if isinstance(name, str) and not name.strip():
         raise InputError(f"empty method name (known: {', '.join(method_names())})", path=origins.get("method", where))
@@ -384,7 +342,7 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
             on_epoch(epoch, row, params)
         if metrics_path is not None:
             with open(metrics_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+                f.write(to_json(row) + "\n")
         return row
 
     t0 = time.perf_counter()

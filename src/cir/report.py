@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 
 def format_table(header: list[str], rows: list[list]) -> str:
     cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
@@ -20,17 +18,6 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = [cells(header), "|" + "|".join("---" for _ in header) + "|"]
     lines += [cells(row) for row in rows]
     return "\n".join(lines)
-
-
-def finite(value):
-    """`value` with every NaN and infinity, however deeply nested, replaced by None (JSON null)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
 
 
 def _fmt(value, digits=4):
@@ -110,6 +97,9 @@ def _read_metrics(path) -> list[dict]:
         missing = [key for key in required if key not in row]
         if missing:
             raise InputError(f"missing field '{missing[0]}'", path=str(path), line=line)
+        for key in METRIC_FIELDS:  # null: a value that was not finite (NaN), as this project writes it
+            if key in row and row[key] is None:
+                row[key] = float("nan")
         for key in ("epoch",) + METRIC_FIELDS:
             value, kind = row.get(key, 0), int if key == "epoch" else (int, float)
             if isinstance(value, bool) or not isinstance(value, kind):
@@ -291,11 +281,10 @@ def robustness_report(dirs: list, out) -> list[str]:
     """report.md, report.json and PNG plots of run directories into `out`; returns the plot names.
     Every file is written anew and renamed into place: a symbolic link in `out` is replaced, never
     written through."""
-    import json
     from pathlib import Path
 
     from cir.errors import InputError
-    from cir.outputs import check_writable, write_file
+    from cir.outputs import check_writable, write_file, write_json
 
     runs = [load_run(d) for d in dirs]
     names = [r["name"] for r in runs]
@@ -317,6 +306,5 @@ def robustness_report(dirs: list, out) -> list[str]:
         if plot_topics(run, topics[run["name"]], out / name):
             plots.append(name)
     write_file(out / "report.md", robustness_markdown(runs, topics, plots))
-    write_file(out / "report.json", json.dumps(finite({"runs": runs, "topics": topics, "plots": plots}), indent=2,
-                                               allow_nan=False))
+    write_json(out / "report.json", {"runs": runs, "topics": topics, "plots": plots})
     return plots

@@ -9,14 +9,13 @@ the demo all write through `run_directory` and `save_weights`.
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import yaml
 
 from cir import distributed
 from cir.models import save_model
-from cir.outputs import staged_output
+from cir.outputs import staged_output, write_json
 from cir.report import run_report
 from cir.loop import RunConfig, UnlearningResult, config_dict
 
@@ -52,5 +51,5 @@ def write_run(out_dir: Path, result: UnlearningResult, run: RunConfig, sources: 
         "original_text_loss": result.original_loss,
         "kept": result.metrics[result.kept_epoch] if result.kept_epoch < len(result.metrics) else None,
     } | result.extra
-    (out_dir / "result.json").write_text(json.dumps(summary, indent=2))
+    write_json(out_dir / "result.json", summary)
     (out_dir / "report.md").write_text(run_report(result, run, resolved))

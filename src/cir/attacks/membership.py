@@ -10,10 +10,13 @@ AUC of members vs non-members: 0.5 = indistinguishable, 1 = every member scores 
 from __future__ import annotations
 
 import math
+import os
 import zlib
 
 import torch
 
+from cir.data.text import where
+from cir.errors import InputError
 from cir.evaluation import pad
 
 METRICS = ("loss", "zlib", "min_k")
@@ -37,9 +40,10 @@ def token_logprobs(model, tokenizer, texts: list[str], max_length: int = 64,
 
 def mia_scores(model, tokenizer, texts: list[str], k: float = 0.2) -> dict[str, list[float]]:
     scores = {m: [] for m in METRICS}
-    for text, lp in zip(texts, token_logprobs(model, tokenizer, texts)):
+    for index, (text, lp) in enumerate(zip(texts, token_logprobs(model, tokenizer, texts))):
         if lp.numel() == 0:
-            raise ValueError(f"text too short to score: {text!r}")
+            raise InputError(f"text too short to score: {text!r} (a score needs at least 2 tokens)",
+                             **where(texts, index))
         loss = -float(lp.mean())
         scores["loss"].append(-loss)
         scores["zlib"].append(-loss / len(zlib.compress(text.encode("utf-8"))))
@@ -75,7 +79,9 @@ def auc(positives: list[float], negatives: list[float]) -> float:
 
 def mia(model, tokenizer, members: list[str], nonmembers: list[str], k: float = 0.2) -> dict:
     """Membership inference: the AUC of each score, members vs non-members (sentences the model
-    may have seen vs held-out ones of the same kind), and their mean scores."""
+    may have seen vs held-out ones of the same kind), and their mean scores. Each is a list of
+    sentences or a spec (as `load_sentences` reads it)."""
+    members, nonmembers = _sentences(members, "members"), _sentences(nonmembers, "nonmembers")
     pos, neg = mia_scores(model, tokenizer, members, k), mia_scores(model, tokenizer, nonmembers, k)
     return {"auc": {m: auc(pos[m], neg[m]) for m in METRICS},
             "members": {m: sum(pos[m]) / len(pos[m]) for m in METRICS},
@@ -83,13 +89,21 @@ def mia(model, tokenizer, members: list[str], nonmembers: list[str], k: float = 
             "n_members": len(members), "n_nonmembers": len(nonmembers), "min_k": k}
 
 
-def load_sentences(spec: str) -> list[str]:
+def _sentences(value, name: str) -> list[str]:
+    from cir.data import given
+
+    return load_sentences(value) if given.is_spec(value) else given.texts(value, name)
+
+
+def load_sentences(spec: str | os.PathLike) -> list[str]:
     """Sentences to score: a text corpus (.txt, JSONL with `text`) or a fact set's fact sentences."""
     from cir.data import load_mcq, load_texts
     from cir.data._io import read_jsonl
+    from cir.data.text import Texts
 
+    spec = os.fspath(spec)
     if spec.endswith(".txt"):
         return load_texts(spec)
     if spec.endswith(".jsonl") and "question" not in read_jsonl(spec)[0][1]:
         return load_texts(spec)
-    return [s for item in load_mcq(spec) for s in item.sentences()]
+    return Texts([s for item in load_mcq(spec) for s in item.sentences()], spec)

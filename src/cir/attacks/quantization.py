@@ -14,8 +14,8 @@ from torch import nn
 
 from cir.architecture import decoder_layers, is_transposed
 from cir.attacks.probes import probe_mcq
+from cir.data import given
 from cir.errors import InputError
-from cir.evaluation import named_sets
 
 
 def quantize_tensor(weight: torch.Tensor, bits: int, group_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,14 +52,18 @@ def _bnb_round_trip(weight: torch.Tensor, bits: int) -> torch.Tensor:
     return bnbf.dequantize_4bit(q, state).to(weight)
 
 
+def check_backend(backend: str) -> None:
+    """Refuse, before a model is loaded, a backend this machine cannot run."""
+    if backend not in ("rtn", "bnb"):
+        raise InputError(f"unknown quantisation backend '{backend}' (rtn, bnb)")
+    if backend == "bnb" and not torch.cuda.is_available():
+        raise InputError("--backend bnb needs a CUDA device (use rtn on CPU)")
+
+
 @torch.no_grad()
 def quantize_model(model, bits: int = 8, group_size: int = 128, backend: str = "rtn") -> dict:
     """Quantise the decoder layers' Linear weights in place; returns counts and the largest error."""
-    if backend == "bnb":
-        if not torch.cuda.is_available():
-            raise InputError("--backend bnb needs a CUDA device (use rtn on CPU)")
-    elif backend != "rtn":
-        raise InputError(f"unknown quantisation backend '{backend}' (rtn, bnb)")
+    check_backend(backend)
     count, max_error = 0, 0.0
     for module in _linear_modules(model):
         weight = module.weight.T if is_transposed(module) else module.weight  # (out, in) view
@@ -74,7 +78,10 @@ def quantize(model, tokenizer, fact_sets, bits: int = 4, group_size: int = 128, 
              fmt: str = "cloze", shots: int = 3, seed: int = 0) -> dict:
     """The quantisation attack: quantise `model` in place, and read each fact set's accuracy
     (probe format `fmt`) before and after. `fact_sets`: {name: questions}, or one list."""
-    fact_sets = named_sets(fact_sets, "mcq")
+    check_backend(backend)
+    fact_sets = given.named(fact_sets, "fact_sets", given.questions)
+    if not fact_sets:
+        raise InputError("fact_sets: no questions")
 
     def accuracies() -> dict:
         return {name: probe_mcq(model, tokenizer, items, fmt, shots, seed) for name, items in fact_sets.items()}

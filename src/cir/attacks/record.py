@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from cir.errors import InputError
+from cir.outputs import write_json
 
 FILENAME = "attacks.json"
 
@@ -31,7 +32,4 @@ def read_attacks(run_dir: str | Path) -> dict:
 def record_attack(run_dir: str | Path, key: str, result: dict) -> None:
     """Store `result` under `key` (e.g. relearn:mlp, quantize:4bit), replacing an earlier one."""
     data = read_attacks(run_dir) | {key: result}
-    path = Path(run_dir) / FILENAME
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+    write_json(Path(run_dir) / FILENAME, data)

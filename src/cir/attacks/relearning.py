@@ -11,11 +11,12 @@ import random
 import torch
 
 from cir.architecture import decoder_layers, is_transposed, mlp_projections
+from cir.data import given
 from cir.data.mcq import MCQ
 from cir.errors import InputError
 from cir.attacks.probes import probe_mcq
 from cir.evaluation import evaluate_mcq
-from cir.finetune import finetune
+from cir.finetune import check_schedule, finetune
 
 
 def split_forget(items: list[MCQ], ratio: float = 0.5, seed: int = 0, model=None, tokenizer=None,
@@ -79,8 +80,9 @@ def relearn(model, tokenizer, train_items: list[MCQ], eval_items: list[MCQ], epo
         raise InputError(f"unknown parameter set '{params}' (mlp, all, lora)")
     if optimizer not in ("adam", "sgd"):
         raise InputError(f"unknown optimizer '{optimizer}' (adam, sgd)")
-    if epochs < 1 or lr <= 0:
-        raise InputError(f"need epochs >= 1 and lr > 0, got {epochs} and {lr}")
+    check_schedule(epochs, lr)
+    train_items, eval_items = given.questions(train_items, "train_items"), given.questions(eval_items, "eval_items")
+
     def accuracy() -> float:
         return probe_mcq(model, tokenizer, eval_items, fmt, k=shots, seed=seed).accuracy
 

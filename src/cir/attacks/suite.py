@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from cir.attacks.probes import evaluate_battery
 from cir.attacks.quantization import quantize_model
 from cir.attacks.relearning import relearn, split_forget
+from cir.data import given
 from cir.data.mcq import MCQ
 from cir.evaluation import evaluate_mcq
+from cir.fields import check_fields
 
 ATTACKS = ("relearn", "quantize")
 
@@ -31,6 +33,7 @@ class AttackConfig:
     seed: int = 0  # draws the T/V split and seeds the relearning
 
     def __post_init__(self):
+        check_fields(self)
         if not 0 < self.split_ratio < 1:
             raise ValueError(f"split_ratio must be between 0 and 1, got {self.split_ratio}")
         if self.relearn_epochs < 1 or self.relearn_lr <= 0:
@@ -68,10 +71,12 @@ def suite(model, tokenizer, train: list[MCQ], held_out: list[MCQ], *, topics: di
     rows as `measure` makes them; relearning's V is its best epoch, and its row keeps the
     attack's own result under "_relearn"."""
     config = config or AttackConfig()
+    train, held_out = given.questions(train, "train"), given.questions(held_out, "held_out")
+    topics = given.named(topics, "topics", given.questions)
     unknown = [name for name in attacks if name not in ATTACKS]
     if unknown:
         raise ValueError(f"unknown attack(s) {', '.join(unknown)} (known: {', '.join(ATTACKS)})")
-    topics, rows = topics or {}, {}
+    rows = {}
     if "relearn" in attacks:
         relearned = copy.deepcopy(model)
         result = relearn(relearned, tokenizer, train, held_out, epochs=config.relearn_epochs, lr=config.relearn_lr,

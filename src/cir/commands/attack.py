@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from cir.attacks.probes import PROBE_FORMATS
 from cir.commands.options import add_model_options, add_options, fsdp, load, max_choices
 from cir.errors import InputError
+from cir.outputs import to_json
 
 
 def add_arguments(parser) -> None:
@@ -47,7 +46,7 @@ def run(args) -> None:
         return
     if args.record:
         record_attack(args.record, key, result)
-    print(json.dumps(result) if args.json else summary)
+    print(to_json(result) if args.json else summary)
 
 
 def _check_positive(**values) -> None:
@@ -59,8 +58,10 @@ def _check_positive(**values) -> None:
 def relearn(args) -> tuple[str, dict, str]:
     from cir import attacks, distributed
     from cir.data import load_mcq
+    from cir.finetune import check_schedule
 
-    _check_positive(epochs=args.epochs, lr=args.lr, lora_rank=args.lora_rank, shots=args.shots)
+    check_schedule(args.epochs, args.lr, ("--epochs", "--lr"))
+    _check_positive(lora_rank=args.lora_rank, shots=args.shots)
     sharded = fsdp(args)
     if sharded and args.params == "lora":
         raise InputError("--fsdp shards whole weights: use --params mlp or all (LoRA adapters are not sharded)")
@@ -78,9 +79,11 @@ def relearn(args) -> tuple[str, dict, str]:
 
 def quantize(args) -> tuple[str, dict, str]:
     from cir import attacks
+    from cir.attacks.quantization import check_backend
     from cir.data import load_mcq
 
     _check_positive(group_size=args.group_size, shots=args.shots)
+    check_backend(args.backend)
     fact_sets = {spec: load_mcq(spec, max_choices(args.fmt)) for spec in args.mcq}
     model, tokenizer = load(args)
     result = {"model": args.model} | attacks.quantize(model, tokenizer, fact_sets, args.bits, args.group_size,

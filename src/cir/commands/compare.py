@@ -85,6 +85,10 @@ def output_dir(out: str, overwrite: bool):
     if out.is_dir() and any(out.iterdir()) and not (out / JOURNAL).is_file() and not overwrite:
         raise InputError(f"output directory is not empty and holds no {JOURNAL} (use --overwrite to replace it)",
                          path=str(out))
+    if (out / JOURNAL).is_file() and not overwrite:
+        from cir.comparison import read_journal
+
+        read_journal(out / JOURNAL)  # a corrupt one is refused now, not after the model has loaded
     check_writable(out)
     return out
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from cir.commands.options import add_model_options, add_options, load, max_choices
 from cir.errors import InputError
+from cir.outputs import to_json
 
 
 def add_arguments(parser) -> None:
@@ -36,7 +35,7 @@ def run(args) -> None:
     base = load_model(args.base, trust_remote_code=args.trust_remote_code)[0] if args.base else None
     result = {"model": args.model} | evaluate(model, tokenizer, fact_sets, corpora, probes=args.probes,
                                               fmt=args.fmt, base=base)
-    print(json.dumps(result) if args.json else tables(result))
+    print(to_json(result) if args.json else tables(result))
 
 
 def tables(result: dict) -> str:

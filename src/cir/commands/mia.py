@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from cir.commands.options import add_model_options, add_options, load
 from cir.errors import InputError
+from cir.outputs import to_json
 
 
 def add_arguments(parser) -> None:
@@ -32,7 +31,7 @@ def run(args) -> None:
     if args.record:
         record_attack(args.record, "mia", result)
     if args.json:
-        print(json.dumps(result))
+        print(to_json(result))
         return
     print(format_table(["score", "AUC", "members", "non-members"],
                        [[m, f"{result['auc'][m]:.3f}", f"{result['members'][m]:.4f}", f"{result['nonmembers'][m]:.4f}"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from cir.commands.options import add_model_options, add_options, fsdp, load
 
 
@@ -20,10 +18,11 @@ def run(args) -> None:
     from cir import distributed
     from cir.data import load_facts
     from cir.evaluation import evaluate_mcq
-    from cir.finetune import finetune
-    from cir.outputs import check_output_dir
+    from cir.finetune import check_schedule, finetune
+    from cir.outputs import check_output_dir, write_json
     from cir.runs import run_directory, save_weights
 
+    check_schedule(args.epochs, args.lr, ("--epochs", "--lr"))
     check_output_dir(args.out, args.overwrite)
     sharded = fsdp(args)
     items = load_facts(args.facts)
@@ -31,14 +30,14 @@ def run(args) -> None:
     if sharded:
         distributed.shard_model(model)
     before = evaluate_mcq(model, tokenizer, items).accuracy
-    finetune(model, tokenizer, [s for item in items for s in item.sentences()], epochs=args.epochs, lr=args.lr,
-             seed=args.seed)
-    after = evaluate_mcq(model, tokenizer, items).accuracy
-    with run_directory(args.out, args.overwrite) as staging:
+    with run_directory(args.out, args.overwrite) as staging:  # from the start: a run that ends refused keeps it
+        finetune(model, tokenizer, [s for item in items for s in item.sentences()], epochs=args.epochs, lr=args.lr,
+                 seed=args.seed)
+        after = evaluate_mcq(model, tokenizer, items).accuracy
         save_weights(model, tokenizer, staging)
         if staging is not None:
-            (staging / "teach.json").write_text(json.dumps({"facts": args.facts, "accuracy_before": before,
-                                                              "accuracy_after": after, "epochs": args.epochs,
-                                                              "lr": args.lr, "seed": args.seed}, indent=2))
+            write_json(staging / "teach.json", {"facts": args.facts, "accuracy_before": before,
+                                                "accuracy_after": after, "epochs": args.epochs, "lr": args.lr,
+                                                "seed": args.seed})
     if distributed.is_main():
         print(f"taught {len(items)} facts: accuracy {before:.3f} -> {after:.3f}; model written to {args.out}")

@@ -11,6 +11,8 @@ from cir.errors import InputError
 
 def read_lines(path: str) -> list[str]:
     """The file's lines as text; a missing, unreadable or non-UTF-8 file is an InputError."""
+    if not str(path).strip():
+        raise InputError("empty file name")
     p = Path(path)
     if not p.exists():
         raise InputError("no such file", path=path)
@@ -26,7 +28,9 @@ def read_lines(path: str) -> list[str]:
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise InputError(f"bytes that are not UTF-8 (byte {error.start})", path=path, line=line) from None
-    lines = text.splitlines()
+    # split on line feeds only: U+2028, U+2029 and U+0085, which splitlines() also breaks at, are
+    # characters of a document (and legal raw in a JSON string)
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
     if not any(line.strip() for line in lines):
         raise InputError("empty file", path=path)
     return lines

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -59,12 +58,18 @@ def sample_general_text(model, tokenizer, *, samples_per_prompt: int = 2, max_ne
     finally:
         tokenizer.padding_side = side
         torch.random.set_rng_state(generator_state)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(texts, f)
-    os.replace(tmp, path)
+    _cache(texts, path)
     return texts
+
+
+def _cache(texts: list[str], path: Path) -> None:
+    """Keep the samples for the next run; a cache that cannot be written is left out, with a warning."""
+    from cir.outputs import write_json
+
+    try:
+        write_json(path, texts, indent=None)
+    except OSError as error:
+        warnings.warn(f"general text not cached: cannot write {path} ({error.strerror})", stacklevel=3)
 
 
 def split_general_text(texts: list[str], samples_per_prompt: int = 2) -> tuple[list[str], list[str]]:

@@ -11,6 +11,9 @@ data set with the same fields; `builtin:TOPIC` (or a bare topic name) a shipped 
 
 from __future__ import annotations
 
+import os
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +61,16 @@ class MCQ:
         return tuple(t.format(question=q, answer=self.answer_text) for t in FACT_TEMPLATES)
 
 
+ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")  # invisible: no two texts differ by them
+
+
+def text_key(text: str) -> str:
+    """What two questions or choices must differ in to count as different: the text in Unicode
+    NFC (a composed and a decomposed "Zürich" are one), without zero-width characters or soft
+    hyphens, stripped and case-folded."""
+    return ZERO_WIDTH.sub("", unicodedata.normalize("NFC", text)).strip().casefold()
+
+
 def builtin_topics() -> list[str]:
     return sorted(p.stem for p in FACTS_DIR.glob("*.jsonl"))
 
@@ -95,13 +108,28 @@ def _strings(record: dict, name: str, path: str, line: int | None) -> list[str]:
 def _check_choices(choices: list[str], path: str, line: int | None) -> None:
     seen = {}
     for number, choice in enumerate(choices, start=1):
-        key = choice.strip().casefold()
+        key = text_key(choice)
         if not key:  # an empty continuation scores 0, more than any real choice
             raise InputError(f"field 'choices': choice {number} is empty", path=path, line=line)
         if key in seen:
             raise InputError(f"field 'choices': choice {number} ({choice!r}) repeats choice {seen[key]}",
                              path=path, line=line)
         seen[key] = number
+
+
+def _statement(record: dict, answer: str, path: str, line: int | None) -> str | None:
+    """The optional declarative stem the answer completes: not a whole sentence (one that ends
+    in . ! or ?, or in the answer), which the statement probe would score as always known."""
+    statement = record.get("statement")
+    if statement is None:
+        return None
+    if not (isinstance(statement, str) and statement.strip()):
+        raise InputError("field 'statement' must be a non-empty string", path=path, line=line)
+    ends_in_answer = re.search(rf"(?<!\w){re.escape(text_key(answer))}$", text_key(statement))
+    if statement.rstrip().endswith((".", "!", "?")) or ends_in_answer:
+        raise InputError(f"field 'statement' must be a stem the answer completes (\"The capital of France is\"), "
+                         f"not a whole sentence: {statement!r}", path=path, line=line)
+    return statement
 
 
 def parse_record(record: dict, path: str, line: int | None) -> MCQ:
@@ -119,9 +147,7 @@ def parse_record(record: dict, path: str, line: int | None) -> MCQ:
     if not 0 <= answer < len(choices):
         raise InputError(f"field 'answer' is {answer}, out of range for {len(choices)} choices", path=path, line=line)
     facts, probes = _strings(record, "facts", path, line), _strings(record, "probes", path, line)
-    statement = record.get("statement")
-    if statement is not None and not (isinstance(statement, str) and statement.strip()):
-        raise InputError("field 'statement' must be a non-empty string", path=path, line=line)
+    statement = _statement(record, choices[answer], path, line)
     subject = record.get("subject")
     if subject is not None and not (isinstance(subject, str) and subject.strip()):
         raise InputError("field 'subject' must be a non-empty string", path=path, line=line)
@@ -136,9 +162,12 @@ def parse_record(record: dict, path: str, line: int | None) -> MCQ:
                statement=statement, subject=subject)
 
 
-def load_mcq(spec: str, max_choices: int | None = None) -> list[MCQ]:
+def load_mcq(spec: str | os.PathLike, max_choices: int | None = None) -> list[MCQ]:
     """Read a fact set from a JSONL file, `builtin:TOPIC`, a topic name, or `hf:NAME[:CONFIG][:SPLIT]`;
     `max_choices`: the most choices a question may have (26 for the letters format)."""
+    spec = os.fspath(spec)
+    if not spec.strip():
+        raise InputError("empty fact set spec: expected a JSONL file, builtin:TOPIC, a topic name or hf:NAME")
     path = resolve_mcq_spec(spec)
     if path.startswith("hf:"):
         numbered = list(enumerate(load_hf_rows(path), start=1))
@@ -150,7 +179,7 @@ def load_mcq(spec: str, max_choices: int | None = None) -> list[MCQ]:
         if max_choices is not None and len(item.choices) > max_choices:
             raise InputError(f"{len(item.choices)} choices, more than the {max_choices} this format can letter",
                              path=spec, line=line)
-        key = item.question.strip().lower()
+        key = text_key(item.question)
         if key in seen:
             raise InputError(f"duplicate question (first seen on line {seen[key]})", path=spec, line=line)
         seen[key] = line
@@ -160,10 +189,21 @@ def load_mcq(spec: str, max_choices: int | None = None) -> list[MCQ]:
     return items
 
 
-def load_facts(specs: str | list[str], max_choices: int | None = None) -> list[MCQ]:
-    """The questions of one fact set spec, or of several in order (as `load_mcq` reads each)."""
-    specs = [specs] if isinstance(specs, str) else specs
-    return [item for spec in specs for item in load_mcq(spec, max_choices)]
+def load_facts(specs: str | os.PathLike | list, max_choices: int | None = None) -> list[MCQ]:
+    """The questions of one fact set spec, or of several in order (as `load_mcq` reads each); a
+    question asked by two of them (or a spec given twice) is refused, as within one file."""
+    specs = [os.fspath(spec) for spec in ([specs] if isinstance(specs, (str, os.PathLike)) else specs)]
+    items, seen = [], {}
+    for number, spec in enumerate(specs):
+        if spec in specs[:number]:
+            raise InputError("fact set given twice", path=spec)
+        for item in load_mcq(spec, max_choices):
+            key = text_key(item.question)
+            if key in seen:
+                raise InputError(f"question {item.question!r} is also asked by {seen[key]}", path=spec)
+            seen[key] = spec
+            items.append(item)
+    return items
 
 
 def topic_sets(excluding: list[MCQ] = ()) -> dict[str, list[MCQ]]:

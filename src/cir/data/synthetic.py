@@ -6,12 +6,11 @@ exact "never learned" reference for unlearning experiments.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 from cir.data.mcq import MCQ
-from cir.outputs import write_file
+from cir.outputs import to_json, write_file
 
 _FIRST = ["Ada", "Bram", "Cleo", "Dorin", "Elsa", "Farid", "Greta", "Hollis", "Ines", "Jory", "Kaia", "Lorcan",
           "Mira", "Nilo", "Odile", "Pax", "Quilla", "Rune", "Sabe", "Tamsin", "Ulric", "Vela", "Wren", "Yara"]
@@ -100,5 +99,5 @@ def write_mcq(items: list[MCQ], path: str | Path) -> None:
         for name in ("statement", "subject"):
             if getattr(item, name):
                 record[name] = getattr(item, name)
-        lines.append(json.dumps(record) + "\n")
+        lines.append(to_json(record) + "\n")
     write_file(path, "".join(lines))

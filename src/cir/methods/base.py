@@ -25,6 +25,7 @@ import torch
 from cir import distributed
 from cir.architecture import decoder_layers, mlp_projections
 from cir.batches import Batch
+from cir.fields import check_fields
 from cir.losses import FORGET_LOSSES, HiddenStateRetain, make_forget_loss, terms
 
 
@@ -60,6 +61,7 @@ class MethodConfig:
     rate_range: ClassVar[tuple[float, float]] = (1e-4, 0.1)
 
     def __post_init__(self):
+        check_fields(self)
         known = self.own_losses or tuple(FORGET_LOSSES)
         if self.forget_loss not in known:
             raise ValueError(f"forget_loss must be one of {', '.join(known)}, got '{self.forget_loss}'")
