@@ -97,8 +97,8 @@ class TeachRecipe:
     strangers: int = 12  # never taught: membership inference's non-members
     attributes: tuple[str, ...] = ("profession", "city", "instrument")
     seed: int = 0
-    epochs: int = 3
-    lr: float = 1e-3
+    epochs: int = 6
+    lr: float = 3e-4
     params: str = "mlp"  # the MLP projections carry what is taught
     batch_size: int = 16
     question_form: str = "held_out"  # never the probes' wording (cir.data.synthetic)
