@@ -192,7 +192,13 @@ def taught(model, tokenizer, recipe: TeachRecipe | None = None, progress: bool =
 
 # ---------------------------------------------------------------- registry
 BENCHMARKS: dict[str, Callable[..., Setting]] = {"capitals": capitals, "subjects": subjects, "taught": taught}
-DEFAULT_BENCHMARK = "capitals"
+# each benchmark's own defaults for a method, as `METHOD.option` (under any --config and --set):
+# the settings its sweep chose on seeds that do not judge them (docs/sweep.md)
+METHOD_DEFAULTS: dict[str, dict] = {"capitals": {}, "subjects": {}, "taught": {}}
+
+
+def method_defaults(name: str | None) -> dict:
+    return dict(METHOD_DEFAULTS.get(name, {})) if name else {}
 
 
 def benchmark_names() -> list[str]:

@@ -63,9 +63,14 @@ def settings_of(args):
         changes["budgets"] = _floats(args.budgets, "--budgets")
     if args.collateral:
         changes["collateral"] = _floats(args.collateral, "--collateral")
+    from cir.benchmarks import method_defaults
+    from cir.comparison import SHARED
+
+    # the benchmark's own defaults, less the step, which the search sets
+    defaults = {k: v for k, v in method_defaults(args.benchmark).items() if k.split(".")[-1] not in SHARED}
+    options = defaults | dict(parse_overrides(args.overrides))
     try:
-        return (CompareSettings.quick if args.quick else CompareSettings)(
-            seed=args.seed, options=dict(parse_overrides(args.overrides)), **changes)
+        return (CompareSettings.quick if args.quick else CompareSettings)(seed=args.seed, options=options, **changes)
     except (ValueError, InputError) as error:
         name, _, rest = str(error).partition(" ")
         flag = FLAGS.get(name.rstrip(":"))

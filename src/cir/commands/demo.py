@@ -29,7 +29,9 @@ def run(args) -> None:
 
     if distributed.launched():
         raise InputError("cir demo runs in one process (launch unlearn, teach or attack relearn with torchrun)")
-    run, method_config = run_configs(args)
+    from cir.benchmarks import method_defaults
+
+    run, method_config = run_configs(args, method_defaults(args.benchmark))
     settings = DemoSettings(topic=args.topic, benchmark=args.benchmark, seed=run.seed)
     check_output_dir(args.out, args.overwrite)
     model, tokenizer = load(args)

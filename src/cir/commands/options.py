@@ -97,8 +97,9 @@ def read_yaml(path: str) -> dict:
 
 
 def build_configs(config_file: str | None = None, overrides: list[str] = (), method: str | None = None,
-                  seed: int | None = None):
-    """(RunConfig, method config) from defaults < YAML file < `--set key=value` < explicit flags.
+                  seed: int | None = None, base: dict | None = None):
+    """(RunConfig, method config) from defaults < `base` < YAML file < `--set key=value` < explicit
+    flags. `base`: a benchmark's own defaults, `METHOD.key` each (those of other methods unused).
 
     YAML: loop options at the top level, method options under a key named after the method.
     Overrides: `key=value` for a loop option, `METHOD.key=value` (or a bare key) for the method's.
@@ -113,10 +114,12 @@ def build_configs(config_file: str | None = None, overrides: list[str] = (), met
             name, origin = value, where
     if method is not None:
         name, origin = method, "--method"
-    options = {key: value for key, value in loaded.items() if not isinstance(value, dict) and key != "method"}
+    options = {key: value for key, value in (base or {}).items() if key.startswith(f"{name}.")}
+    options |= {key: value for key, value in loaded.items() if not isinstance(value, dict) and key != "method"}
     section = loaded.get(name) if isinstance(name, str) and isinstance(loaded.get(name), dict) else {}
     options |= {f"{name}.{key}": value for key, value in section.items()}
-    origins = {key.removeprefix(f"{name}."): config_file for key in options} | {"method": origin or "--set"}
+    origins = {key.removeprefix(f"{name}."): config_file or "the benchmark's defaults" for key in options}
+    origins |= {"method": origin or "--set"}
     later = [setting for setting in later if setting[0] != "method"]
     for key, value, origin in later + ([("seed", seed, "--seed")] if seed is not None else []):
         options.pop(key, None)  # moved to the end: the later setting wins
@@ -125,6 +128,6 @@ def build_configs(config_file: str | None = None, overrides: list[str] = (), met
     return make_configs(name, options=options, origins=origins, where=config_file or "--set")
 
 
-def run_configs(args):
-    """The typed configs of a command's --config, --set, --method and --seed."""
-    return build_configs(args.config, args.overrides, args.method, args.seed)
+def run_configs(args, base: dict | None = None):
+    """The typed configs of a command's --config, --set, --method and --seed (over `base`)."""
+    return build_configs(args.config, args.overrides, args.method, args.seed, base)
