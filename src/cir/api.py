@@ -8,6 +8,7 @@ questions (cir.load_facts) or as specs. Options are typed: the method's config d
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,8 +73,8 @@ def unlearn(model, tokenizer, forget: Facts, *, method: str | None = None, retai
     run, method_config = make_configs(method, config, options, loop=loop)
     forget = _questions(forget)
     retain, heldout = _general_text(model, tokenizer, retain, heldout)
-    return run_unlearning(model, tokenizer, forget, retain, heldout, run, method_config, progress=progress,
-                          retain_sets=_watched(forget, watch))
+    return _warned(run_unlearning(model, tokenizer, forget, retain, heldout, run, method_config, progress=progress,
+                                  retain_sets=_watched(forget, watch)))
 
 
 def unlearn_to_dir(model, tokenizer, forget: Facts, out: str | Path, *, overwrite: bool = False,
@@ -104,7 +105,7 @@ def unlearn_to_dir(model, tokenizer, forget: Facts, out: str | Path, *, overwrit
         save_weights(model, tokenizer, staging)
         if staging is not None:
             write_run(staging, result, run, sources)
-    return result
+    return _warned(result)
 
 
 def compare(model, tokenizer, forget: Facts, *, settings: CompareSettings | None = None,
@@ -126,6 +127,13 @@ def compare(model, tokenizer, forget: Facts, *, settings: CompareSettings | None
     if journal is not None:
         journal = Journal(Path(journal), journal_header(model, settings, evaluation))
     return Comparison(model, tokenizer, evaluation, settings, progress, journal).run()
+
+
+def _warned(result: UnlearningResult) -> UnlearningResult:
+    """`result`, its warning (a run that kept the original weights) printed on one line first."""
+    if "warning" in result.extra and distributed.is_main():
+        print(f"warning: {result.extra['warning']}", file=sys.stderr)
+    return result
 
 
 def _general_text(model, tokenizer, retain: list[str] | None, heldout: list[str] | None):

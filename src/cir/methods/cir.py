@@ -226,7 +226,7 @@ class CIR(Method):
                 updates[name] = torch.zeros_like(module.weight)  # laid out like the weight (sharded or not)
                 continue
             collapse_acts, collapse_grads = self.collapsers[name]
-            a, g = acts[name], grads[name]
+            a, g = acts[name].float(), grads[name].float()  # bfloat16 would round the collapsed rows
             if collapse_acts is not None:
                 a, g = collapse_acts(a), collapse_grads(g)
             update = weight_grad_from(module, g, a)  # sum_t g_t a_t^T
