@@ -25,11 +25,11 @@ SMALL_STEP = dict(act_components=4, grad_components=4, unlearning_rate=0.02, for
 TOLERANCE = 0.2
 
 
-def trained_weights(model, tokenizer, people, dtype):
-    """(weights before, weights after two epochs) of the trained projections, as float32."""
+def trained_weights(model, tokenizer, people, dtype, device="cpu"):
+    """(weights before, weights after two epochs) of the trained projections, as float32 on the CPU."""
     from cir.architecture import mlp_projections
 
-    model = model.to(dtype)
+    model = model.to(device=device, dtype=dtype)
     config = CIRConfig(**SMALL_STEP)
     modules = mlp_projections(model, config.resolve(len(model.model.layers)).train_layers)
     before = {n: m.weight.detach().float().clone() for n, m in modules.items()}
@@ -37,14 +37,16 @@ def trained_weights(model, tokenizer, people, dtype):
     retain = [s for item in people[20:] for s in item.sentences()]
     result = run_unlearning(model, tokenizer, people[:20], retain, builtin_prompts(), run, config, progress=False)
     assert result.kept_epoch == 2 and all(m.weight.dtype == dtype for m in modules.values())
-    return before, {n: m.weight.detach().float().clone() for n, m in modules.items()}
+    return ({n: w.cpu() for n, w in before.items()},
+            {n: m.weight.detach().float().cpu() for n, m in modules.items()})
 
 
-def test_bfloat16_follows_the_float32_trajectory(tokenizer, people):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_bfloat16_follows_the_float32_trajectory(tokenizer, people, device):
     from conftest import tiny_llama
 
     before, full = trained_weights(tiny_llama(len(tokenizer)), tokenizer, people, torch.float32)
-    start, half = trained_weights(tiny_llama(len(tokenizer)), tokenizer, people, torch.bfloat16)
+    start, half = trained_weights(tiny_llama(len(tokenizer)), tokenizer, people, torch.bfloat16, device)
     step = torch.cat([(full[n] - before[n]).flatten() for n in full])
     step16 = torch.cat([(half[n] - start[n]).flatten() for n in half])
     assert (step16 != 0).float().mean() > 0.5  # the bfloat16 weights moved
