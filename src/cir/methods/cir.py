@@ -236,7 +236,7 @@ class CIR(Method):
             a, g = acts[name].float(), grads[name].float()  # bfloat16 would round the collapsed rows
             if collapse_acts is not None:
                 a, g = collapse_acts(a), collapse_grads(g)
-            update = weight_grad_from(module, g, a)  # sum_t g_t a_t^T
+            update = weight_grad_from(module, g, a).to(module.weight.dtype)  # sum_t g_t a_t^T, stored as the weight
             summed = distributed.weighted_sum({name: update})[name]
             updates[name] = distributed.local_part(module.weight, summed)
         return loss, updates
