@@ -29,19 +29,14 @@ import time
 import torch
 
 # the configs of the real checkpoints (config.json on the hub), less what only generation reads
+LLAMA_3 = dict(model_type="llama", num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
+               max_position_embeddings=131072, rms_norm_eps=1e-5, rope_theta=500000.0)
+LLAMA_3_ROPE = dict(rope_type="llama3", low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=8192)
 SHAPES = {
-    "llama-3.2-1b": dict(model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                         num_attention_heads=32, num_key_value_heads=8, head_dim=64, vocab_size=128256,
-                         max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=True,
-                         rope_theta=500000.0, rope_scaling=dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0,
-                                                                high_freq_factor=4.0,
-                                                                original_max_position_embeddings=8192)),
-    "llama-3.1-8b": dict(model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                         num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=128256,
-                         max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=False,
-                         rope_theta=500000.0, rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
-                                                                high_freq_factor=4.0,
-                                                                original_max_position_embeddings=8192)),
+    "llama-3.2-1b": LLAMA_3 | dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, head_dim=64,
+                                   tie_word_embeddings=True, rope_scaling=LLAMA_3_ROPE | dict(factor=32.0)),
+    "llama-3.1-8b": LLAMA_3 | dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, head_dim=128,
+                                   tie_word_embeddings=False, rope_scaling=LLAMA_3_ROPE | dict(factor=8.0)),
     "qwen2.5-7b": dict(model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
                        num_attention_heads=28, num_key_value_heads=4, vocab_size=152064, max_position_embeddings=131072,
                        rms_norm_eps=1e-6, tie_word_embeddings=False, rope_theta=1000000.0),
