@@ -19,7 +19,6 @@ import json
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import torch
 

@@ -39,6 +39,16 @@ def _training_corpus() -> list[str]:
     return texts
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` need a CUDA device: skipped where there is none (bench/gpu_smoke.sh runs them)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     """A small byte-level BPE tokenizer (1,000 tokens) trained on the project's own text, so that

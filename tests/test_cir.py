@@ -229,3 +229,17 @@ def test_gradient_checkpointing_gives_the_same_update(taught, people):
     for name in updates[False]:
         assert updates[False][name].abs().max() > 0
         torch.testing.assert_close(updates[True][name], updates[False][name], rtol=1e-4, atol=1e-6)
+
+
+def test_statistics_kept_as_rows_take_the_same_step(tokenizer, people):
+    """statistics=rows (the memory-light path for wide models) updates as the covariance path does."""
+    from conftest import tiny_llama
+
+    weights = []
+    for statistics in ("covariance", "rows"):
+        model = tiny_llama(len(tokenizer))
+        unlearn(model, tokenizer, people, max_epochs=2, statistics=statistics, retain_components=4)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    original = torch.cat([p.detach().flatten() for p in tiny_llama(len(tokenizer)).parameters()])
+    step, other = weights[0] - original, weights[1] - original
+    assert step.norm() > 0 and (other - step).norm() / step.norm() < 1e-3

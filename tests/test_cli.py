@@ -128,3 +128,34 @@ def test_demo_runs_the_four_rows(taught_dir, tmp_path, tiny_cache, capsys):
     assert set(rows["before"]) >= {"V", "capitals", "languages"}
     assert json.loads((out / "attacks.json").read_text())["relearn:mlp"]["per_epoch"]
     assert (out / "report.md").is_file() and (out / "demo.md").is_file()
+
+
+def test_eval_loads_the_base_on_the_models_device_and_dtype(taught_dir, forget_file, tmp_path, capsys, monkeypatch):
+    """`--base` follows the model (a base left on the CPU next to a model on a GPU failed)."""
+    import torch
+
+    import cir.models
+
+    asked, load = [], cir.models.load_model
+
+    def spy(spec, **kwargs):
+        asked.append((kwargs.get("device"), kwargs.get("dtype")))
+        return load(spec, **kwargs)
+
+    monkeypatch.setattr(cir.models, "load_model", spy)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Ada Quenby plays the violin.\n")
+    assert main(["eval", "--model", str(taught_dir), "--text", str(corpus), "--base", str(taught_dir),
+                 "--dtype", "bfloat16", "--json"]) == 0
+    assert asked == [(torch.device("cpu"), torch.bfloat16)] * 2  # the base: where the model is, not left at None
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["text"][str(corpus)]["kl"] == 0.0
+
+
+@pytest.mark.gpu
+def test_eval_text_kl_on_the_gpu(taught_dir, forget_file, tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Ada Quenby plays the violin.\nThe river flooded after days of rain.\n")
+    assert main(["eval", "--model", str(taught_dir), "--mcq", forget_file, "--text", str(corpus),
+                 "--base", str(taught_dir), "--dtype", "bfloat16", "--json"]) == 0
+    text = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["text"][str(corpus)]
+    assert text["kl"] == pytest.approx(0.0, abs=1e-6)

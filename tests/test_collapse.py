@@ -70,3 +70,50 @@ def test_soft_collapse_shrinks_by_eigenvalue_ratio():
     # variance lambda_i shrinks by lambda_min / lambda_i, so the std ratio is ~ 1/scale^2 (scaled)
     expected = (scales[-1] / scales) ** 2
     torch.testing.assert_close(ratio, expected.double(), atol=0.05, rtol=0.1)
+
+
+def planted(n: int, d: int, rank: int = 6, seed: int = 0) -> torch.Tensor:
+    """n rows in d dimensions: a mean, `rank` strong directions of decreasing scale, and noise."""
+    generator = torch.Generator().manual_seed(seed)
+    directions = torch.linalg.qr(torch.randn(d, rank, generator=generator))[0].T  # (rank, d)
+    scales = torch.linspace(10, 3, rank)
+    coefficients = torch.randn(n, rank, generator=generator) * scales
+    return 2 + coefficients @ directions + 0.1 * torch.randn(n, d, generator=generator)
+
+
+def projector(basis: torch.Tensor) -> torch.Tensor:
+    return basis.double().T @ basis.double()
+
+
+def test_rows_give_the_subspace_of_the_covariance():
+    """Kept as rows (fewer than d) and decomposed by a randomized SVD, the statistics span the
+    same mean-plus-components subspace as the d x d sums, for the paper's collapse and the soft one."""
+    from cir.collapse import RowMoments
+
+    d = 1536  # wider than top_components' exact threshold: both sides randomized
+    x = planted(300, d)
+    full, rows = StreamingMoments(d), RowMoments(d)
+    for chunk in x.split(64):
+        full.update(chunk)
+        rows.update(chunk)
+    assert rows.outer is None and sum(r.shape[0] for r in rows.rows) == 300  # 300 x d numbers, not d x d
+    k = 6
+    difference = projector(common_basis(rows, k)) - projector(common_basis(full, k))
+    assert torch.linalg.matrix_norm(difference, ord=2) < 1e-4
+    (vectors, keep), (full_vectors, full_keep) = soft_basis(rows, 4), soft_basis(full, 4)
+    assert torch.linalg.matrix_norm(projector(vectors) - projector(full_vectors), ord=2) < 1e-4
+    torch.testing.assert_close(keep, full_keep, rtol=1e-4, atol=1e-6)
+
+
+def test_rows_past_the_width_fold_into_the_covariance():
+    from cir.collapse import RowMoments
+
+    d = 48
+    x = planted(200, d)
+    full, rows = StreamingMoments(d), RowMoments(d)
+    for chunk in x.split(30):
+        full.update(chunk)
+        rows.update(chunk)
+    assert rows.rows == [] and rows.outer is not None  # folded once the rows outnumbered d
+    torch.testing.assert_close(rows.covariance(), full.covariance(), rtol=1e-5, atol=1e-5)
+    assert rows.count == full.count == 200

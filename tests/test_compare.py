@@ -165,3 +165,22 @@ def test_the_first_trials_spread_over_the_step_range():
     assert three[0] < three[1] < three[2] and all(low_ <= s <= high_ for s in three
                                                  for low_, high_ in [get_method("cir").Config.rate_range])
     assert grid_trial("cir", 0, trials=2)["forget_loss"] == get_method("cir").Config().forget_loss
+
+
+def test_a_cell_that_kept_the_original_weights_is_marked():
+    from cir.comparison import STAGES, budget_table, summarise
+
+    def run(seed, kept_epoch):
+        return {"seed": seed, "kept_epoch": kept_epoch, "V_before": 0.9, "V_worst_before": 1.0,
+                "loss_ratio": 1.0, "collateral": 0.0, "seconds_per_fact": 1.0, "topics_change": {"animals": 0.0},
+                **{stage: 0.9 for stage in STAGES}}
+
+    def cell(kept):
+        runs = [run(seed, epoch) for seed, epoch in enumerate(kept, 1)]
+        return {"best": ["unlearning_rate=0.5"], "best_trial": 0, "runs": runs, "summary": summarise(runs)}
+
+    result = {"settings": {"attacks": {"quantize_bits": 4}},
+              "methods": {"cir": {"budgets": [cell([0, 3])]}, "npo": {"budgets": [cell([2, 3])]}}}
+    lines = budget_table(result, 0).splitlines()
+    assert "**nothing unlearned** on 1 of 2 seeds (kept epoch 0)" in next(l for l in lines if l.startswith("| cir |"))
+    assert "nothing unlearned" not in next(l for l in lines if l.startswith("| npo |"))

@@ -31,9 +31,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(args: list[str], tmp_path, processes: int = 2) -> subprocess.CompletedProcess:
+def launch(args: list[str], tmp_path, processes: int = 2, env: dict | None = None) -> subprocess.CompletedProcess:
     env = os.environ | {"CIR_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-                        "TOKENIZERS_PARALLELISM": "false"}
+                        "TOKENIZERS_PARALLELISM": "false"} | (env or {})
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "cir.cli", *args]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -156,3 +156,38 @@ def test_fsdp_refuses_what_it_cannot_shard(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--fsdp needs several processes" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_fewer_gpus_than_processes_means_the_cpu(monkeypatch):
+    from cir import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for count, per_process in ((1, False), (2, True), (8, True)):
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+        assert distributed.gpus_for_each_process() is per_process
+        assert (distributed.cpu_fallback_notice() is None) is per_process
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert distributed.cpu_fallback_notice() == ("cir: 2 processes on this machine but 1 GPU(s), one per process "
+                                                 "needed: running every process on the CPU (gloo)")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert distributed.cpu_fallback_notice() is None  # no GPU at all: the CPU, as expected, without a word
+
+
+def test_two_processes_on_a_machine_with_one_gpu_run_on_the_cpu(taught_dir, inputs, tmp_path):
+    """Each process sees one CUDA device (faked at start-up: this test needs no GPU); both run on
+    the CPU with gloo instead of both asking for a GPU of their own, and the main process says so."""
+    forget, retain = inputs
+    fake = tmp_path / "one_gpu"
+    fake.mkdir()
+    (fake / "sitecustomize.py").write_text("import torch\ntorch.cuda.is_available = lambda: True\n"
+                                           "torch.cuda.device_count = lambda: 1\n")
+    out = tmp_path / "two"
+    done = launch(["unlearn", "--model", str(taught_dir), "--forget", forget, "--retain", retain, "--quiet",
+                   "--set", "max_epochs=1", "--set", "budget=10", "--set", "batch_size=16", "--set", "collateral_budget=1",
+                   "--set", "act_components=4", "--set", "grad_components=4", "--out", str(out)], tmp_path,
+                  env={"PYTHONPATH": os.pathsep.join(filter(None, [str(fake), os.environ.get("PYTHONPATH")]))})
+    assert done.stderr.count("running every process on the CPU (gloo)") == 1
+    assert changed(taught_dir, out) > 0
+    assert "processes: 2" in (out / "config.yaml").read_text()

@@ -8,6 +8,7 @@ questions (cir.load_facts) or as specs. Options are typed: the method's config d
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -70,8 +71,8 @@ def unlearn(model, tokenizer, forget: Facts, *, method: str | None = None, retai
     forget = given.questions(forget, "forget")
     watched = _watched(forget, watch)
     retain, heldout = _general_text(model, tokenizer, retain, heldout)
-    return run_unlearning(model, tokenizer, forget, retain, heldout, run, method_config, progress=progress,
-                          retain_sets=watched)
+    return _warned(run_unlearning(model, tokenizer, forget, retain, heldout, run, method_config, progress=progress,
+                                  retain_sets=watched))
 
 
 def unlearn_to_dir(model, tokenizer, forget: Facts, out: str | Path, *, overwrite: bool = False,
@@ -103,7 +104,7 @@ def unlearn_to_dir(model, tokenizer, forget: Facts, out: str | Path, *, overwrit
         save_weights(model, tokenizer, staging)
         if staging is not None:
             write_run(staging, result, run, sources)
-    return result
+    return _warned(result)
 
 
 def compare(model, tokenizer, forget: Facts | None = None, *, benchmark: str | None = None,
@@ -143,6 +144,13 @@ def compare(model, tokenizer, forget: Facts | None = None, *, benchmark: str | N
         journal = Journal(Path(journal), journal_header(model, settings, evaluation))
     result = Comparison(model, tokenizer, evaluation, settings, progress, journal, never_taught).run()
     return result | ({"benchmark": benchmark} if benchmark else {})
+
+
+def _warned(result: UnlearningResult) -> UnlearningResult:
+    """`result`, its warning (a run that kept the original weights) printed on one line first."""
+    if "warning" in result.extra and distributed.is_main():
+        print(f"warning: {result.extra['warning']}", file=sys.stderr)
+    return result
 
 
 def _general_text(model, tokenizer, retain: Texts | None, heldout: Texts | None):

@@ -305,11 +305,12 @@ class Comparison:
         """The original model's held-out text loss and watched accuracies, measured once for all runs."""
         if self._reference is None:
             from cir.evaluation import text_loss
-            from cir.loop import Collateral
+            from cir.loop import Collateral, in_float32
 
             model = self._fresh()
-            self._reference = {"text_loss": text_loss(model, self.tokenizer, self.evaluation.heldout_texts),
-                               "retain_accuracy": Collateral(model, self.tokenizer, self.evaluation.watched).original}
+            with in_float32(model):  # as the loop measures (RunConfig.measure_float32)
+                self._reference = {"text_loss": text_loss(model, self.tokenizer, self.evaluation.heldout_texts),
+                                   "retain_accuracy": Collateral(model, self.tokenizer, self.evaluation.watched).original}
         return self._reference
 
     def _fresh(self):
@@ -584,11 +585,18 @@ def budget_table(result: dict, index: int) -> str:
                _cell(s["V_after_quantisation"]), _cell(s["V_worst_after_relearning"]),
                _cell(s["drop"], sign=True), _cell(s["topics_worst_change"], sign=True),
                _cell(s["loss_ratio"], 4), _cell(s["collateral"]), _cell(s["seconds_per_fact"], 2),
-               " ".join(f"`{o}`" for o in cell["best"]) + f" ({cell['best_trial'] + 1})"]
+               " ".join(f"`{o}`" for o in cell["best"]) + f" ({cell['best_trial'] + 1})" + _unlearned(cell)]
         if residual:
             row[7:7] = [_cell(s[f"residual_{key}"], sign=True) for key in RESIDUALS]
         rows.append(row)
     return markdown_table(header, rows)
+
+
+def _unlearned(cell: dict) -> str:
+    """The mark of a cell whose runs kept the original weights on some seeds (epoch 1 already
+    passed the budget): nothing was unlearned there."""
+    kept_original = sum(run["kept_epoch"] == 0 for run in cell["runs"])
+    return f"; **nothing unlearned** on {kept_original} of {len(cell['runs'])} seeds (kept epoch 0)" if kept_original else ""
 
 
 def reading(result: dict, index: int) -> str:

@@ -17,7 +17,8 @@ process keeps its slice (`local_part`).
 
 A single process (no launcher) never initialises anything here: every function is then the
 identity. Launch several with `torchrun --nproc_per_node N -m cir.cli ...` (CPU: gloo;
-GPU: nccl, one device per process); `accelerate launch` works the same where it starts N
+GPU: nccl, one device per process; with fewer GPUs than processes on a machine, every process
+runs on the CPU with gloo, and the main process says so in one line); `accelerate launch` works the same where it starts N
 ranks (docs/scaling.md).
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from functools import lru_cache
 
 import torch
@@ -35,12 +37,32 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def gpus_for_each_process() -> bool:
+    """Whether this machine has a GPU for each process launched on it (nccl needs one per process)."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    return torch.cuda.is_available() and torch.cuda.device_count() >= local
+
+
+def cpu_fallback_notice() -> str | None:
+    """The line the main process prints when GPUs exist but fewer than the processes: they all
+    run on the CPU (gloo) instead; None when nothing is said."""
+    if gpus_for_each_process() or not torch.cuda.is_available():
+        return None
+    local = os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))
+    return (f"cir: {local} processes on this machine but {torch.cuda.device_count()} GPU(s), one per process "
+            "needed: running every process on the CPU (gloo)")
+
+
 @lru_cache(maxsize=1)
 def state():
-    """accelerate's process state (creates the process group on first use)."""
+    """accelerate's process state (creates the process group on first use): one GPU per process
+    (nccl) where the machine has as many as it runs processes, else every process on the CPU (gloo)."""
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available())
+    notice = cpu_fallback_notice()
+    if notice and int(os.environ.get("RANK", "0")) == 0:
+        print(notice, file=sys.stderr)
+    return PartialState(cpu=not gpus_for_each_process())
 
 
 def shutdown() -> None:

@@ -239,12 +239,13 @@ def text_loss(model, tokenizer, texts: list[str], max_length: int = 128, batch_s
 
 @torch.no_grad()
 def text_kl(base_model, model, tokenizer, texts: list[str], max_length: int = 128, batch_size: int = 16) -> float:
-    """Mean per-token KL(base || model) of the next-token distributions."""
-    device = next(model.parameters()).device
+    """Mean per-token KL(base || model) of the next-token distributions (each model on its own device)."""
+    device, base_device = next(model.parameters()).device, next(base_model.parameters()).device
     total, count = 0.0, 0
     for ids, mask in _text_batches(tokenizer, texts, max_length, batch_size, device):
         valid = mask.bool()
-        p_log = base_model(input_ids=ids, attention_mask=mask, use_cache=False).logits[valid].float().log_softmax(-1)
+        p_log = base_model(input_ids=ids.to(base_device), attention_mask=mask.to(base_device),
+                           use_cache=False).logits[valid.to(base_device)].float().log_softmax(-1).to(device)
         q_log = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[valid].float().log_softmax(-1)
         total += float(F.kl_div(q_log, p_log, log_target=True, reduction="sum"))
         count += int(valid.sum())

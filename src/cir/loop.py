@@ -3,8 +3,11 @@ last in-budget weights, metrics and seeds (cir.runs writes the run directory).""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import functools
+import itertools
 import math
 import time
 import typing
@@ -54,6 +57,11 @@ class RunConfig:
     # spelling, which an update can break without removing the fact); the retain facts that
     # CIR's retain-aware collapse reads keep all their answer tokens
     answer_tokens: str = "all"
+    # weights in bfloat16 or float16: take the measurements the stop rule reads (text loss, forget
+    # accuracy, watched topics) with the weights cast to float32 for the measurement, which
+    # holds twice the weights' memory meanwhile; bfloat16's rounding of the logits alone moves a
+    # text loss by about as much as the 0.1% budget
+    measure_float32: bool = True
 
     def __post_init__(self):
         check_fields(self)
@@ -150,6 +158,29 @@ def fsdp_limits(run: RunConfig, method_config) -> None:
 
 
 # ---------------------------------------------------------------- the loop
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+@contextlib.contextmanager
+def in_float32(model, on: bool = True):
+    """Within the block, the model's bfloat16 and float16 parameters and buffers in float32; cast
+    back after, exactly (float32 holds every bfloat16 and float16 value). Each tensor keeps its
+    identity (the method's references to the trained weights stay valid). Sharded weights stay
+    as they are."""
+    tensors = [t for t in itertools.chain(model.parameters(), model.buffers()) if t.dtype in LOW_PRECISION]
+    if not on or not tensors or distributed.is_sharded(model):
+        yield
+        return
+    dtypes = [t.dtype for t in tensors]
+    for t in tensors:
+        t.data = t.data.float()
+    try:
+        yield
+    finally:
+        for t, dtype in zip(tensors, dtypes):
+            t.data = t.data.to(dtype)
+
+
 @dataclass
 class UnlearningResult:
     """What a run did: a row of measurements per epoch (0 = the original model), the epoch whose
@@ -304,8 +335,10 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
     if run.gradient_checkpointing:
         gradient_checkpointing(model, True)
     reference = reference or {}
-    disruption = Disruption(model, tokenizer, heldout_texts, run.disruption, reference.get("text_loss"))
-    collateral = Collateral(model, tokenizer, retain_sets, reference.get("retain_accuracy")) if retain_sets else None
+    measuring = functools.partial(in_float32, model, run.measure_float32)  # with kl, the original kept as measured
+    with measuring():
+        disruption = Disruption(model, tokenizer, heldout_texts, run.disruption, reference.get("text_loss"))
+        collateral = Collateral(model, tokenizer, retain_sets, reference.get("retain_accuracy")) if retain_sets else None
     retain_items = [item for items in (retain_sets or {}).values() for item in items]
     retain_facts = [b.rows(distributed.shard_rows(len(b))).to(device) for b in
                     forget_batches(tokenizer, retain_items, run.batch_size, run.max_length, min_size=processes,
@@ -319,17 +352,8 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
     def record(epoch: int, forget_loss: float | None, t0: float) -> dict:
         """Measure the model after `epoch`; epoch 0 (the original weights: preparing changes none)
         reuses what was measured before: the text loss, the watched accuracies and the cloze probe."""
-        row = {"epoch": epoch, "forget_loss": forget_loss} | (disruption(model) if epoch else disruption.original_row())
-        if run.eval_forget:  # cloze, and recall: each choice's first token (the same forward passes)
-            if epoch:
-                row["forget_accuracy"], recall = cloze_and_recall(model, tokenizer, forget_items)
-            else:
-                recall = probes_before.per_probe["recall"].accuracy if "recall" in probes_before.per_probe else None
-                row["forget_accuracy"] = probes_before.per_probe["cloze"].accuracy
-            if recall is not None:
-                row["forget_recall"] = recall
-        if collateral is not None:
-            row |= collateral(model) if epoch else collateral.original_row()
+        with measuring():
+            row = {"epoch": epoch, "forget_loss": forget_loss} | measure(epoch)
         row["in_budget"] = row["disruption"] <= run.budget and row.get("collateral", 0.0) <= run.collateral_budget
         row["seconds"] = round(time.perf_counter() - t0, 3)
         peaks = distributed.gather_values(distributed.peak_memory_mb())  # one per process
@@ -345,11 +369,26 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
                 f.write(to_json(row) + "\n")
         return row
 
+    def measure(epoch: int) -> dict:
+        row = disruption(model) if epoch else disruption.original_row()
+        if run.eval_forget:  # cloze, and recall: each choice's first token (the same forward passes)
+            if epoch:
+                row["forget_accuracy"], recall = cloze_and_recall(model, tokenizer, forget_items)
+            else:
+                recall = probes_before.per_probe["recall"].accuracy if "recall" in probes_before.per_probe else None
+                row["forget_accuracy"] = probes_before.per_probe["cloze"].accuracy
+            if recall is not None:
+                row["forget_recall"] = recall
+        if collateral is not None:
+            row |= collateral(model) if epoch else collateral.original_row()
+        return row
+
     t0 = time.perf_counter()
-    probes_before = evaluate_battery(model, tokenizer, forget_items) if run.eval_forget else None
+    with measuring():
+        probes_before = evaluate_battery(model, tokenizer, forget_items) if run.eval_forget else None
     method.prepare()
     record(0, None, t0)
-    stop_reason, kept_epoch = f"max_epochs ({run.max_epochs})", 0
+    stop_reason, kept_epoch, failure = f"max_epochs ({run.max_epochs})", 0, None
     bar = tqdm(range(1, run.max_epochs + 1), desc=f"unlearn [{run.method}]",
                disable=not progress or not distributed.is_main())
     for epoch in bar:
@@ -358,6 +397,7 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
             forget_loss = method.run_epoch(epoch)["forget_loss"]
         except NonFiniteLoss as error:
             restore(params, kept)
+            failure = f"had a non-finite loss ({error})"
             stop_reason = f"non-finite loss at epoch {epoch} ({error}); kept epoch {kept_epoch}"
             break
         row = record(epoch, forget_loss, t0)
@@ -366,25 +406,34 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
                         recall=f"{row.get('forget_recall', float('nan')):.2f}")
         if not math.isfinite(row["disruption"]):
             restore(params, kept)
+            failure = "had a non-finite disruption"
             stop_reason = f"non-finite disruption at epoch {epoch}; kept epoch {kept_epoch}"
             break
         if not row["in_budget"]:
             restore(params, kept)
             passed = (f"{run.disruption} {row['disruption']:.5f} > {run.budget}" if row["disruption"] > run.budget
                       else f"collateral {row['collateral']:.3f} > {run.collateral_budget}")
+            failure = f"passed the budget ({passed})"
             stop_reason = f"budget: {passed} at epoch {epoch}; rolled back to epoch {kept_epoch}"
             break
         kept, kept_epoch = snapshot(params), epoch
     bar.close()
     if run.gradient_checkpointing:
         gradient_checkpointing(model, False)
-    extra = {}
+    extra = {} if kept_epoch else {"nothing_unlearned": True, "warning": nothing_unlearned(failure, method.config)}
     if probes_before is not None:  # the forget facts in every held-out probe, before and on the kept weights
-        extra["probes"] = {"before": probes_before.to_json(),
-                           "after": evaluate_battery(model, tokenizer, forget_items).to_json()}
+        with measuring():
+            after = evaluate_battery(model, tokenizer, forget_items)
+        extra["probes"] = {"before": probes_before.to_json(), "after": after.to_json()}
     return UnlearningResult(metrics=metrics, stop_reason=stop_reason, kept_epoch=kept_epoch, method_config=method.config,
                      seconds=time.perf_counter() - start, original_loss=disruption.original_loss,
                      n_facts=len(forget_items), extra=extra)
+
+
+def nothing_unlearned(failure: str, method_config) -> str:
+    """What a run that kept the original weights says: why epoch 1 was not kept, and what to try."""
+    return (f"nothing was unlearned: epoch 1 already {failure}, so the original weights were kept; "
+            f"try a smaller step (unlearning_rate={method_config.unlearning_rate / 2:g})")
 
 
 # ---------------------------------------------------------------- general text

@@ -32,7 +32,11 @@ def run(args) -> None:
     fact_sets = {spec: load_mcq(spec, max_choices(args.fmt)) for spec in args.mcq}
     corpora = {spec: load_texts(spec) for spec in args.text}
     model, tokenizer = load(args)
-    base = load_model(args.base, trust_remote_code=args.trust_remote_code)[0] if args.base else None
+    base = None
+    if args.base:  # on the model's device and in its dtype: text_kl runs both on the same token ids
+        parameter = next(model.parameters())
+        base = load_model(args.base, trust_remote_code=args.trust_remote_code, dtype=parameter.dtype,
+                          device=parameter.device)[0]
     result = {"model": args.model} | evaluate(model, tokenizer, fact_sets, corpora, probes=args.probes,
                                               fmt=args.fmt, base=base)
     print(to_json(result) if args.json else tables(result))

@@ -148,6 +148,12 @@ class RetainSubspace:
         return out
 
 
+def master_copies(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """float32 copies of the weights held in a lower precision (none for float32 weights)."""
+    return {name: p.detach().float().clone() for name, p in params.items()
+            if p.is_floating_point() and p.dtype != torch.float32}
+
+
 class Method:
     """A gradient-based unlearning method: `forget_gradients` gives the direction, the base
     class rescales it to a fixed global norm, steps, and takes a retain step."""
@@ -173,6 +179,7 @@ class Method:
         self.retain_refs = [self.retain_loss.reference(model, b) for b in retain]
         self._retain_cursor = 0
         self.retain_subspace = RetainSubspace(self.config.gu_history)
+        self.masters = master_copies(self.trained_parameters())
 
     def build_forget_loss(self):
         """The forget loss: an object with `reference(model, batch)` (taken once, from the
@@ -274,7 +281,7 @@ class Method:
             return
         params = self.trained_parameters()
         for name, grad in grads.items():
-            params[name].sub_(distributed.local_part(params[name], grad) * (self.config.unlearning_rate / norm))
+            self.apply(name, distributed.local_part(params[name], grad) * (self.config.unlearning_rate / norm))
 
     def retain_step(self) -> float:
         """Plain SGD on the retain loss, rate `retain_rate`; with `gu` its gradient is remembered."""
@@ -285,11 +292,22 @@ class Method:
         loss, grads = self.retain_gradients(index)
         if self.config.gu:
             self.retain_subspace.remember(grads)
-        params = self.trained_parameters()
         with torch.no_grad():
             for name, g in grads.items():
-                params[name].sub_(self.config.retain_rate * g)
+                self.apply(name, self.config.retain_rate * g)
         return loss
+
+    @torch.no_grad()
+    def apply(self, name: str, delta: torch.Tensor) -> None:
+        """weight -= delta. A weight held in bfloat16 or float16 is updated through its float32
+        master copy and cast: steps below the weight's resolution accumulate instead of being
+        rounded away (or up to a whole unit of the last place)."""
+        param = self.trained_parameters()[name]
+        if name not in self.masters:
+            param.sub_(delta.to(param.dtype))
+            return
+        self.masters[name].sub_(delta.float())
+        param.copy_(self.masters[name])
 
     @staticmethod
     def _check(loss: torch.Tensor) -> None:
