@@ -3,6 +3,8 @@ answer-predicting positions, and the retain-aware collapse (tiny models)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -51,8 +53,14 @@ def test_watched_retain_sets_skip_what_is_being_forgotten(people):
     sets = {"same": people[:10], "other": people[10:30]}
     watched = watched_retain_sets(forget, sets, half=None)
     assert all(item not in forget for items in watched.values() for item in items)
-    assert watched["other"] == [item for item in people[10:30]
-                                if item.answer_text not in {f.answer_text for f in forget}]
+    assert watched["same"] == people[5:10]
+    # other people's facts stay even when they share an answer (two people born in Oslo) ...
+    answers = {f.answer_text for f in forget}
+    assert any(item.answer_text in answers for item in people[10:30]) and watched["other"] == people[10:30]
+    # ... but a question that names no subject and restates a forget answer is left out
+    anonymous = [dataclasses.replace(item, subject=None) for item in people[10:30]]
+    assert watched_retain_sets(forget, {"other": anonymous}, half=None)["other"] == \
+        [item for item in anonymous if item.answer_text not in answers]
     even = watched_retain_sets([], sets, half=0)
     odd = watched_retain_sets([], sets, half=1)
     assert even["other"] == people[10:30][0::2] and odd["other"] == people[10:30][1::2]
