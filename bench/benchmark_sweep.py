@@ -18,7 +18,9 @@ import argparse
 import json
 import shlex
 import sys
+import re
 import time
+from pathlib import Path
 
 import torch
 
@@ -28,9 +30,15 @@ def main() -> None:
     parser.add_argument("--benchmark", default="taught")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--seed", type=int, default=0, help="draws the T/V split and seeds the runs")
-    parser.add_argument("--try", dest="tries", action="append", required=True)
+    parser.add_argument("--try", dest="tries", action="append", default=[])
     parser.add_argument("--records", default="docs/sweep-benchmarks.jsonl")
+    parser.add_argument("--table", metavar="MARKDOWN",
+                        help="(re)write this benchmark's section of MARKDOWN from every record, then stop")
     args = parser.parse_args()
+    if args.table:
+        return write_table(args.benchmark, Path(args.records), Path(args.table))
+    if not args.tries:
+        parser.error("give at least one --try (or --table)")
 
     from cir.attacks.suite import AttackConfig, accuracies, suite, worst_probe
     from cir.benchmarks import make_setting
@@ -88,6 +96,33 @@ def main() -> None:
         print(json.dumps({k: record[k] for k in ("overrides", "kept_epoch", "stop", "loss_ratio", "collateral",
                                                  "after", "attacked", "residual", "reported_worst_change")}),
               flush=True)
+
+
+def _pair(entry: dict | None) -> str:
+    return "-" if entry is None else f"{entry['V']:.3f} / {entry['V worst']:.3f}"
+
+
+def write_table(benchmark: str, records: Path, markdown: Path) -> None:
+    """Every record of `benchmark` as one table, in the section `sweep-<benchmark>` of `markdown`."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    from cir.report import markdown_table
+
+    rows = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["benchmark"] == benchmark]
+    header = ["seed", "setting", "kept epoch (stop)", "loss ratio", "collateral (watched)",
+              "unwatched kept sets, worst Δ", "V / V worst: after unlearning", "after relearning",
+              "after 4-bit", "residual after relearning", "residual after 4-bit", "s"]
+    body = [[r["seed"], f"`{r['overrides']}`", f"{r['kept_epoch']} ({r['stop'].split(':')[0]})",
+             f"{r['loss_ratio']:.4f}", f"{r['collateral']:.3f}", f"{r['reported_worst_change']:+.3f}",
+             _pair(r["after"]), _pair(r["attacked"]["relearn"]), _pair(r["attacked"]["quantize"]),
+             _pair((r["residual"] or {}).get("relearn")), _pair((r["residual"] or {}).get("quantize")),
+             f"{r['seconds']:.0f}"] for r in rows]
+    block = (f"<!-- sweep-{benchmark}:start -->\n{markdown_table(header, body)}\n<!-- sweep-{benchmark}:end -->")
+    text = markdown.read_text() if markdown.exists() else ""
+    pattern = re.compile(rf"<!-- sweep-{benchmark}:start -->.*?<!-- sweep-{benchmark}:end -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    markdown.write_text(text)
+    print(block)
 
 
 if __name__ == "__main__":

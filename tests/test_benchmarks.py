@@ -156,3 +156,15 @@ def test_every_benchmark_runs_in_its_quick_form(benchmark, tokenizer, llama, cac
     else:
         assert result["never_taught"] is None and "residual" not in markdown(result)
     json.dumps(result)
+
+
+def test_a_benchmarks_own_defaults_sit_under_the_users_options():
+    from cir.commands.options import build_configs
+
+    base = {"cir.update_tokens": "subject", "cir.unlearning_rate": 0.25}
+    _, config = build_configs(base=base)
+    assert (config.update_tokens, config.unlearning_rate) == ("subject", 0.25)
+    _, config = build_configs(overrides=["update_tokens=all"], base=base)
+    assert (config.update_tokens, config.unlearning_rate) == ("all", 0.25)  # --set wins, the rest stays
+    _, config = build_configs(method="npo", base=base)  # another method's defaults are not used
+    assert not hasattr(config, "update_tokens")
