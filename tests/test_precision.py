@@ -100,3 +100,25 @@ def test_a_run_that_unlearns_has_no_warning(llama, tokenizer, people, capsys):
                          watch={}, max_epochs=1, budget=100.0, progress=False, act_components=4, grad_components=4)
     assert result.kept_epoch == 1 and "warning" not in result.extra
     assert "warning" not in capsys.readouterr().err
+
+
+def test_attacks_on_a_bfloat16_model_train_and_read_in_float32(taught, people):
+    """The relearning attacker trains a float32 copy (in bfloat16 its small Adam steps round
+    away and the attack is weaker), and the rows are read in float32: a bfloat16 model gets the
+    same rows as a float32 copy of its weights, and is itself left in bfloat16."""
+    from cir.attacks.suite import AttackConfig, measure, suite
+
+    model, tokenizer = taught
+    low = copy.deepcopy(model).to(torch.bfloat16)
+    high = copy.deepcopy(low).float()  # the same values, held in float32
+    train, held_out = people[:20], people[20:40]
+    config = AttackConfig(relearn_epochs=2, relearn_lr=1e-3)
+    topics = {"others": people[40:60]}
+    rows_low = suite(low, tokenizer, train, held_out, topics=topics, config=config)
+    rows_high = suite(high, tokenizer, train, held_out, topics=topics, config=config)
+    assert rows_low["relearn"]["_relearn"]["per_epoch"] == rows_high["relearn"]["_relearn"]["per_epoch"]
+    for attack in ("relearn", "quantize"):
+        assert {k: v for k, v in rows_low[attack].items() if not k.startswith("_")} == \
+            {k: v for k, v in rows_high[attack].items() if not k.startswith("_")}
+    assert measure(low, tokenizer, topics, held_out) == measure(high, tokenizer, topics, held_out)
+    assert all(p.dtype == torch.bfloat16 for p in low.parameters())

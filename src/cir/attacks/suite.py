@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import torch
+
 from cir.attacks.probes import evaluate_battery
 from cir.attacks.quantization import quantize_model
 from cir.attacks.relearning import relearn, split_forget
@@ -58,10 +60,25 @@ def worst_probe(model, tokenizer, held_out: list[MCQ], floor: float = 0.0) -> di
 
 
 def measure(model, tokenizer, topics: dict[str, list[MCQ]], held_out: list[MCQ]) -> dict:
-    """A row: each topic's accuracy, V's (cloze) and V in the worst held-out probe."""
-    row = accuracies(model, tokenizer, topics)
-    row["V"] = evaluate_mcq(model, tokenizer, held_out).accuracy
-    return row | worst_probe(model, tokenizer, held_out)
+    """A row: each topic's accuracy, V's (cloze) and V in the worst held-out probe; a bfloat16 or
+    float16 model's weights are read in float32 (as the stop rule reads them), so a row is the
+    same whichever precision the model is held in."""
+    from cir.loop import in_float32
+
+    with in_float32(model):
+        row = accuracies(model, tokenizer, topics)
+        row["V"] = evaluate_mcq(model, tokenizer, held_out).accuracy
+        return row | worst_probe(model, tokenizer, held_out)
+
+
+def attack_copy(model):
+    """A copy of `model` for an attack to change, in float32: the attacker trains in full
+    precision (in bfloat16, Adam's small steps would round away and the attack would be
+    weaker than the one a float32 model gets)."""
+    copied = copy.deepcopy(model)
+    if any(p.dtype in (torch.bfloat16, torch.float16) for p in copied.parameters()):
+        copied.float()
+    return copied
 
 
 def suite(model, tokenizer, train: list[MCQ], held_out: list[MCQ], *, topics: dict[str, list[MCQ]] | None = None,
@@ -78,7 +95,7 @@ def suite(model, tokenizer, train: list[MCQ], held_out: list[MCQ], *, topics: di
         raise ValueError(f"unknown attack(s) {', '.join(unknown)} (known: {', '.join(ATTACKS)})")
     rows = {}
     if "relearn" in attacks:
-        relearned = copy.deepcopy(model)
+        relearned = attack_copy(model)
         result = relearn(relearned, tokenizer, train, held_out, epochs=config.relearn_epochs, lr=config.relearn_lr,
                          optimizer="adam", params="mlp", seed=config.seed, progress=progress)
         best = result["max_accuracy"]
@@ -86,7 +103,7 @@ def suite(model, tokenizer, train: list[MCQ], held_out: list[MCQ], *, topics: di
                            | worst_probe(relearned, tokenizer, held_out, floor=best) | {"_relearn": result})
         del relearned
     if "quantize" in attacks:
-        quantized = copy.deepcopy(model)
+        quantized = attack_copy(model)
         quantize_model(quantized, bits=config.quantize_bits)
         rows["quantize"] = measure(quantized, tokenizer, topics, held_out)
     return rows
