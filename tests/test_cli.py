@@ -159,3 +159,22 @@ def test_eval_text_kl_on_the_gpu(taught_dir, forget_file, tmp_path, capsys):
                  "--base", str(taught_dir), "--dtype", "bfloat16", "--json"]) == 0
     text = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["text"][str(corpus)]
     assert text["kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_demo_takes_a_benchmark(taught_dir, tmp_path, tiny_cache, capsys):
+    out = tmp_path / "demo"
+    code = main(["demo", "--benchmark", "subjects", "--model", str(taught_dir), "--out", str(out), "--quiet",
+                 "--set", "max_epochs=1", "--set", "budget=10", "--set", "act_components=4",
+                 "--set", "grad_components=4", "--set", "update_tokens=subject"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| subjects V |" in printed and "| after relearning on T |" in printed
+    demo = json.loads((out / "demo.json").read_text())
+    assert demo["benchmark"] == "subjects" and len(demo["notes"]["countries"]) == 12
+    assert len(demo["rows"]["before"]) > 2 and "capitals" in demo["rows"]["before"]  # the kept relations
+
+
+def test_demo_refuses_an_unknown_benchmark(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--benchmark", "tofu"])
+    assert exit_info.value.code == 2 and "invalid choice: 'tofu'" in capsys.readouterr().err
