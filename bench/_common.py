@@ -25,9 +25,16 @@ def write_section(name: str, body: str) -> None:
     command = "python " + " ".join(shlex.quote(a) for a in [script] + sys.argv[1:])
     block = (f"<!-- {name}:start -->\n{body.rstrip()}\n\nMeasured with `{command}` on {machine()}.\n"
              f"<!-- {name}:end -->")
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n\nEach section below is written by the script named in it.\n"
+    default = "# Benchmarks\n\nEach section below is written by the script named in it.\n"
+    replace_section(BENCHMARKS, name, block, default)
+    print(block)
+
+
+def replace_section(path: Path, name: str, block: str, default: str = "") -> None:
+    """Put `block` (which starts with `<!-- name:start -->` and ends with `<!-- name:end -->`) in
+    place of that section of the file `path`, or after its end when it has none."""
+    text = path.read_text() if path.exists() else default
     pattern = re.compile(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    BENCHMARKS.parent.mkdir(exist_ok=True)
-    BENCHMARKS.write_text(text)
-    print(block)
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)

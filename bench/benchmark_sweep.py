@@ -18,7 +18,6 @@ import argparse
 import json
 import shlex
 import sys
-import re
 import time
 from pathlib import Path
 
@@ -104,7 +103,7 @@ def _pair(entry: dict | None) -> str:
 
 def write_table(benchmark: str, records: Path, markdown: Path) -> None:
     """Every record of `benchmark` as one table, in the section `sweep-<benchmark>` of `markdown`."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    from _common import replace_section
     from cir.report import markdown_table
 
     rows = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
@@ -117,13 +116,9 @@ def write_table(benchmark: str, records: Path, markdown: Path) -> None:
              _pair(r["after"]), _pair(r["attacked"]["relearn"]), _pair(r["attacked"]["quantize"]),
              _pair((r["residual"] or {}).get("relearn")), _pair((r["residual"] or {}).get("quantize")),
              f"{r['seconds']:.0f}"] for r in rows]
-    block = (f"<!-- sweep-{benchmark}:start -->\n{markdown_table(header, body)}\n<!-- sweep-{benchmark}:end -->")
-    text = markdown.read_text() if markdown.exists() else ""
-    pattern = re.compile(rf"<!-- sweep-{benchmark}:start -->.*?<!-- sweep-{benchmark}:end -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    markdown.write_text(text)
+    block = f"<!-- sweep-{benchmark}:start -->\n{markdown_table(header, body)}\n<!-- sweep-{benchmark}:end -->"
+    replace_section(markdown, f"sweep-{benchmark}", block)
     print(block)
-
 
 if __name__ == "__main__":
     sys.exit(main())

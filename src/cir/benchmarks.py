@@ -155,7 +155,7 @@ def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True) -
     record. The taught weights are cached under the user cache, keyed by the recipe and the
     model's fingerprint, so a second call loads them instead of teaching again."""
     from cir.data.general import fingerprint
-    from cir.models import cache_dir, load_model, save_model
+    from cir.models import cache_dir, load_model, publish, save_model
     from cir.outputs import write_json
 
     target = cache_dir() / "taught" / f"{fingerprint(model)}-{recipe.key()}"
@@ -168,11 +168,7 @@ def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True) -
         try:
             save_model(student, tokenizer, staging)
             write_json(staging / "teach.json", record)
-            try:
-                staging.rename(target)  # atomic: a crash leaves no half-written cache
-            except OSError:
-                if not record_path.is_file():  # not another process's finished copy
-                    raise
+            publish(staging, target, complete=lambda path: (path / "teach.json").is_file())
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         del student

@@ -96,13 +96,14 @@ def _converted(target: Path) -> bool:
     return (target / "config.json").is_file() and (target / "model.safetensors").is_file()
 
 
-def publish(staging: Path, target: Path) -> None:
+def publish(staging: Path, target: Path, complete=_converted) -> None:
     """Rename the finished `staging` to `target` (atomic: a crash leaves no half-written cache).
-    Another process converting at the same time may have got there first: its copy is as good."""
+    Another process making the same entry may have got there first (`complete(target)`): its
+    copy is as good."""
     try:
         staging.rename(target)
     except OSError:
-        if not _converted(target):
+        if not complete(target):
             raise
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-import torch
-
 from cir.attacks.probes import evaluate_battery
 from cir.attacks.quantization import quantize_model
 from cir.attacks.relearning import relearn, split_forget
@@ -75,8 +73,10 @@ def attack_copy(model):
     """A copy of `model` for an attack to change, in float32: the attacker trains in full
     precision (in bfloat16, Adam's small steps would round away and the attack would be
     weaker than the one a float32 model gets)."""
+    from cir.loop import LOW_PRECISION
+
     copied = copy.deepcopy(model)
-    if any(p.dtype in (torch.bfloat16, torch.float16) for p in copied.parameters()):
+    if any(p.dtype in LOW_PRECISION for p in copied.parameters()):
         copied.float()
     return copied
 
