@@ -89,8 +89,11 @@ def test_teaching_reaches_the_knowledge_and_the_cache_is_reused(tokenizer, llama
 
     before = {n: p.detach().clone() for n, p in llama.named_parameters()}
     taught, record = taught_model(llama, tokenizer, TINY, progress=False)
+    # before teaching, near chance (0.25) over all 18 questions: one set of 6 can draw 4 right by luck
+    forget, kept, _ = invented_people(TINY)
+    right = record["before"]["forget"]["cloze"] * len(forget) + record["before"]["kept"]["cloze"] * len(kept)
+    assert right / (len(forget) + len(kept)) < 0.6
     for name in ("forget", "kept"):
-        assert record["before"][name]["cloze"] < 0.6
         assert record["after"][name]["cloze"] >= TINY.min_accuracy
         assert record["after"][name]["recall"] >= TINY.min_accuracy
     assert all(torch.equal(p, before[n]) for n, p in llama.named_parameters())  # the original is kept
