@@ -117,6 +117,25 @@ def test_teaching_that_falls_short_is_refused_and_caches_nothing(tokenizer, llam
     assert not list(cache.glob("taught/*/teach.json"))
 
 
+def test_replay_trains_the_retain_half_of_the_general_text_beside_the_facts(tokenizer, llama, monkeypatch):
+    import cir.finetune
+    from cir.benchmarks import teach
+
+    retain, heldout = ["a retained sample of general text"] * 3, ["a held-out sample the budget reads"] * 3
+    monkeypatch.setattr("cir.loop.general_text_split", lambda model, tokenizer, spec=None: (retain, heldout))
+    trained = {}
+    monkeypatch.setattr(cir.finetune, "finetune", lambda model, tokenizer, sentences, **_: trained.setdefault(
+        "sentences", list(sentences)))
+    for replay in (False, True):
+        trained.clear()
+        with pytest.raises(RuntimeError, match="teaching reached less than"):  # nothing was trained
+            teach(llama, tokenizer, TeachRecipe(**{**TINY.__dict__, "replay": replay}), progress=False)
+        forget, kept, _ = invented_people(TINY)
+        facts = [s for item in forget + kept for s in item.sentences()]
+        assert trained["sentences"] == facts + (retain if replay else [])
+    assert TeachRecipe(replay=True).key() != TeachRecipe(replay=False).key()  # another recipe, another model
+
+
 def test_residual_is_taken_against_the_never_taught_model_under_the_same_attack():
     from cir.demo import residuals
 

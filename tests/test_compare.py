@@ -184,3 +184,21 @@ def test_a_cell_that_kept_the_original_weights_is_marked():
     lines = budget_table(result, 0).splitlines()
     assert "**nothing unlearned** on 1 of 2 seeds (kept epoch 0)" in next(l for l in lines if l.startswith("| cir |"))
     assert "nothing unlearned" not in next(l for l in lines if l.startswith("| npo |"))
+
+
+def test_a_journal_of_one_benchmark_is_refused_for_another(tmp_path):
+    from types import SimpleNamespace
+
+    from cir.comparison import CompareSettings, Evaluation, Journal, journal_header
+    from cir.errors import InputError
+    from cir.data.mcq import MCQ
+
+    items = [MCQ(f"Question {i}?", ("a", "b"), 0) for i in range(4)]
+    evaluation = Evaluation(items, {}, {}, ["retain text"], ["held-out text"])
+    model = SimpleNamespace(config=SimpleNamespace(name_or_path="m"))
+    settings = CompareSettings.quick()
+    header = journal_header(model, settings, evaluation, "subjects")
+    assert header["benchmark"] == "subjects" and "benchmark" not in journal_header(model, settings, evaluation)
+    Journal(tmp_path / "journal.jsonl", header)
+    with pytest.raises(InputError, match="holds a comparison with other settings"):
+        Journal(tmp_path / "journal.jsonl", journal_header(model, settings, evaluation, "taught"))

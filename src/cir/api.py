@@ -141,7 +141,7 @@ def compare(model, tokenizer, forget: Facts | None = None, *, benchmark: str | N
     evaluation = Evaluation(questions, watched_retain_sets(questions, topics, half=0),
                             watched_retain_sets(questions, topics, half=1), retain, heldout)
     if journal is not None:
-        journal = Journal(Path(journal), journal_header(model, settings, evaluation))
+        journal = Journal(Path(journal), journal_header(model, settings, evaluation, benchmark))
     result = Comparison(model, tokenizer, evaluation, settings, progress, journal, never_taught).run()
     return result | ({"benchmark": benchmark} if benchmark else {})
 

@@ -102,6 +102,9 @@ class TeachRecipe:
     params: str = "mlp"  # the MLP projections carry what is taught
     batch_size: int = 16
     question_form: str = "held_out"  # never the probes' wording (cir.data.synthetic)
+    # the retain half of the model's own general-text samples, trained beside the facts in every
+    # epoch (the held-out half, which the disruption budget reads, never is)
+    replay: bool = False
     min_accuracy: float = 0.9  # of every taught set, in cloze and in recall
 
     def key(self) -> str:
@@ -129,18 +132,23 @@ def knowledge(model, tokenizer, sets: dict[str, list[MCQ]]) -> dict[str, dict[st
             for name, items in sets.items()}
 
 
-def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True) -> dict:
+def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch=None) -> dict:
     """Fine-tune `model` (in place) on the taught people's fact sentences; returns what it knows
     of each taught set before and after. Refuses a model that does not reach the recipe's
-    `min_accuracy` on every set, in cloze and in recall."""
+    `min_accuracy` on every set, in cloze and in recall. `on_epoch(epoch, loss)`: called after
+    each epoch (cir.finetune)."""
     from cir.finetune import finetune
 
     forget, kept, _ = invented_people(recipe)
     sets = {"forget": forget, "kept": kept}
     before = knowledge(model, tokenizer, sets)
     sentences = [s for item in forget + kept for s in item.sentences()]
+    if recipe.replay:
+        from cir.loop import general_text_split
+
+        sentences += general_text_split(model, tokenizer)[0]
     finetune(model, tokenizer, sentences, epochs=recipe.epochs, lr=recipe.lr, params=recipe.params,
-             batch_size=recipe.batch_size, seed=recipe.seed, progress=progress)
+             batch_size=recipe.batch_size, seed=recipe.seed, progress=progress, on_epoch=on_epoch)
     after = knowledge(model, tokenizer, sets)
     short = [f"{name} {kind} {value:.2f}" for name, scores in after.items() for kind, value in scores.items()
              if value is not None and value < recipe.min_accuracy]

@@ -58,8 +58,8 @@ class CompareSettings:
     methods: tuple[str, ...] = DEFAULT_METHODS
     budgets: tuple[float, ...] = DEFAULT_BUDGETS  # each: the held-out text loss may rise by this share
     collateral: tuple[float, ...] = DEFAULT_COLLATERAL  # beside each budget (one value: for all)
-    trials: int = 2  # optuna trials per method, on seed 0's split
-    seeds: int = 2  # runs of each budget's best setting, on seeds 1..seeds (each its own T/V split)
+    trials: int = 4  # optuna trials per method, on seed 0's split (GRID on a grid, then the sampler's)
+    seeds: int = 3  # runs of each budget's best setting, on seeds 1..seeds (each its own T/V split)
     max_epochs: int = 2
     max_facts: int | None = None  # use only the first N forget questions (quick)
     topic_questions: int | None = None  # use only the first N questions of each other topic (quick)
@@ -260,15 +260,17 @@ def read_journal(path: Path) -> list[dict]:
     return parsed
 
 
-def journal_header(model, settings: CompareSettings, evaluation: Evaluation) -> dict:
-    """What a journal belongs to: the settings, the model, the forget questions and the general text
-    (a digest), as JSON gives them back."""
+def journal_header(model, settings: CompareSettings, evaluation: Evaluation, benchmark: str | None = None) -> dict:
+    """What a journal belongs to: the settings, the benchmark, the model, the forget questions and
+    the general text (a digest), as JSON gives them back."""
     import hashlib
 
     digest = hashlib.sha256(json.dumps([[item.question, item.choices, item.answer] for item in evaluation.items]
                                        + [evaluation.retain_texts, evaluation.heldout_texts]).encode()).hexdigest()
     header = {"kind": "header", "settings": dataclasses.asdict(settings),
               "model": str(getattr(model.config, "name_or_path", "")), "inputs": digest[:16]}
+    if benchmark is not None:
+        header["benchmark"] = benchmark
     return json.loads(to_json(header))
 
 

@@ -28,9 +28,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--collateral", default=None,
                         help="the collateral budget beside each budget, or one for all: the largest accuracy drop "
                              "the watched half of the other topics may have (default 0.05,0.1,0.15,0.25)")
-    parser.add_argument("--trials", type=int, default=None, help="optuna trials per method (default 2)")
+    parser.add_argument("--trials", type=int, default=None, help="optuna trials per method (default 4: three on a grid over the step, then the "
+                                                                "sampler's)")
     parser.add_argument("--seeds", type=int, default=None,
-                        help="runs of each budget's best setting, each on a new T/V split (default 2)")
+                        help="runs of each budget's best setting, each on a new T/V split (default 3)")
     parser.add_argument("--quick", action="store_true",
                         help="3 methods, the first 12 questions and 12 of each other topic, 1 trial and seed, 1 epoch of "
                              "unlearning and of relearning (a first look: about 6 min on 2 CPU cores)")

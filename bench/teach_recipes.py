@@ -1,0 +1,109 @@
+"""Try recipes for the `taught` benchmark's teaching: what the model learns of the invented
+people, and what it keeps of the built-in topics, after every epoch.
+
+    python bench/teach_recipes.py --try "replay=true" --try "lr=1e-4 epochs=12"
+
+Each --try is a set of `field=value` changes to cir.benchmarks.TeachRecipe, taught from the
+bundled model's original weights (nothing is cached). After every epoch: cloze and recall of
+the forgotten and the kept people, and the cloze accuracy of every built-in topic. Each recipe
+is appended as a JSON line to --records; `--table` rewrites the section `teach-recipes` of
+docs/sweep.md from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def parse_recipe(text: str):
+    from cir.benchmarks import TeachRecipe
+
+    fields = {f.name: f.type for f in dataclasses.fields(TeachRecipe)}
+    changes = {}
+    for part in shlex.split(text):
+        key, _, value = part.partition("=")
+        if key not in fields:
+            raise SystemExit(f"unknown recipe field '{key}' (known: {', '.join(fields)})")
+        default = getattr(TeachRecipe(), key)
+        changes[key] = (value.lower() == "true" if isinstance(default, bool)
+                        else type(default)(value) if not isinstance(default, tuple) else tuple(value.split(",")))
+    return TeachRecipe(**changes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--try", dest="tries", action="append", default=[])
+    parser.add_argument("--records", default="docs/teach-recipes.jsonl")
+    parser.add_argument("--table", metavar="MARKDOWN", help="(re)write the recipes' table in MARKDOWN, then stop")
+    args = parser.parse_args()
+    if args.table:
+        return write_table(Path(args.records), Path(args.table))
+    if not args.tries:
+        parser.error("give at least one --try (or --table)")
+
+    from cir.attacks.suite import accuracies
+    from cir.benchmarks import invented_people, knowledge, teach
+    from cir.data.mcq import topic_sets
+    from cir.models import load_model
+
+    base, tokenizer = load_model(args.model)
+    topics = topic_sets()
+    before = accuracies(base, tokenizer, topics)
+    for text in args.tries:
+        recipe = parse_recipe(text)
+        forget, kept, _ = invented_people(recipe)
+        student = copy.deepcopy(base)
+        epochs = []
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            known = knowledge(student, tokenizer, {"forget": forget, "kept": kept})
+            epochs.append({"epoch": epoch + 1, "loss": loss, "known": known,
+                           "topics": accuracies(student, tokenizer, topics), "seconds": time.perf_counter() - start})
+            print(json.dumps(epochs[-1]), flush=True)
+
+        start = time.perf_counter()
+        try:
+            teach(student, tokenizer, recipe, progress=False, on_epoch=on_epoch)
+            short = None
+        except RuntimeError as error:
+            short = str(error)
+        record = {"recipe": dataclasses.asdict(recipe), "changes": text, "topics_before": before, "epochs": epochs,
+                  "short": short, "seconds": time.perf_counter() - start, "threads": torch.get_num_threads(),
+                  "command": "python bench/teach_recipes.py " + shlex.join(["--try", text])}
+        with open(args.records, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        del student
+
+
+def write_table(records: Path, markdown: Path) -> None:
+    """Every recipe's last epoch and its best epoch for the topics, one row each."""
+    from _common import replace_section
+    from cir.report import markdown_table
+
+    rows = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
+    names = list(rows[0]["topics_before"]) if rows else []
+    header = ["recipe (changes)", "epoch", "forget cloze / recall", "kept cloze / recall"] + names + ["s"]
+    body = [["original", "-", "-", "-"] + [f"{rows[0]['topics_before'][t]:.3f}" for t in names] + ["-"]] if rows else []
+    for r in rows:
+        for e in r["epochs"]:
+            k = e["known"]
+            body.append([f"`{r['changes']}`", e["epoch"], f"{k['forget']['cloze']:.3f} / {k['forget']['recall']:.3f}",
+                         f"{k['kept']['cloze']:.3f} / {k['kept']['recall']:.3f}"]
+                        + [f"{e['topics'][t]:+.3f}".replace("+", "") for t in names] + [f"{e['seconds']:.0f}"])
+    block = f"<!-- teach-recipes:start -->\n{markdown_table(header, body)}\n<!-- teach-recipes:end -->"
+    replace_section(markdown, "teach-recipes", block)
+    print(block)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
