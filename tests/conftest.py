@@ -32,7 +32,7 @@ def _training_corpus() -> list[str]:
     from cir.data.general import builtin_prompts
     from cir.data.synthetic import ATTRIBUTES
 
-    people = generate_people(60, seed=0)
+    people = generate_people(60, seed=0, question_form="cloze")
     texts = [s for item in people for s in item.sentences()] + [item.question for item in people]
     texts += [f"Question: {item.question}\nAnswer: {c}" for item in people[:80] for c in item.choices]
     texts += builtin_prompts() + [v for _, _, pool in ATTRIBUTES.values() for v in pool]
@@ -119,7 +119,7 @@ def _threads(request):
 @pytest.fixture(scope="session")
 def people():
     """80 synthetic facts: 16 invented people x 5 attributes."""
-    return generate_people(16, seed=seeded(0))
+    return generate_people(16, seed=seeded(0), question_form="cloze")
 
 
 @pytest.fixture(scope="session")

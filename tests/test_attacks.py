@@ -66,7 +66,7 @@ def test_split_forget_is_seeded_and_disjoint(taught, people):
     t2, v2 = split_forget(people, 0.25, seed=3)
     assert (t1, v1) == (t2, v2) and len(t1) == 20 and len(v1) == 60 and not set(t1) & set(v1)
     assert split_forget(people, 0.25, seed=4) != (t1, v1)
-    strangers = generate_people(8, seed=9)
+    strangers = generate_people(8, seed=9, question_form="cloze")
     t, v = split_forget(people[:20] + strangers, 0.5, model=model, tokenizer=tokenizer, drop_wrong=True)
     assert evaluate_mcq(model, tokenizer, t + v).accuracy == 1.0
 
@@ -128,7 +128,7 @@ def test_auc_with_ties():
 
 def fresh_people(people, n, seed):
     names = {item.question.split(" of ")[-1] for item in people}
-    return [i for i in generate_people(n, seed=seed) if not any(name.rstrip("?") in i.question for name in names)]
+    return [i for i in generate_people(n, seed=seed, question_form="cloze") if not any(name.rstrip("?") in i.question for name in names)]
 
 
 def test_mia_separates_memorised_from_fresh_facts(taught, people):
@@ -152,7 +152,7 @@ def test_mia_separates_memorised_from_fresh_facts(taught, people):
 @pytest.fixture
 def fact_files(tmp_path, people):
     paths = {}
-    for name, items in {"train": people[:10], "eval": people[10:20], "fresh": generate_people(4, seed=77)}.items():
+    for name, items in {"train": people[:10], "eval": people[10:20], "fresh": generate_people(4, seed=77, question_form="cloze")}.items():
         paths[name] = str(tmp_path / f"{name}.jsonl")
         write_mcq(items, paths[name])
     return paths

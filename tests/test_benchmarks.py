@@ -46,7 +46,7 @@ def test_no_subject_is_in_both_t_and_v(seed):
 
 def test_questions_without_subjects_split_as_before():
     """A question without a subject is a subject of its own: the split is the seeded draw of old."""
-    items = [item.__class__(item.question, item.choices, item.answer, item.facts) for item in generate_people(8)]
+    items = [item.__class__(item.question, item.choices, item.answer, item.facts) for item in generate_people(8, question_form="cloze")]
     train, held_out = split_forget(items, 0.5, 3)
     assert len(train) == len(held_out) == len(items) // 2
 
@@ -68,7 +68,7 @@ def test_update_at_the_subject_reads_exactly_its_tokens(tokenizer, llama):
     from cir.loop import make_configs
     from cir.methods import get_method
 
-    items = generate_people(4, seed=1)
+    items = generate_people(4, seed=1, question_form="cloze")
     batch = forget_batches(tokenizer, items, batch_size=64)[0]
     for row in range(len(batch)):
         marked = tokenizer.decode(batch.input_ids[row][batch.subject_mask[row]])

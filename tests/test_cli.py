@@ -91,7 +91,8 @@ def test_teach_makes_a_model_learn_synthetic_facts(tmp_path, tokenizer, capsys):
 
     base = tmp_path / "base"
     save_model(tiny_llama(len(tokenizer), seed=2), tokenizer, base)
-    assert main(["synth", "--people", "4", "--seed", "1", "--out", str(tmp_path / "people.jsonl")]) == 0
+    assert main(["synth", "--people", "4", "--seed", "1", "--question-form", "cloze",
+                 "--out", str(tmp_path / "people.jsonl")]) == 0
     out = tmp_path / "taught"
     assert main(["teach", "--model", str(base), "--facts", str(tmp_path / "people.jsonl"), "--epochs", "40",
                  "--lr", "3e-3", "--out", str(out)]) == 0

@@ -233,3 +233,21 @@ def test_sigterm_removes_the_staging_directory(tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
     assert exit.value.code == 128 + signal.SIGTERM
     assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) == before
+
+
+def test_synth_never_trains_the_prompt_evaluation_reads(tmp_path, capsys):
+    from cir.attacks.probes import battery_prompts
+    from cir.data import load_mcq
+    from cir.evaluation import cloze_prompt
+
+    out = tmp_path / "people.jsonl"
+    assert run_cli(capsys, "synth", "--people", "6", "--out", out)[0] == 0
+    items = load_mcq(str(out))
+    facts = " ".join(s for item in items for s in item.facts)
+    assert all(item.question in facts for item in items)  # each question is also stated as a fact ...
+    assert not any(cloze_prompt(item.question) in facts for item in items)  # ... never in the cloze prompt
+    prompts = [p for _, texts in battery_prompts(items, 3, 0).values() for p in texts]
+    assert not any(p.rstrip() in fact for p in prompts for item in items for fact in item.facts)
+    cloze = tmp_path / "cloze.jsonl"
+    assert run_cli(capsys, "synth", "--people", "6", "--question-form", "cloze", "--out", cloze)[0] == 0
+    assert all(any(cloze_prompt(item.question) in f for f in item.facts) for item in load_mcq(str(cloze)))

@@ -56,10 +56,11 @@ REWORDINGS = {
 
 
 def generate_people(n_people: int, seed: int = 0, attributes=tuple(ATTRIBUTES), n_choices: int = 4,
-                    question_form: str = "cloze") -> list[MCQ]:
+                    question_form: str = "held_out") -> list[MCQ]:
     """`n_people` invented people x `attributes`, one MCQ with fact sentences per pair; each
     person is the `subject` of their questions, which carry one rewording (`probes`). The fact
-    sentences are the attribute's three templates and the question in `question_form`."""
+    sentences are the attribute's three templates and the question in `question_form` (by
+    default one no probe asks, so evaluation never reads a trained prompt)."""
     if question_form not in QUESTION_FORMS:
         raise ValueError(f"question_form must be one of {', '.join(QUESTION_FORMS)}, got '{question_form}'")
     rng = random.Random(seed)
