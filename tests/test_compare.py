@@ -202,3 +202,22 @@ def test_a_journal_of_one_benchmark_is_refused_for_another(tmp_path):
     Journal(tmp_path / "journal.jsonl", header)
     with pytest.raises(InputError, match="holds a comparison with other settings"):
         Journal(tmp_path / "journal.jsonl", journal_header(model, settings, evaluation, "taught"))
+
+
+def test_a_journal_is_refused_when_the_kept_topics_changed(tmp_path):
+    from types import SimpleNamespace
+
+    from cir.comparison import CompareSettings, Evaluation, Journal, journal_header
+    from cir.data.mcq import MCQ
+    from cir.errors import InputError
+
+    items = [MCQ(f"Question {i}?", ("a", "b"), 0) for i in range(4)]
+    model = SimpleNamespace(config=SimpleNamespace(name_or_path="m"))
+    kept = {"topic": [MCQ("Kept?", ("x", "y"), 0)]}
+    Journal(tmp_path / "journal.jsonl", journal_header(model, CompareSettings.quick(),
+                                                      Evaluation(items, kept, {}, ["r"], ["h"])))
+    reworded = {"topic": [MCQ("Kept, reworded?", ("x", "y"), 0)]}
+    for watched, reported in ((reworded, {}), (kept, reworded)):
+        with pytest.raises(InputError, match="holds a comparison with other settings"):
+            Journal(tmp_path / "journal.jsonl", journal_header(model, CompareSettings.quick(),
+                                                              Evaluation(items, watched, reported, ["r"], ["h"])))

@@ -62,8 +62,8 @@ def capitals(model, tokenizer, **_) -> Setting:
 
 
 # ---------------------------------------------------------------- subjects
-# Bulgaria's currency question is left out: its answer (the lev) has been out of date since
-# the euro replaced it on 2026-01-01
+# Bulgaria is left out: its currency question asks about the lev, which the euro replaced on
+# 2026-01-01, so its facts are not all of the present tense the other countries' are
 SUBJECT_COUNTRIES = 12
 
 

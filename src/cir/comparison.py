@@ -261,12 +261,18 @@ def read_journal(path: Path) -> list[dict]:
 
 
 def journal_header(model, settings: CompareSettings, evaluation: Evaluation, benchmark: str | None = None) -> dict:
-    """What a journal belongs to: the settings, the benchmark, the model, the forget questions and
-    the general text (a digest), as JSON gives them back."""
+    """What a journal belongs to: the settings, the benchmark, the model, and a digest of the forget
+    questions, the kept topics' questions (watched and reported) and the general text, as JSON
+    gives them back."""
     import hashlib
 
-    digest = hashlib.sha256(json.dumps([[item.question, item.choices, item.answer] for item in evaluation.items]
-                                       + [evaluation.retain_texts, evaluation.heldout_texts]).encode()).hexdigest()
+    def questions(items: list[MCQ]) -> list:
+        return [[item.question, item.choices, item.answer] for item in items]
+
+    digest = hashlib.sha256(json.dumps(
+        questions(evaluation.items) + [evaluation.retain_texts, evaluation.heldout_texts]
+        + [{name: questions(items) for name, items in sets.items()}
+           for sets in (evaluation.watched, evaluation.reported)]).encode()).hexdigest()
     header = {"kind": "header", "settings": dataclasses.asdict(settings),
               "model": str(getattr(model.config, "name_or_path", "")), "inputs": digest[:16]}
     if benchmark is not None:
