@@ -99,7 +99,7 @@ def write_table(records: Path, markdown: Path) -> None:
             k = e["known"]
             body.append([f"`{r['changes']}`", e["epoch"], f"{k['forget']['cloze']:.3f} / {k['forget']['recall']:.3f}",
                          f"{k['kept']['cloze']:.3f} / {k['kept']['recall']:.3f}"]
-                        + [f"{e['topics'][t]:+.3f}".replace("+", "") for t in names] + [f"{e['seconds']:.0f}"])
+                        + [f"{e['topics'][t]:.3f}" for t in names] + [f"{e['seconds']:.0f}"])
     block = f"<!-- teach-recipes:start -->\n{markdown_table(header, body)}\n<!-- teach-recipes:end -->"
     replace_section(markdown, "teach-recipes", block)
     print(block)
