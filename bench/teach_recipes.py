@@ -65,7 +65,7 @@ def main() -> None:
         student = copy.deepcopy(base)
         epochs = []
 
-        def on_epoch(epoch: int, loss: float) -> None:
+        def on_epoch(epoch: int, loss: float, student=student, epochs=epochs, forget=forget, kept=kept) -> None:
             known = knowledge(student, tokenizer, {"forget": forget, "kept": kept})
             epochs.append({"epoch": epoch + 1, "loss": loss, "known": known,
                            "topics": accuracies(student, tokenizer, topics), "seconds": time.perf_counter() - start})
@@ -82,7 +82,6 @@ def main() -> None:
                   "command": "python bench/teach_recipes.py " + shlex.join(["--try", text])}
         with open(args.records, "a") as f:
             f.write(json.dumps(record) + "\n")
-        del student
 
 
 def write_table(records: Path, markdown: Path) -> None:
