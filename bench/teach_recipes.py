@@ -3,8 +3,9 @@ people, and what it keeps of the built-in topics, after every epoch.
 
     python bench/teach_recipes.py --try "replay=true" --try "lr=1e-4 epochs=12"
 
-Each --try is a set of `field=value` changes to cir.benchmarks.TeachRecipe, taught from the
-bundled model's original weights (nothing is cached). After every epoch: cloze and recall of
+Each --try is a set of `field=value` changes to cir.benchmarks.TeachRecipe (an empty one: the
+default recipe), taught from the bundled model's original weights and cached as `cir demo
+--benchmark taught` caches it (a recipe taught before is not measured again). After every epoch: cloze and recall of
 the forgotten and the kept people, and the cloze accuracy of every built-in topic. Each recipe
 is appended as a JSON line to --records; `--table` rewrites the section `teach-recipes` of
 docs/sweep.md from them.
@@ -13,7 +14,6 @@ docs/sweep.md from them.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import shlex
@@ -52,7 +52,7 @@ def main() -> None:
         parser.error("give at least one --try (or --table)")
 
     from cir.attacks.suite import accuracies
-    from cir.benchmarks import invented_people, knowledge, teach
+    from cir.benchmarks import invented_people, knowledge, taught_model
     from cir.data.mcq import topic_sets
     from cir.models import load_model
 
@@ -62,10 +62,9 @@ def main() -> None:
     for text in args.tries:
         recipe = parse_recipe(text)
         forget, kept, _ = invented_people(recipe)
-        student = copy.deepcopy(base)
         epochs = []
 
-        def on_epoch(epoch: int, loss: float, student=student, epochs=epochs, forget=forget, kept=kept) -> None:
+        def on_epoch(student, epoch: int, loss: float, epochs=epochs, forget=forget, kept=kept) -> None:
             known = knowledge(student, tokenizer, {"forget": forget, "kept": kept})
             epochs.append({"epoch": epoch + 1, "loss": loss, "known": known,
                            "topics": accuracies(student, tokenizer, topics), "seconds": time.perf_counter() - start})
@@ -73,10 +72,13 @@ def main() -> None:
 
         start = time.perf_counter()
         try:
-            teach(student, tokenizer, recipe, progress=False, on_epoch=on_epoch)
+            taught, record = taught_model(base, tokenizer, recipe, progress=False, on_epoch=on_epoch)
             short = None
         except RuntimeError as error:
             short = str(error)
+        if not epochs:
+            print(f"{text}: taught before, nothing measured (remove {record['cached_at']} to teach it again)")
+            continue
         record = {"recipe": dataclasses.asdict(recipe), "changes": text, "topics_before": before, "epochs": epochs,
                   "short": short, "seconds": time.perf_counter() - start, "threads": torch.get_num_threads(),
                   "command": "python bench/teach_recipes.py " + shlex.join(["--try", text])}
@@ -84,19 +86,33 @@ def main() -> None:
             f.write(json.dumps(record) + "\n")
 
 
+# what a recipe did before each of these fields existed (records made then lack them)
+FORMER = {"replay": False, "batching": "shuffled"}
+
+
 def write_table(records: Path, markdown: Path) -> None:
     """Every recipe's last epoch and its best epoch for the topics, one row each."""
     from _common import replace_section
     from cir.report import markdown_table
 
+    from cir.benchmarks import TeachRecipe
+
+    default = dataclasses.asdict(TeachRecipe())
+
+    def recipe(record: dict) -> str:  # how it differs from today's default recipe
+        used = FORMER | record["recipe"]
+        changed = [f"{k}={str(v).lower()}" for k, v in used.items() if default.get(k) != (
+            tuple(v) if isinstance(default.get(k), tuple) else v)]
+        return f"`{' '.join(changed)}`" if changed else "the default"
+
     rows = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
     names = list(rows[0]["topics_before"]) if rows else []
-    header = ["recipe (changes)", "epoch", "forget cloze / recall", "kept cloze / recall"] + names + ["s"]
+    header = ["recipe (against today's default)", "epoch", "forget cloze / recall", "kept cloze / recall"] + names + ["s"]
     body = [["original", "-", "-", "-"] + [f"{rows[0]['topics_before'][t]:.3f}" for t in names] + ["-"]] if rows else []
     for r in rows:
         for e in r["epochs"]:
             k = e["known"]
-            body.append([f"`{r['changes']}`", e["epoch"], f"{k['forget']['cloze']:.3f} / {k['forget']['recall']:.3f}",
+            body.append([recipe(r), e["epoch"], f"{k['forget']['cloze']:.3f} / {k['forget']['recall']:.3f}",
                          f"{k['kept']['cloze']:.3f} / {k['kept']['recall']:.3f}"]
                         + [f"{e['topics'][t]:.3f}" for t in names] + [f"{e['seconds']:.0f}"])
     block = f"<!-- teach-recipes:start -->\n{markdown_table(header, body)}\n<!-- teach-recipes:end -->"

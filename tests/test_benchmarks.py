@@ -191,3 +191,29 @@ def test_a_benchmarks_own_defaults_sit_under_the_users_options():
     assert (config.update_tokens, config.unlearning_rate) == ("all", 0.25)  # --set wins, the rest stays
     _, config = build_configs(method="npo", base=base)  # another method's defaults are not used
     assert not hasattr(config, "update_tokens")
+
+
+def test_batches_by_length_pad_less_and_hold_every_sentence_once(tokenizer):
+    import random
+
+    from cir.finetune import sentence_batches
+
+    facts = [f"Person {i} plays the violin." for i in range(40)]
+    passages = [f"Passage {i}: " + "the river ran on past the old mill and the fields " * 3 for i in range(8)]
+    texts = facts + passages
+
+    def padded(batches):
+        return sum(max(map(len, b)) * len(b) for b in batches)
+
+    shuffled = list(sentence_batches(tokenizer, texts, 8, random.Random(0)))
+    by_length = list(sentence_batches(tokenizer, texts, 8, random.Random(0), batching="by_length"))
+    encoded = sorted(tokenizer(t, truncation=True, max_length=64)["input_ids"] for t in texts)
+    assert sorted(ids for b in by_length for ids in b) == encoded == sorted(ids for b in shuffled for ids in b)
+    assert padded(by_length) < 0.7 * padded(shuffled)  # the passages no longer pad the facts' batches
+    # the plain order is the one the relearning attack always used: shuffled, then cut in batches
+    order = list(range(len(texts)))
+    random.Random(0).shuffle(order)
+    assert shuffled == [[tokenizer(texts[i], truncation=True, max_length=64)["input_ids"] for i in order[s:s + 8]]
+                        for s in range(0, len(texts), 8)]
+    with pytest.raises(ValueError, match="batching must be one of shuffled, by_length"):
+        next(sentence_batches(tokenizer, texts, 8, random.Random(0), batching="sorted"))

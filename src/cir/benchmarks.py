@@ -106,6 +106,9 @@ class TeachRecipe:
     # epoch (the held-out half, which the disruption budget reads, never is): without it the
     # taught model answered "Africa" to 40 of 48 continent questions (docs/sweep.md)
     replay: bool = True
+    # batches of sentences of about one length (cir.finetune.sentence_batches): with replay, mixed
+    # batches padded the short facts to the passages' length, 2.6 positions computed per token
+    batching: str = "by_length"
     min_accuracy: float = 0.9  # of every taught set, in cloze and in recall
 
     def key(self) -> str:
@@ -149,7 +152,8 @@ def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch
 
         sentences += general_text_split(model, tokenizer)[0]
     finetune(model, tokenizer, sentences, epochs=recipe.epochs, lr=recipe.lr, params=recipe.params,
-             batch_size=recipe.batch_size, seed=recipe.seed, progress=progress, on_epoch=on_epoch)
+             batch_size=recipe.batch_size, seed=recipe.seed, batching=recipe.batching, progress=progress,
+             on_epoch=on_epoch)
     after = knowledge(model, tokenizer, sets)
     short = [f"{name} {kind} {value:.2f}" for name, scores in after.items() for kind, value in scores.items()
              if value is not None and value < recipe.min_accuracy]
@@ -159,10 +163,12 @@ def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch
     return {"before": before, "after": after, "sentences": len(sentences)}
 
 
-def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True) -> tuple[object, dict]:
+def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True,
+                 on_epoch=None) -> tuple[object, dict]:
     """`model` taught by `recipe` (a new model; `model` is left as it is), and the teaching's
     record. The taught weights are cached under the user cache, keyed by the recipe and the
-    model's fingerprint, so a second call loads them instead of teaching again."""
+    model's fingerprint, so a second call loads them instead of teaching again.
+    `on_epoch(student, epoch, loss)`: called after each epoch of a teaching (not for a cached model)."""
     from cir.data.general import fingerprint
     from cir.models import cache_dir, load_model, publish, save_model
     from cir.outputs import write_json
@@ -171,7 +177,9 @@ def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True) -
     record_path = target / "teach.json"
     if not record_path.is_file():
         student = copy.deepcopy(model)
-        record = teach(student, tokenizer, recipe, progress) | {"recipe": asdict(recipe)}
+        record = teach(student, tokenizer, recipe, progress,
+                       on_epoch=None if on_epoch is None else lambda epoch, loss: on_epoch(student, epoch, loss))
+        record |= {"recipe": asdict(recipe)}
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:

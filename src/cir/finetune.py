@@ -26,12 +26,27 @@ def select_parameters(model, which: str = "all") -> list[torch.nn.Parameter]:
     raise ValueError(f"unknown parameter set '{which}' (all, mlp)")
 
 
-def sentence_batches(tokenizer, sentences: list[str], batch_size: int, rng: random.Random, max_length: int = 64):
+BATCHING = ("shuffled", "by_length")
+
+
+def sentence_batches(tokenizer, sentences: list[str], batch_size: int, rng: random.Random, max_length: int = 64,
+                     batching: str = "shuffled"):
+    """Batches of token ids, in a new order every epoch. `shuffled`: any sentences together;
+    `by_length`: the shuffled sentences sorted by length, cut into batches, the batches shuffled,
+    so that a batch pads little (texts of very different lengths, such as short facts beside
+    general-text passages, would otherwise pad most batches to the longest)."""
+    if batching not in BATCHING:
+        raise ValueError(f"batching must be one of {', '.join(BATCHING)}, got '{batching}'")
     order = list(range(len(sentences)))
     rng.shuffle(order)
-    for start in range(0, len(order), batch_size):
-        chunk = [sentences[i] for i in order[start : start + batch_size]]
-        yield [tokenizer(s, truncation=True, max_length=max_length)["input_ids"] for s in chunk]
+    encoded = {i: tokenizer(sentences[i], truncation=True, max_length=max_length)["input_ids"] for i in order}
+    if batching == "by_length":
+        order.sort(key=lambda i: len(encoded[i]))  # stable: equal lengths stay shuffled
+    starts = list(range(0, len(order), batch_size))
+    if batching == "by_length":
+        rng.shuffle(starts)
+    for start in starts:
+        yield [encoded[i] for i in order[start : start + batch_size]]
 
 
 def _synchronise(model, params: list[torch.nn.Parameter]) -> None:
@@ -76,11 +91,12 @@ def _check_finite(loss: float, params: list[torch.nn.Parameter], epoch: int, lr:
 
 
 def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: float = 1e-4, optimizer: str = "adam",
-             params: str | list = "all", batch_size: int = 16, seed: int = 0,
+             params: str | list = "all", batch_size: int = 16, seed: int = 0, batching: str = "shuffled",
              on_epoch: Callable[[int, float], None] | None = None, progress: bool = True) -> list[float]:
     """Fine-tune with cross-entropy on `sentences`; returns the mean loss of each epoch.
 
     `on_epoch(epoch, loss)` is called after each epoch (the relearning attack evaluates there).
+    `batching`: how sentences are put into batches (sentence_batches).
     Under a launcher each process trains on its rows of every batch and the gradients are
     combined (cir.distributed), so the processes stay identical.
     """
@@ -103,7 +119,7 @@ def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: flo
     bar = tqdm(range(epochs), desc="fine-tune", disable=not progress or not distributed.is_main(), leave=False)
     for epoch in bar:
         total, steps = 0.0, 0
-        for seqs in sentence_batches(tokenizer, sentences, batch_size, rng):
+        for seqs in sentence_batches(tokenizer, sentences, batch_size, rng, batching=batching):
             opt.zero_grad(set_to_none=True)
             rows = seqs[distributed.shard_rows(len(seqs), allow_empty=True)]
             # a process left without rows runs the last row at weight 0: under FSDP every
