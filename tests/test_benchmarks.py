@@ -217,3 +217,5 @@ def test_batches_by_length_pad_less_and_hold_every_sentence_once(tokenizer):
                         for s in range(0, len(texts), 8)]
     with pytest.raises(ValueError, match="batching must be one of shuffled, by_length"):
         next(sentence_batches(tokenizer, texts, 8, random.Random(0), batching="sorted"))
+    with pytest.raises(ValueError, match="batching must be one of shuffled, by_length, got 'sorted'"):
+        TeachRecipe(batching="sorted")  # refused before anything is taught

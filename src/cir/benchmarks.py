@@ -111,6 +111,14 @@ class TeachRecipe:
     batching: str = "by_length"
     min_accuracy: float = 0.9  # of every taught set, in cloze and in recall
 
+    def __post_init__(self):
+        from cir.data.synthetic import QUESTION_FORMS
+        from cir.finetune import BATCHING
+
+        for name, known in (("question_form", QUESTION_FORMS), ("batching", BATCHING)):
+            if getattr(self, name) not in known:
+                raise ValueError(f"{name} must be one of {', '.join(known)}, got '{getattr(self, name)}'")
+
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
