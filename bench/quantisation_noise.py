@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--bits", type=int, default=4)
+    parser.add_argument("--label", help="names the section (quantisation-noise-LABEL), for a model other than the bundled one")
     args = parser.parse_args()
 
     from _common import write_section
@@ -62,10 +63,11 @@ def main() -> None:
     body = [[k] + [f"{r[t]:.3f}" for t in names] for k, r in rows.items()]
     body.append(["range over the draws, in questions"] + [
         f"{round((max(r[t] for r in jittered) - min(r[t] for r in jittered)) * sizes[t])}" for t in names])
-    write_section("quantisation-noise", (
-        f"## The {args.bits}-bit attack's resolution: the readings under rounding-sized changes of the weights\n\n"
-        f"Every built-in topic in cloze after {args.bits}-bit round-to-nearest quantisation (groups of 128) of the "
-        "bundled model, float32; rounded to bfloat16; and with every weight multiplied by 1 + u, u uniform in "
+    write_section("quantisation-noise" + (f"-{args.label}" if args.label else ""), (
+        f"## The {args.bits}-bit attack's resolution: the readings under rounding-sized changes of the weights"
+        + (f" ({args.label})" if args.label else "") + "\n\n"
+        f"Every built-in topic in cloze after {args.bits}-bit round-to-nearest quantisation (groups of 128) of "
+        f"`{args.model}` in float32; rounded to bfloat16; and with every weight multiplied by 1 + u, u uniform in "
         "+-2^-9 (what rounding to bfloat16 may do), one row per seed. The last row is how many questions each "
         "topic moves across those draws: a float32 and a bfloat16 run whose quantised rows differ by that much "
         "differ by the rounding alone.\n\n" + markdown_table(["weights"] + names, body)))
