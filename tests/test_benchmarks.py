@@ -181,6 +181,32 @@ def test_every_benchmark_runs_in_its_quick_form(benchmark, tokenizer, llama, cac
     json.dumps(result)
 
 
+def test_a_taught_comparison_continues_from_its_journal(tokenizer, llama, cache, tmp_path, monkeypatch):
+    """Every kind of record a taught comparison journals (the never-taught model's rows too) is
+    read back: the second run measures nothing again and gives the same result."""
+    from cir.api import compare
+    from cir.comparison import CompareSettings, Comparison
+
+    texts = [f"Some general text number {i} about the weather and the sea." for i in range(8)]
+    settings = CompareSettings.quick(methods=("cir",), max_facts=8, topic_questions=4)
+    journal = tmp_path / "journal.jsonl"
+
+    def run():
+        return compare(llama, tokenizer, benchmark="taught", benchmark_options={"recipe": TINY}, settings=settings,
+                       retain=texts, heldout=texts, progress=False, journal=journal)
+
+    first = run()
+    kinds = {json.loads(line)["kind"] for line in journal.read_text().splitlines()}
+    assert {"header", "trial", "final", "before", "never_taught"} <= kinds
+
+    def measured_again(*args, **kwargs):
+        raise AssertionError("measured again although the journal holds it")
+
+    monkeypatch.setattr(Comparison, "measure", measured_again)
+    monkeypatch.setattr(Comparison, "trajectory", measured_again)
+    assert json.dumps(run(), sort_keys=True) == json.dumps(first, sort_keys=True)
+
+
 def test_a_benchmarks_own_defaults_sit_under_the_users_options():
     from cir.commands.options import build_configs
 

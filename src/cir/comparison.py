@@ -227,6 +227,7 @@ RECORD_FIELDS = {
     "final": ("method", "number", "seed", "stop_reason", "epochs", "budgets", "seconds"),
     "before": ("seed", "V_before", "V_worst_before", "topics"),
     "original": ("seed", "quantize", "row"),
+    "never_taught": ("seed", "row"),
 }
 
 
