@@ -25,17 +25,22 @@ import torch
 
 
 def parse_recipe(text: str):
-    from cir.benchmarks import TeachRecipe
+    """TeachRecipe with the `key=value` changes of `text`, read as `cir unlearn --set` reads them."""
+    import typing
 
-    fields = {f.name: f.type for f in dataclasses.fields(TeachRecipe)}
+    from cir.benchmarks import TeachRecipe
+    from cir.commands.options import parse_overrides
+    from cir.fields import typed_value
+
+    hints = typing.get_type_hints(TeachRecipe)
     changes = {}
-    for part in shlex.split(text):
-        key, _, value = part.partition("=")
-        if key not in fields:
-            raise SystemExit(f"unknown recipe field '{key}' (known: {', '.join(fields)})")
-        default = getattr(TeachRecipe(), key)
-        changes[key] = (value.lower() == "true" if isinstance(default, bool)
-                        else type(default)(value) if not isinstance(default, tuple) else tuple(value.split(",")))
+    for key, value in parse_overrides(shlex.split(text)):
+        if key not in hints:
+            raise SystemExit(f"unknown recipe field '{key}' (known: {', '.join(hints)})")
+        try:
+            changes[key] = typed_value(value, hints[key])
+        except ValueError as error:
+            raise SystemExit(f"{key} {error}, got {value!r}") from None
     return TeachRecipe(**changes)
 
 
