@@ -186,38 +186,38 @@ def test_a_cell_that_kept_the_original_weights_is_marked():
     assert "nothing unlearned" not in next(l for l in lines if l.startswith("| npo |"))
 
 
-def test_a_journal_of_one_benchmark_is_refused_for_another(tmp_path):
+def _header(benchmark=None, watched=None, reported=None) -> dict:
+    """The journal header of a small comparison: four forget questions, the kept topics given."""
     from types import SimpleNamespace
 
-    from cir.comparison import CompareSettings, Evaluation, Journal, journal_header
-    from cir.errors import InputError
+    from cir.comparison import CompareSettings, Evaluation, journal_header
     from cir.data.mcq import MCQ
 
     items = [MCQ(f"Question {i}?", ("a", "b"), 0) for i in range(4)]
-    evaluation = Evaluation(items, {}, {}, ["retain text"], ["held-out text"])
+    evaluation = Evaluation(items, watched or {}, reported or {}, ["retain text"], ["held-out text"])
     model = SimpleNamespace(config=SimpleNamespace(name_or_path="m"))
-    settings = CompareSettings.quick()
-    header = journal_header(model, settings, evaluation, "subjects")
-    assert header["benchmark"] == "subjects" and "benchmark" not in journal_header(model, settings, evaluation)
+    return journal_header(model, CompareSettings.quick(), evaluation, benchmark)
+
+
+def test_a_journal_of_one_benchmark_is_refused_for_another(tmp_path):
+    from cir.comparison import Journal
+    from cir.errors import InputError
+
+    header = _header("subjects")
+    assert header["benchmark"] == "subjects" and "benchmark" not in _header()
     Journal(tmp_path / "journal.jsonl", header)
     with pytest.raises(InputError, match="holds a comparison with other settings"):
-        Journal(tmp_path / "journal.jsonl", journal_header(model, settings, evaluation, "taught"))
+        Journal(tmp_path / "journal.jsonl", _header("taught"))
 
 
 def test_a_journal_is_refused_when_the_kept_topics_changed(tmp_path):
-    from types import SimpleNamespace
-
-    from cir.comparison import CompareSettings, Evaluation, Journal, journal_header
+    from cir.comparison import Journal
     from cir.data.mcq import MCQ
     from cir.errors import InputError
 
-    items = [MCQ(f"Question {i}?", ("a", "b"), 0) for i in range(4)]
-    model = SimpleNamespace(config=SimpleNamespace(name_or_path="m"))
     kept = {"topic": [MCQ("Kept?", ("x", "y"), 0)]}
-    Journal(tmp_path / "journal.jsonl", journal_header(model, CompareSettings.quick(),
-                                                      Evaluation(items, kept, {}, ["r"], ["h"])))
+    Journal(tmp_path / "journal.jsonl", _header(watched=kept))
     reworded = {"topic": [MCQ("Kept, reworded?", ("x", "y"), 0)]}
     for watched, reported in ((reworded, {}), (kept, reworded)):
         with pytest.raises(InputError, match="holds a comparison with other settings"):
-            Journal(tmp_path / "journal.jsonl", journal_header(model, CompareSettings.quick(),
-                                                              Evaluation(items, watched, reported, ["r"], ["h"])))
+            Journal(tmp_path / "journal.jsonl", _header(watched=watched, reported=reported))
