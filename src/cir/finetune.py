@@ -37,13 +37,12 @@ def sentence_batches(tokenizer, sentences: list[str], batch_size: int, rng: rand
     general-text passages, would otherwise pad most batches to the longest)."""
     if batching not in BATCHING:
         raise ValueError(f"batching must be one of {', '.join(BATCHING)}, got '{batching}'")
+    encoded = [tokenizer(s, truncation=True, max_length=max_length)["input_ids"] for s in sentences]
     order = list(range(len(sentences)))
     rng.shuffle(order)
-    encoded = {i: tokenizer(sentences[i], truncation=True, max_length=max_length)["input_ids"] for i in order}
-    if batching == "by_length":
-        order.sort(key=lambda i: len(encoded[i]))  # stable: equal lengths stay shuffled
     starts = list(range(0, len(order), batch_size))
     if batching == "by_length":
+        order.sort(key=lambda i: len(encoded[i]))  # stable: equal lengths stay shuffled
         rng.shuffle(starts)
     for start in starts:
         yield [encoded[i] for i in order[start : start + batch_size]]
