@@ -149,6 +149,7 @@ def test_residual_is_taken_against_the_never_taught_model_under_the_same_attack(
     assert got["after 4-bit quantisation"] == pytest.approx({"V": 0.3, "V worst": 0.25})
     assert got["after unlearning"] == pytest.approx({"V": 0.15, "V worst": 0.2})  # against the unattacked
     assert got["before"] == pytest.approx({"V": 0.75, "V worst": 0.7})
+    assert list(got) == list(rows)  # in the table's order
 
 
 def test_unknown_benchmark_is_refused():
