@@ -6,7 +6,8 @@ people, and what it keeps of the built-in topics, after every epoch.
 Each --try is a set of `field=value` changes to cir.benchmarks.TeachRecipe (an empty one: the
 default recipe), taught from the bundled model's original weights and cached as `cir demo
 --benchmark taught` caches it (a recipe taught before is not measured again). After every epoch: cloze and recall of
-the forgotten and the kept people, and the cloze accuracy of every built-in topic. Each recipe
+the forgotten and the kept people, the cloze accuracy of every built-in topic, and the loss on
+the held-out half of the model's own general-text samples (never trained on). Each recipe
 is appended as a JSON line to --records; `--table` rewrites the section `teach-recipes` of
 docs/sweep.md from them.
 """
@@ -59,11 +60,15 @@ def main() -> None:
     from cir.attacks.suite import accuracies
     from cir.benchmarks import invented_people, knowledge, taught_model
     from cir.data.mcq import topic_sets
+    from cir.evaluation import text_loss
+    from cir.loop import general_text_split
     from cir.models import load_model
 
     base, tokenizer = load_model(args.model)
     topics = topic_sets()
     before = accuracies(base, tokenizer, topics)
+    heldout = general_text_split(base, tokenizer)[1]
+    loss_before = text_loss(base, tokenizer, heldout)
     for text in args.tries:
         recipe = parse_recipe(text)
         forget, kept, _ = invented_people(recipe)
@@ -72,7 +77,9 @@ def main() -> None:
         def on_epoch(student, epoch: int, loss: float, epochs=epochs, forget=forget, kept=kept) -> None:
             known = knowledge(student, tokenizer, {"forget": forget, "kept": kept})
             epochs.append({"epoch": epoch + 1, "loss": loss, "known": known,
-                           "topics": accuracies(student, tokenizer, topics), "seconds": time.perf_counter() - start})
+                           "topics": accuracies(student, tokenizer, topics),
+                           "heldout_text_loss": text_loss(student, tokenizer, heldout),
+                           "seconds": time.perf_counter() - start})
             print(json.dumps(epochs[-1]), flush=True)
 
         start = time.perf_counter()
@@ -84,7 +91,8 @@ def main() -> None:
         if not epochs:
             print(f"{text}: taught before, nothing measured (remove {record['cached_at']} to teach it again)")
             continue
-        record = {"recipe": dataclasses.asdict(recipe), "changes": text, "topics_before": before, "epochs": epochs,
+        record = {"recipe": dataclasses.asdict(recipe), "changes": text, "topics_before": before,
+                  "heldout_text_loss_before": loss_before, "epochs": epochs,
                   "short": short, "seconds": time.perf_counter() - start, "threads": torch.get_num_threads(),
                   "command": "python bench/teach_recipes.py " + shlex.join(["--try", text])}
         with open(args.records, "a") as f:
@@ -112,17 +120,25 @@ def write_table(records: Path, markdown: Path) -> None:
 
     rows = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
     names = list(rows[0]["topics_before"]) if rows else []
-    header = ["recipe (against today's default)", "epoch", "forget cloze / recall", "kept cloze / recall"] + names + ["s"]
-    body = [["original", "-", "-", "-"] + [f"{rows[0]['topics_before'][t]:.3f}" for t in names] + ["-"]] if rows else []
+    header = (["recipe (against today's default)", "epoch", "forget cloze / recall", "kept cloze / recall"] + names
+              + ["held-out text loss", "s"])
+    loss = next((r["heldout_text_loss_before"] for r in rows if "heldout_text_loss_before" in r), None)
+    body = [["original", "-", "-", "-"] + [f"{rows[0]['topics_before'][t]:.3f}" for t in names]
+            + [_loss(loss), "-"]] if rows else []
     for r in rows:
         for e in r["epochs"]:
             k = e["known"]
             body.append([recipe(r), e["epoch"], f"{k['forget']['cloze']:.3f} / {k['forget']['recall']:.3f}",
                          f"{k['kept']['cloze']:.3f} / {k['kept']['recall']:.3f}"]
-                        + [f"{e['topics'][t]:.3f}" for t in names] + [f"{e['seconds']:.0f}"])
+                        + [f"{e['topics'][t]:.3f}" for t in names] + [_loss(e.get("heldout_text_loss")),
+                                                                       f"{e['seconds']:.0f}"])
     block = f"<!-- teach-recipes:start -->\n{markdown_table(header, body)}\n<!-- teach-recipes:end -->"
     replace_section(markdown, "teach-recipes", block)
     print(block)
+
+
+def _loss(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"  # records made before it was measured lack it
 
 
 if __name__ == "__main__":

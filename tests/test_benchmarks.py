@@ -111,6 +111,48 @@ def test_teaching_reaches_the_knowledge_and_the_cache_is_reused(tokenizer, llama
         taught_model(llama, tokenizer, TeachRecipe(**{**TINY.__dict__, "seed": 1}), progress=False)
 
 
+def test_a_taught_benchmark_reads_the_budget_on_general_text_the_teaching_never_trained(tokenizer, llama, cache,
+                                                                                        monkeypatch):
+    """The demo and compare of `taught` measure the text loss on the held-out half of the samples
+    of the model *before* teaching (never trained; the replay trains their retain half), not on the
+    taught model's own samples; the teaching records what it cost that held-out text."""
+    import cir.api
+    import cir.demo
+    from cir.demo import DemoSettings, run_demo
+    from cir.loop import general_text_split
+
+    setting = make_setting("taught", llama, tokenizer, recipe=TINY, progress=False)
+    base = general_text_split(llama, tokenizer)
+    assert setting.general == base and general_text_split(setting.model, tokenizer) != base
+    loss = setting.notes["teaching"]["heldout_text_loss"]
+    assert loss["before"] > 0 and loss["after"] != loss["before"]
+
+    used = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(model, tokenizer, forget, out, **kwargs):
+        used["demo"] = (kwargs["retain"], kwargs["heldout"], kwargs["sources"]["retain"])
+        raise Stop
+
+    monkeypatch.setattr(cir.demo, "make_setting", lambda *args, **kwargs: setting)
+    monkeypatch.setattr(cir.demo, "unlearn_to_dir", capture)
+    with pytest.raises(Stop):
+        run_demo(llama, tokenizer, "unused", DemoSettings(benchmark="taught"), progress=False)
+    assert used["demo"] == (*base, "sampled from the model before teaching")
+
+    def evaluation(questions, watched, reported, retain, heldout):
+        used["compare"] = (retain, heldout)
+        raise Stop
+
+    monkeypatch.setattr(cir.api, "Evaluation", evaluation)
+    monkeypatch.setattr("cir.benchmarks.make_setting", lambda *args, **kwargs: setting)
+    with pytest.raises(Stop):
+        cir.api.compare(llama, tokenizer, benchmark="taught", progress=False)
+    assert used["compare"] == base
+
+
 def test_teaching_that_falls_short_is_refused_and_caches_nothing(tokenizer, llama, cache):
     short = TeachRecipe(people=6, strangers=3, epochs=1, lr=1e-5, params="all", question_form="cloze", replay=False)
     with pytest.raises(RuntimeError, match="teaching reached less than 0.9"):

@@ -132,6 +132,8 @@ def compare(model, tokenizer, forget: Facts | None = None, *, benchmark: str | N
         model, never_taught = setting.model, setting.reference
         forget = setting.forget if forget is None else forget
         topics = setting.topics if topics is None else topics
+        if setting.general is not None:  # where the benchmark's general text is not the model's samples
+            retain, heldout = retain or setting.general[0], heldout or setting.general[1]
     if forget is None:
         raise TypeError("compare needs the facts to forget (forget=) or a benchmark (benchmark=)")
     questions = settings.forget_questions(given.questions(forget, "forget"))

@@ -48,6 +48,11 @@ class Setting:
     reference: object | None = None  # the never-taught model, where one exists
     nonmembers: list[str] = field(default_factory=list)  # sentences of facts never taught
     notes: dict = field(default_factory=dict)  # what the benchmark records of itself (teaching)
+    # (retain, held-out) general text of the unlearning runs where it is not the model's own
+    # samples: a taught model's are those of the model before teaching, whose retain half the
+    # teaching replayed and whose held-out half nothing trained on (the taught model's own samples
+    # repeat the passages it replayed: its loss on them is far below any other text's)
+    general: tuple[list[str], list[str]] | None = None
 
 
 # ---------------------------------------------------------------- capitals
@@ -151,14 +156,17 @@ def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch
     each epoch (cir.finetune)."""
     from cir.finetune import finetune
 
+    from cir.evaluation import text_loss
+    from cir.loop import general_text_split
+
     forget, kept, _ = invented_people(recipe)
     sets = {"forget": forget, "kept": kept}
     before = knowledge(model, tokenizer, sets)
+    retain, heldout = general_text_split(model, tokenizer)
+    loss_before = text_loss(model, tokenizer, heldout)
     sentences = [s for item in forget + kept for s in item.sentences()]
     if recipe.replay:
-        from cir.loop import general_text_split
-
-        sentences += general_text_split(model, tokenizer)[0]
+        sentences += retain
     finetune(model, tokenizer, sentences, epochs=recipe.epochs, lr=recipe.lr, params=recipe.params,
              batch_size=recipe.batch_size, seed=recipe.seed, batching=recipe.batching, progress=progress,
              on_epoch=on_epoch)
@@ -168,7 +176,9 @@ def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch
     if short:
         raise RuntimeError(f"teaching reached less than {recipe.min_accuracy} ({', '.join(short)}): "
                            "more epochs or a larger lr in the recipe")
-    return {"before": before, "after": after, "sentences": len(sentences)}
+    # the held-out general text, never trained on: what teaching cost the model beyond the facts
+    loss = {"before": loss_before, "after": text_loss(model, tokenizer, heldout)}
+    return {"before": before, "after": after, "sentences": len(sentences), "heldout_text_loss": loss}
 
 
 def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True,
@@ -205,10 +215,13 @@ def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True,
 def taught(model, tokenizer, recipe: TeachRecipe | None = None, progress: bool = True, **_) -> Setting:
     recipe = recipe or TeachRecipe()
     forget, kept, strangers = invented_people(recipe)
+    from cir.loop import general_text_split
+
     student, record = taught_model(model, tokenizer, recipe, progress)
     topics = {"people (kept)": kept} | topic_sets()
     return Setting("taught", student, tokenizer, forget, topics, reference=model,
-                   nonmembers=[s for item in strangers for s in item.sentences()], notes={"teaching": record})
+                   nonmembers=[s for item in strangers for s in item.sentences()], notes={"teaching": record},
+                   general=general_text_split(model, tokenizer))
 
 
 # ---------------------------------------------------------------- registry

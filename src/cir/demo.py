@@ -97,6 +97,9 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
     extra = {"benchmark": settings.name, "notes": setting.notes}
     extra["mia"] = {"before": membership(setting, model)}
     unlearning.setdefault("sources", {})["benchmark"] = settings.name
+    if setting.general is not None:
+        unlearning["sources"]["retain"] = "sampled from the model before teaching"
+        unlearning["retain"], unlearning["heldout"] = setting.general
     result = unlearn_to_dir(model, tokenizer, setting.forget, out, watch=setting.topics, **unlearning)
     rows["after unlearning"] = measure(model, tokenizer, topics, held_out)
     extra["mia"]["after unlearning"] = membership(setting, model)
