@@ -161,21 +161,33 @@ def test_teaching_that_falls_short_is_refused_and_caches_nothing(tokenizer, llam
 
 
 def test_replay_trains_the_retain_half_of_the_general_text_beside_the_facts(tokenizer, llama, monkeypatch):
+    """Replay trains exactly the retain half beside the facts: as text to keep the model's own
+    predictions on (`kl`, the model before teaching as the teacher) or as tokens to learn."""
     import cir.finetune
     from cir.benchmarks import teach
 
     retain, heldout = ["a retained sample of general text"] * 3, ["a held-out sample the budget reads"] * 3
     monkeypatch.setattr("cir.loop.general_text_split", lambda model, tokenizer, spec=None: (retain, heldout))
     trained = {}
-    monkeypatch.setattr(cir.finetune, "finetune", lambda model, tokenizer, sentences, **_: trained.setdefault(
-        "sentences", list(sentences)))
-    for replay in (False, True):
+
+    def finetune(model, tokenizer, sentences, keep=(), teacher=None, **_):
+        trained.update(sentences=list(sentences), keep=list(keep), teacher=teacher)
+
+    monkeypatch.setattr(cir.finetune, "finetune", finetune)
+    forget, kept, _ = invented_people(TINY)
+    facts = [s for item in forget + kept for s in item.sentences()]
+    for replay, loss, sentences, keep in ((False, "kl", facts, []), (True, "tokens", facts + retain, []),
+                                          (True, "kl", facts, retain)):
         trained.clear()
         with pytest.raises(RuntimeError, match="teaching reached less than"):  # nothing was trained
-            teach(llama, tokenizer, TeachRecipe(**{**TINY.__dict__, "replay": replay}), progress=False)
-        forget, kept, _ = invented_people(TINY)
-        facts = [s for item in forget + kept for s in item.sentences()]
-        assert trained["sentences"] == facts + (retain if replay else [])
+            teach(llama, tokenizer, TeachRecipe(**{**TINY.__dict__, "replay": replay, "replay_loss": loss}),
+                  progress=False)
+        assert (trained["sentences"], trained["keep"]) == (sentences, keep)
+        teacher = trained["teacher"]
+        assert (teacher is not None) == bool(keep)
+        if teacher is not None:  # a frozen copy of the model before teaching
+            assert teacher is not llama and not any(p.requires_grad for p in teacher.parameters())
+            assert all(torch.equal(a, b) for a, b in zip(teacher.state_dict().values(), llama.state_dict().values()))
     assert TeachRecipe(replay=True).key() != TeachRecipe(replay=False).key()  # another recipe, another model
 
 
@@ -288,3 +300,46 @@ def test_batches_by_length_pad_less_and_hold_every_sentence_once(tokenizer):
         next(sentence_batches(tokenizer, texts, 8, random.Random(0), batching="sorted"))
     with pytest.raises(ValueError, match="batching must be one of shuffled, by_length, got 'sorted'"):
         TeachRecipe(batching="sorted")  # refused before anything is taught
+
+
+def test_kept_predictions_loss_is_the_kl_to_the_teacher_there_and_cross_entropy_elsewhere(tokenizer, llama):
+    import copy
+
+    from cir.evaluation import pad
+    from cir.finetune import causal_lm_loss, kept_prediction_loss
+
+    texts = ["The river ran past the mill.", "Ada plays the violin in Oslo every spring."]
+    ids, mask = pad([tokenizer(t)["input_ids"] for t in texts], tokenizer.pad_token_id, "cpu")
+    teacher = copy.deepcopy(llama)
+    with torch.no_grad():
+        none_kept = kept_prediction_loss(llama, teacher, ids, mask, torch.tensor([False, False]))
+        all_kept = kept_prediction_loss(llama, teacher, ids, mask, torch.tensor([True, True]))
+        assert none_kept == pytest.approx(float(causal_lm_loss(llama, ids, mask)), rel=1e-5)
+        assert abs(float(all_kept)) < 1e-5  # the model predicts as its teacher: nothing to learn
+        for p in teacher.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        assert float(kept_prediction_loss(llama, teacher, ids, mask, torch.tensor([True, True]))) > 1e-3
+
+
+def test_texts_kept_beside_the_facts_keep_the_models_predictions_there(tokenizer, llama):
+    """Teaching facts at a large step moves what the model predicts on other text; training that
+    text towards the model's own earlier predictions keeps them, learning its tokens does not."""
+    import copy
+
+    from cir.evaluation import pad
+    from cir.finetune import finetune, kept_prediction_loss
+
+    facts = [f"Person {i} was born in city {i % 5} and plays instrument {i % 3}." for i in range(24)]
+    kept = [f"The weather on day {i} was mild and the sea was calm near the harbour." for i in range(8)]
+    teacher = copy.deepcopy(llama).eval().requires_grad_(False)
+    ids, mask = pad([tokenizer(t)["input_ids"] for t in kept], tokenizer.pad_token_id, "cpu")
+    drift = {}
+    for name, sentences, keep in (("facts only", facts, []), ("tokens", facts + kept, []), ("kl", facts, kept)):
+        model = copy.deepcopy(llama)
+        finetune(model, tokenizer, sentences, epochs=8, lr=3e-3, batch_size=8, keep=keep,
+                 teacher=teacher if keep else None, progress=False)
+        with torch.no_grad():
+            drift[name] = float(kept_prediction_loss(model, teacher, ids, mask, torch.ones(len(kept), dtype=torch.bool)))
+    assert drift["kl"] < drift["facts only"] / 3 and drift["kl"] < drift["tokens"] / 3, drift
+    with pytest.raises(ValueError, match="need the teacher"):
+        finetune(copy.deepcopy(llama), tokenizer, facts, keep=kept, progress=False)

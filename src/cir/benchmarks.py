@@ -94,6 +94,9 @@ def subjects(model, tokenizer, countries: int = SUBJECT_COUNTRIES, seed: int = 0
 
 
 # ---------------------------------------------------------------- taught
+REPLAY_LOSSES = ("kl", "tokens")
+
+
 @dataclass(frozen=True)
 class TeachRecipe:
     """How the invented people are made and taught. Changing any field teaches a new model."""
@@ -111,6 +114,10 @@ class TeachRecipe:
     # epoch (the held-out half, which the disruption budget reads, never is): without it the
     # taught model answered "Africa" to 40 of 48 continent questions (docs/sweep.md)
     replay: bool = True
+    # how the replayed text is trained: `kl` keeps the model's own next-token distributions there
+    # (the model before teaching is the teacher); `tokens` learns the sampled tokens, which the
+    # model then repeats, and its loss on general text it never saw rose by a fifth (docs/sweep.md)
+    replay_loss: str = "kl"
     # batches of sentences of about one length (cir.finetune.sentence_batches): with replay, mixed
     # batches padded the short facts to the passages' length, 2.6 positions computed per token
     batching: str = "by_length"
@@ -120,7 +127,7 @@ class TeachRecipe:
         from cir.data.synthetic import QUESTION_FORMS
         from cir.finetune import BATCHING
 
-        for name, known in (("question_form", QUESTION_FORMS), ("batching", BATCHING)):
+        for name, known in (("question_form", QUESTION_FORMS), ("batching", BATCHING), ("replay_loss", REPLAY_LOSSES)):
             if getattr(self, name) not in known:
                 raise ValueError(f"{name} must be one of {', '.join(known)}, got '{getattr(self, name)}'")
 
@@ -165,11 +172,15 @@ def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch
     retain, heldout = general_text_split(model, tokenizer)
     loss_before = text_loss(model, tokenizer, heldout)
     sentences = [s for item in forget + kept for s in item.sentences()]
-    if recipe.replay:
+    keep, teacher = [], None
+    if recipe.replay and recipe.replay_loss == "tokens":
         sentences += retain
+    elif recipe.replay:
+        keep, teacher = retain, copy.deepcopy(model).eval().requires_grad_(False)
     finetune(model, tokenizer, sentences, epochs=recipe.epochs, lr=recipe.lr, params=recipe.params,
-             batch_size=recipe.batch_size, seed=recipe.seed, batching=recipe.batching, progress=progress,
-             on_epoch=on_epoch)
+             batch_size=recipe.batch_size, seed=recipe.seed, batching=recipe.batching, keep=keep, teacher=teacher,
+             progress=progress, on_epoch=on_epoch)
+    del teacher
     after = knowledge(model, tokenizer, sets)
     short = [f"{name} {kind} {value:.2f}" for name, scores in after.items() for kind, value in scores.items()
              if value is not None and value < recipe.min_accuracy]

@@ -27,25 +27,33 @@ def select_parameters(model, which: str = "all") -> list[torch.nn.Parameter]:
 
 
 BATCHING = ("shuffled", "by_length")
+MAX_LENGTH = 64  # tokens of a training sentence (longer ones are cut)
 
 
-def sentence_batches(tokenizer, sentences: list[str], batch_size: int, rng: random.Random, max_length: int = 64,
+def sentence_batches(tokenizer, sentences: list[str], batch_size: int, rng: random.Random,
+                     max_length: int = MAX_LENGTH,
                      batching: str = "shuffled"):
     """Batches of token ids, in a new order every epoch. `shuffled`: any sentences together;
     `by_length`: the shuffled sentences sorted by length, cut into batches, the batches shuffled,
     so that a batch pads little (texts of very different lengths, such as short facts beside
     general-text passages, would otherwise pad most batches to the longest)."""
+    encoded = [tokenizer(s, truncation=True, max_length=max_length)["input_ids"] for s in sentences]
+    for batch in index_batches([len(ids) for ids in encoded], batch_size, rng, batching):
+        yield [encoded[i] for i in batch]
+
+
+def index_batches(lengths: list[int], batch_size: int, rng: random.Random, batching: str = "shuffled"):
+    """sentence_batches' batches as the sentences' indices, given their lengths in tokens."""
     if batching not in BATCHING:
         raise ValueError(f"batching must be one of {', '.join(BATCHING)}, got '{batching}'")
-    encoded = [tokenizer(s, truncation=True, max_length=max_length)["input_ids"] for s in sentences]
-    order = list(range(len(sentences)))
+    order = list(range(len(lengths)))
     rng.shuffle(order)
     starts = list(range(0, len(order), batch_size))
     if batching == "by_length":
-        order.sort(key=lambda i: len(encoded[i]))  # stable: equal lengths stay shuffled
+        order.sort(key=lambda i: lengths[i])  # stable: equal lengths stay shuffled
         rng.shuffle(starts)
     for start in starts:
-        yield [encoded[i] for i in order[start : start + batch_size]]
+        yield order[start : start + batch_size]
 
 
 def _synchronise(model, params: list[torch.nn.Parameter]) -> None:
@@ -65,6 +73,25 @@ def causal_lm_loss(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                                              ignore_index=-100)
+
+
+def kept_prediction_loss(model, teacher, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean over the non-padding targets of cross-entropy on the rows where `keep` is false and,
+    on the rows where it is true, KL(teacher || model) of the next-token distributions: there the
+    model is trained to keep `teacher`'s predictions, not to learn the text's tokens."""
+    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
+    targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+    per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100,
+                                                  reduction="none")
+    if keep.any():
+        with torch.no_grad():
+            target_logp = torch.log_softmax(teacher(input_ids=ids[keep], attention_mask=mask[keep],
+                                                    use_cache=False).logits[:, :-1].float(), -1)
+        logp = torch.log_softmax(logits[keep], -1)
+        per_token = per_token.clone()
+        per_token[keep] = (target_logp.exp() * (target_logp - logp)).sum(-1)
+    weight = mask[:, 1:].to(per_token.dtype)
+    return (per_token * weight).sum() / weight.sum().clamp(min=1)
 
 
 def check_schedule(epochs: int, lr: float, names: tuple[str, str] = ("epochs", "lr")) -> None:
@@ -91,15 +118,21 @@ def _check_finite(loss: float, params: list[torch.nn.Parameter], epoch: int, lr:
 
 def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: float = 1e-4, optimizer: str = "adam",
              params: str | list = "all", batch_size: int = 16, seed: int = 0, batching: str = "shuffled",
+             keep: list[str] = (), teacher=None,
              on_epoch: Callable[[int, float], None] | None = None, progress: bool = True) -> list[float]:
     """Fine-tune with cross-entropy on `sentences`; returns the mean loss of each epoch.
 
     `on_epoch(epoch, loss)` is called after each epoch (the relearning attack evaluates there).
     `batching`: how sentences are put into batches (sentence_batches).
+    `keep`: texts batched beside `sentences` on which the model is trained to keep `teacher`'s
+    next-token distributions (kept_prediction_loss), e.g. general text with the model before
+    training as the teacher.
     Under a launcher each process trains on its rows of every batch and the gradients are
     combined (cir.distributed), so the processes stay identical.
     """
     check_schedule(epochs, lr)
+    if keep and teacher is None:
+        raise ValueError("texts to keep the predictions of need the teacher model that predicts them")
     torch.manual_seed(seed)
     rng = random.Random(seed)
     trainable = select_parameters(model, params) if isinstance(params, str) else params
@@ -113,20 +146,24 @@ def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: flo
     else:
         raise ValueError(f"unknown optimizer '{optimizer}' (adam, sgd)")
     device = next(model.parameters()).device
+    encoded = [tokenizer(s, truncation=True, max_length=MAX_LENGTH)["input_ids"] for s in [*sentences, *keep]]
     model.train()
     losses = []
     bar = tqdm(range(epochs), desc="fine-tune", disable=not progress or not distributed.is_main(), leave=False)
     for epoch in bar:
         total, steps = 0.0, 0
-        for seqs in sentence_batches(tokenizer, sentences, batch_size, rng, batching=batching):
+        for batch in index_batches([len(ids) for ids in encoded], batch_size, rng, batching):
             opt.zero_grad(set_to_none=True)
-            rows = seqs[distributed.shard_rows(len(seqs), allow_empty=True)]
+            rows = batch[distributed.shard_rows(len(batch), allow_empty=True)]
             # a process left without rows runs the last row at weight 0: under FSDP every
             # process takes part in every forward and backward pass
-            ids, mask = pad(rows or seqs[-1:], tokenizer.pad_token_id, device)
+            used = rows or batch[-1:]
+            ids, mask = pad([encoded[i] for i in used], tokenizer.pad_token_id, device)
             n_targets = int(mask[:, 1:].sum()) if rows else 0
             weight = distributed.share(n_targets)
-            loss = causal_lm_loss(model, ids, mask)
+            kept = [i >= len(sentences) for i in used]
+            loss = (kept_prediction_loss(model, teacher, ids, mask, torch.tensor(kept, device=device)) if any(kept)
+                    else causal_lm_loss(model, ids, mask))
             (loss * weight).backward()
             _synchronise(model, trainable)
             step_loss = distributed.sum_scalar(float(loss.detach()) * weight)
