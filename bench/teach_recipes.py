@@ -100,7 +100,7 @@ def main() -> None:
 
 
 # what a recipe did before each of these fields existed (records made then lack them)
-FORMER = {"replay": False, "batching": "shuffled"}
+FORMER = {"replay": False, "batching": "shuffled", "replay_loss": "tokens"}
 
 
 def write_table(records: Path, markdown: Path) -> None:
