@@ -53,7 +53,8 @@ def main() -> None:
     train, held_out = attack.split(setting.forget)
     watched = watched_retain_sets(setting.forget, setting.topics, half=0)
     reported = watched_retain_sets(setting.forget, setting.topics, half=1)
-    retain, heldout = general_text_split(model, tokenizer)
+    # a taught model's budget is read on the general text of the model before teaching (cir.benchmarks.Setting)
+    retain, heldout = setting.general or general_text_split(model, tokenizer)
     before = {"V": evaluate_mcq(model, tokenizer, held_out).accuracy,
               "V worst": worst_probe(model, tokenizer, held_out)["V worst"],
               "reported": accuracies(model, tokenizer, reported)}
@@ -88,7 +89,7 @@ def main() -> None:
             "seconds": seconds, "n_facts": len(setting.forget),
             "command": "python bench/benchmark_sweep.py " + shlex.join(
                 ["--benchmark", args.benchmark, "--seed", str(args.seed), "--try", overrides]),
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "model": Path(str(model.config.name_or_path)).name,
         }
         with open(args.records, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -108,10 +109,10 @@ def write_table(benchmark: str, records: Path, markdown: Path) -> None:
 
     rows = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r["benchmark"] == benchmark]
-    header = ["seed", "setting", "kept epoch (stop)", "loss ratio", "collateral (watched)",
+    header = ["model", "seed", "setting", "kept epoch (stop)", "loss ratio", "collateral (watched)",
               "unwatched kept sets, worst Δ", "V / V worst: after unlearning", "after relearning",
               "after 4-bit", "residual after relearning", "residual after 4-bit", "s"]
-    body = [[r["seed"], f"`{r['overrides']}`", f"{r['kept_epoch']} ({r['stop'].split(':')[0]})",
+    body = [[r.get("model", "-"), r["seed"], f"`{r['overrides']}`", f"{r['kept_epoch']} ({r['stop'].split(':')[0]})",
              f"{r['loss_ratio']:.4f}", f"{r['collateral']:.3f}", f"{r['reported_worst_change']:+.3f}",
              _pair(r["after"]), _pair(r["attacked"]["relearn"]), _pair(r["attacked"]["quantize"]),
              _pair((r["residual"] or {}).get("relearn")), _pair((r["residual"] or {}).get("quantize")),

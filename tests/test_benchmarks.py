@@ -316,6 +316,10 @@ def test_kept_predictions_loss_is_the_kl_to_the_teacher_there_and_cross_entropy_
         all_kept = kept_prediction_loss(llama, teacher, ids, mask, torch.tensor([True, True]))
         assert none_kept == pytest.approx(float(causal_lm_loss(llama, ids, mask)), rel=1e-5)
         assert abs(float(all_kept)) < 1e-5  # the model predicts as its teacher: nothing to learn
+        ce_rows = [float(causal_lm_loss(llama, ids[i : i + 1], mask[i : i + 1])) for i in range(2)]
+        tokens = [int(mask[i, 1:].sum()) for i in range(2)]
+        mixed = kept_prediction_loss(llama, teacher, ids, mask, torch.tensor([False, True]))
+        assert float(mixed) == pytest.approx(ce_rows[0] * tokens[0] / sum(tokens), rel=1e-4)  # the KL row adds 0
         for p in teacher.parameters():
             p.add_(torch.randn_like(p) * 0.05)
         assert float(kept_prediction_loss(llama, teacher, ids, mask, torch.tensor([True, True]))) > 1e-3
@@ -341,5 +345,7 @@ def test_texts_kept_beside_the_facts_keep_the_models_predictions_there(tokenizer
         with torch.no_grad():
             drift[name] = float(kept_prediction_loss(model, teacher, ids, mask, torch.ones(len(kept), dtype=torch.bool)))
     assert drift["kl"] < drift["facts only"] / 3 and drift["kl"] < drift["tokens"] / 3, drift
-    with pytest.raises(ValueError, match="need the teacher"):
-        finetune(copy.deepcopy(llama), tokenizer, facts, keep=kept, progress=False)
+    for teacher in (None, "itself"):
+        model = copy.deepcopy(llama)
+        with pytest.raises(ValueError, match="need a teacher model"):
+            finetune(model, tokenizer, facts, keep=kept, teacher=model if teacher else None, progress=False)

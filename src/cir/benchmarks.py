@@ -157,14 +157,14 @@ def knowledge(model, tokenizer, sets: dict[str, list[MCQ]]) -> dict[str, dict[st
             for name, items in sets.items()}
 
 
-def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch=None) -> dict:
+def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch=None, teacher=None) -> dict:
     """Fine-tune `model` (in place) on the taught people's fact sentences; returns what it knows
     of each taught set before and after. Refuses a model that does not reach the recipe's
     `min_accuracy` on every set, in cloze and in recall. `on_epoch(epoch, loss)`: called after
-    each epoch (cir.finetune)."""
-    from cir.finetune import finetune
-
+    each epoch (cir.finetune). `teacher`: the model before teaching, whose predictions the replayed
+    text is trained towards (not trained itself; default: a copy of `model` as it is now)."""
     from cir.evaluation import text_loss
+    from cir.finetune import finetune
     from cir.loop import general_text_split
 
     forget, kept, _ = invented_people(recipe)
@@ -173,11 +173,11 @@ def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch
     retain, heldout = general_text_split(model, tokenizer)
     loss_before = text_loss(model, tokenizer, heldout)
     sentences = [s for item in forget + kept for s in item.sentences()]
-    keep, teacher = [], None
+    keep = []
     if recipe.replay and recipe.replay_loss == "tokens":
         sentences += retain
     elif recipe.replay:
-        keep, teacher = retain, copy.deepcopy(model).eval().requires_grad_(False)
+        keep, teacher = retain, teacher or copy.deepcopy(model).eval().requires_grad_(False)
     finetune(model, tokenizer, sentences, epochs=recipe.epochs, lr=recipe.lr, params=recipe.params,
              batch_size=recipe.batch_size, seed=recipe.seed, batching=recipe.batching, keep=keep, teacher=teacher,
              progress=progress, on_epoch=on_epoch)
@@ -190,7 +190,8 @@ def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch
                            "more epochs or a larger lr in the recipe")
     # the held-out general text, never trained on: what teaching cost the model beyond the facts
     loss = {"before": loss_before, "after": text_loss(model, tokenizer, heldout)}
-    return {"before": before, "after": after, "sentences": len(sentences), "heldout_text_loss": loss}
+    return {"before": before, "after": after, "sentences": len(sentences), "kept_texts": len(keep),
+            "heldout_text_loss": loss}
 
 
 def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True,
@@ -207,7 +208,7 @@ def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True,
     record_path = target / "teach.json"
     if not record_path.is_file():
         student = copy.deepcopy(model)
-        record = teach(student, tokenizer, recipe, progress,
+        record = teach(student, tokenizer, recipe, progress, teacher=model,
                        on_epoch=None if on_epoch is None else lambda epoch, loss: on_epoch(student, epoch, loss))
         record |= {"recipe": asdict(recipe)}
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -78,7 +78,9 @@ def causal_lm_loss(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
 def kept_prediction_loss(model, teacher, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Mean over the non-padding targets of cross-entropy on the rows where `keep` is false and,
     on the rows where it is true, KL(teacher || model) of the next-token distributions: there the
-    model is trained to keep `teacher`'s predictions, not to learn the text's tokens."""
+    model is trained to keep `teacher`'s predictions, not to learn the text's tokens. The teacher
+    runs only where a batch holds kept rows: it must be a whole model, not one sharded across
+    processes."""
     logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
     targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
     per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100,
@@ -120,7 +122,8 @@ def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: flo
              params: str | list = "all", batch_size: int = 16, seed: int = 0, batching: str = "shuffled",
              keep: list[str] = (), teacher=None,
              on_epoch: Callable[[int, float], None] | None = None, progress: bool = True) -> list[float]:
-    """Fine-tune with cross-entropy on `sentences`; returns the mean loss of each epoch.
+    """Fine-tune with cross-entropy on `sentences`; returns the mean loss of each epoch (with
+    `keep`, the mean over tokens of cross-entropy and KL together).
 
     `on_epoch(epoch, loss)` is called after each epoch (the relearning attack evaluates there).
     `batching`: how sentences are put into batches (sentence_batches).
@@ -131,8 +134,9 @@ def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: flo
     combined (cir.distributed), so the processes stay identical.
     """
     check_schedule(epochs, lr)
-    if keep and teacher is None:
-        raise ValueError("texts to keep the predictions of need the teacher model that predicts them")
+    if keep and (teacher is None or teacher is model):
+        raise ValueError("texts to keep the predictions of need a teacher model that predicts them, other than "
+                         "the model trained")
     torch.manual_seed(seed)
     rng = random.Random(seed)
     trainable = select_parameters(model, params) if isinstance(params, str) else params
