@@ -102,6 +102,14 @@ def _pair(entry: dict | None) -> str:
     return "-" if entry is None else f"{entry['V']:.3f} / {entry['V worst']:.3f}"
 
 
+def _model(record: dict) -> str:
+    """The model a record was measured on: a taught model by its recipe's key (the records of the
+    first taught recipe were made before the model was recorded)."""
+    if "model" not in record:
+        return "first recipe" if record["benchmark"] == "taught" else "-"
+    return record["model"].rsplit("-", 1)[-1] if record["benchmark"] == "taught" else record["model"]
+
+
 def write_table(benchmark: str, records: Path, markdown: Path) -> None:
     """Every record of `benchmark` as one table, in the section `sweep-<benchmark>` of `markdown`."""
     from _common import replace_section
@@ -112,7 +120,7 @@ def write_table(benchmark: str, records: Path, markdown: Path) -> None:
     header = ["model", "seed", "setting", "kept epoch (stop)", "loss ratio", "collateral (watched)",
               "unwatched kept sets, worst Δ", "V / V worst: after unlearning", "after relearning",
               "after 4-bit", "residual after relearning", "residual after 4-bit", "s"]
-    body = [[r.get("model", "-"), r["seed"], f"`{r['overrides']}`", f"{r['kept_epoch']} ({r['stop'].split(':')[0]})",
+    body = [[_model(r), r["seed"], f"`{r['overrides']}`", f"{r['kept_epoch']} ({r['stop'].split(':')[0]})",
              f"{r['loss_ratio']:.4f}", f"{r['collateral']:.3f}", f"{r['reported_worst_change']:+.3f}",
              _pair(r["after"]), _pair(r["attacked"]["relearn"]), _pair(r["attacked"]["quantize"]),
              _pair((r["residual"] or {}).get("relearn")), _pair((r["residual"] or {}).get("quantize")),

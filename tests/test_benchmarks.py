@@ -272,6 +272,12 @@ def test_a_benchmarks_own_defaults_sit_under_the_users_options():
     assert (config.update_tokens, config.unlearning_rate) == ("all", 0.25)  # --set wins, the rest stays
     _, config = build_configs(method="npo", base=base)  # another method's defaults are not used
     assert not hasattr(config, "update_tokens")
+    from cir.benchmarks import method_defaults
+
+    _, config = build_configs(base=method_defaults("taught"))  # what the taught demo and compare start from
+    assert config.update_tokens == "subject"
+    _, config = build_configs(base=method_defaults("capitals"))
+    assert config.update_tokens == "answer"
 
 
 def test_batches_by_length_pad_less_and_hold_every_sentence_once(tokenizer):
