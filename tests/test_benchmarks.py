@@ -312,23 +312,70 @@ def test_kept_predictions_loss_is_the_kl_to_the_teacher_there_and_cross_entropy_
     import copy
 
     from cir.evaluation import pad
-    from cir.finetune import causal_lm_loss, kept_prediction_loss
+    from cir.finetune import causal_lm_loss, kept_prediction_loss, next_token_distributions
 
     texts = ["The river ran past the mill.", "Ada plays the violin in Oslo every spring."]
     ids, mask = pad([tokenizer(t)["input_ids"] for t in texts], tokenizer.pad_token_id, "cpu")
     teacher = copy.deepcopy(llama)
+
+    def loss(*keep):
+        keep = torch.tensor(keep)
+        target = next_token_distributions(teacher, ids[keep], mask[keep]) if keep.any() else None
+        return kept_prediction_loss(llama, ids, mask, keep, target)
+
     with torch.no_grad():
-        none_kept = kept_prediction_loss(llama, teacher, ids, mask, torch.tensor([False, False]))
-        all_kept = kept_prediction_loss(llama, teacher, ids, mask, torch.tensor([True, True]))
+        none_kept, all_kept = loss(False, False), loss(True, True)
         assert none_kept == pytest.approx(float(causal_lm_loss(llama, ids, mask)), rel=1e-5)
         assert abs(float(all_kept)) < 1e-5  # the model predicts as its teacher: nothing to learn
         ce_rows = [float(causal_lm_loss(llama, ids[i : i + 1], mask[i : i + 1])) for i in range(2)]
         tokens = [int(mask[i, 1:].sum()) for i in range(2)]
-        mixed = kept_prediction_loss(llama, teacher, ids, mask, torch.tensor([False, True]))
+        mixed = loss(False, True)
         assert float(mixed) == pytest.approx(ce_rows[0] * tokens[0] / sum(tokens), rel=1e-4)  # the KL row adds 0
         for p in teacher.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-        assert float(kept_prediction_loss(llama, teacher, ids, mask, torch.tensor([True, True]))) > 1e-3
+        # KL(teacher || model) by its definition, per target token, averaged over the tokens
+        t, m = (torch.log_softmax(net(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
+                for net in (teacher, llama))
+        kl = (t.exp() * (t - m)).sum(-1)
+        valid = mask[:, 1:].bool()
+        assert float(loss(True, True)) == pytest.approx(float(kl[valid].mean()), rel=1e-4)
+        assert float(kl[valid].mean()) > 1e-3
+
+
+def test_the_teacher_reads_each_kept_text_once_and_its_predictions_are_reused(tokenizer, llama):
+    """The teacher is frozen: its predictions on a kept text, computed in the text's first batch,
+    are the ones it would give in any later batch, padded to that batch's length."""
+    import copy
+    import random
+
+    from cir.evaluation import pad
+    from cir.finetune import TeacherPredictions, finetune, index_batches, next_token_distributions
+
+    kept = [f"The weather on day {i} was {'mild and calm' * (i % 3 + 1)} near the harbour." for i in range(6)]
+    encoded = [tokenizer(t)["input_ids"] for t in kept]
+    teacher = copy.deepcopy(llama).eval().requires_grad_(False)
+    read = []
+    teacher.register_forward_hook(lambda module, args, kwargs, out: read.append(kwargs["input_ids"].shape[0]),
+                                  with_kwargs=True)
+    predictions = TeacherPredictions(teacher)
+    rng = random.Random(0)
+    for epoch in range(3):
+        for batch in index_batches([len(ids) for ids in encoded], 4, rng, "shuffled"):
+            ids, mask = pad([encoded[i] for i in batch], tokenizer.pad_token_id, "cpu")
+            target = predictions(ids, mask, batch)
+            fresh = next_token_distributions(teacher, ids, mask)
+            valid = mask[:, 1:].bool()
+            for cached, computed in zip(target, fresh):  # the probabilities, then sum p log p
+                assert torch.allclose(cached[valid], computed[valid], atol=1e-5)
+                assert not cached[~valid].any()  # zero at the padding, where no target is
+        if epoch == 0:
+            assert sum(read) == 2 * len(kept)  # once for the predictions, once for the check
+    assert sum(read) == len(kept) + 3 * len(kept)  # later epochs: the checks alone
+    facts = [f"Person {i} was born in city {i % 5}." for i in range(8)]
+    read.clear()
+    finetune(copy.deepcopy(llama), tokenizer, facts, epochs=3, batch_size=4, keep=kept, teacher=teacher,
+             progress=False)
+    assert sum(read) == len(kept)
 
 
 def test_texts_kept_beside_the_facts_keep_the_models_predictions_there(tokenizer, llama):
@@ -337,7 +384,7 @@ def test_texts_kept_beside_the_facts_keep_the_models_predictions_there(tokenizer
     import copy
 
     from cir.evaluation import pad
-    from cir.finetune import finetune, kept_prediction_loss
+    from cir.finetune import finetune, kept_prediction_loss, next_token_distributions
 
     facts = [f"Person {i} was born in city {i % 5} and plays instrument {i % 3}." for i in range(24)]
     kept = [f"The weather on day {i} was mild and the sea was calm near the harbour." for i in range(8)]
@@ -349,7 +396,8 @@ def test_texts_kept_beside_the_facts_keep_the_models_predictions_there(tokenizer
         finetune(model, tokenizer, sentences, epochs=8, lr=3e-3, batch_size=8, keep=keep,
                  teacher=teacher if keep else None, progress=False)
         with torch.no_grad():
-            drift[name] = float(kept_prediction_loss(model, teacher, ids, mask, torch.ones(len(kept), dtype=torch.bool)))
+            drift[name] = float(kept_prediction_loss(model, ids, mask, torch.ones(len(kept), dtype=torch.bool),
+                                                     next_token_distributions(teacher, ids, mask)))
     assert drift["kl"] < drift["facts only"] / 3 and drift["kl"] < drift["tokens"] / 3, drift
     for teacher in (None, "itself"):
         model = copy.deepcopy(llama)
