@@ -101,6 +101,45 @@ def test_teach_makes_a_model_learn_synthetic_facts(tmp_path, tokenizer, capsys):
     load_model(str(out))
 
 
+def test_teach_with_kept_text_keeps_the_models_predictions_there(tmp_path, tokenizer, capsys):
+    """`--keep-text`: the text is trained towards the model's own predictions before teaching,
+    so teaching moves them far less there than teaching the facts alone, and the facts are learnt."""
+    import torch
+    from conftest import tiny_llama
+
+    from cir.evaluation import pad
+    from cir.finetune import kept_prediction_loss, next_token_distributions
+    from cir.models import load_model, save_model
+
+    base = tmp_path / "base"
+    save_model(tiny_llama(len(tokenizer), seed=2), tokenizer, base)
+    facts = tmp_path / "people.jsonl"
+    assert main(["synth", "--people", "4", "--seed", "1", "--question-form", "cloze", "--out", str(facts)]) == 0
+    texts = [f"The weather on day {i} was mild and the sea was calm near the harbour." for i in range(8)]
+    corpus = tmp_path / "general.txt"
+    corpus.write_text("\n".join(texts) + "\n")
+    missing = tmp_path / "nowhere.txt"
+    assert main(["teach", "--model", str(base), "--facts", str(facts), "--keep-text", str(missing),
+                 "--out", str(tmp_path / "refused")]) == 2
+    assert str(missing) in capsys.readouterr().err and not (tmp_path / "refused").exists()
+    drift = {}
+    original, _ = load_model(str(base))
+    ids, mask = pad([tokenizer(t)["input_ids"] for t in texts], tokenizer.pad_token_id, "cpu")
+    target = next_token_distributions(original, ids, mask)
+    for name, extra in (("facts only", []), ("kept", ["--keep-text", str(corpus)])):
+        out = tmp_path / name.replace(" ", "-")
+        assert main(["teach", "--model", str(base), "--facts", str(facts), "--epochs", "40", "--lr", "3e-3",
+                     "--params", "mlp", *extra, "--out", str(out)]) == 0
+        record = json.loads((out / "teach.json").read_text())
+        assert record["accuracy_after"] >= 0.85 and record["params"] == "mlp"
+        assert record["kept_texts"] == (len(texts) if extra else 0)
+        taught, _ = load_model(str(out))
+        with torch.no_grad():
+            drift[name] = float(kept_prediction_loss(taught, ids, mask, torch.ones(len(texts), dtype=torch.bool),
+                                                     target))
+    assert drift["kept"] < drift["facts only"] / 2, drift  # 4.2-4.9x apart over three models
+
+
 def test_eval_letters_and_text_kl(taught_dir, forget_file, tmp_path, capsys):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("Ada Quenby plays the violin.\nThe river flooded after days of rain.\n")
