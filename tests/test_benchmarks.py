@@ -283,7 +283,8 @@ def test_a_benchmarks_own_defaults_sit_under_the_users_options():
 def test_batches_by_length_pad_less_and_hold_every_sentence_once(tokenizer):
     import random
 
-    from cir.finetune import sentence_batches
+    from cir.evaluation import encode_texts
+    from cir.finetune import MAX_LENGTH, index_batches
 
     facts = [f"Person {i} plays the violin." for i in range(40)]
     passages = [f"Passage {i}: " + "the river ran on past the old mill and the fields " * 3 for i in range(8)]
@@ -292,18 +293,21 @@ def test_batches_by_length_pad_less_and_hold_every_sentence_once(tokenizer):
     def padded(batches):
         return sum(max(map(len, b)) * len(b) for b in batches)
 
-    shuffled = list(sentence_batches(tokenizer, texts, 8, random.Random(0)))
-    by_length = list(sentence_batches(tokenizer, texts, 8, random.Random(0), batching="by_length"))
-    encoded = sorted(tokenizer(t, truncation=True, max_length=64)["input_ids"] for t in texts)
-    assert sorted(ids for b in by_length for ids in b) == encoded == sorted(ids for b in shuffled for ids in b)
+    encoded = encode_texts(tokenizer, texts, MAX_LENGTH)
+    assert encoded == [tokenizer(t, truncation=True, max_length=64)["input_ids"] for t in texts]
+
+    def batches(**kwargs):
+        return [[encoded[i] for i in b] for b in index_batches(list(map(len, encoded)), 8, random.Random(0), **kwargs)]
+
+    shuffled, by_length = batches(), batches(batching="by_length")
+    assert sorted(ids for b in by_length for ids in b) == sorted(encoded) == sorted(ids for b in shuffled for ids in b)
     assert padded(by_length) < 0.7 * padded(shuffled)  # the passages no longer pad the facts' batches
     # the plain order is the one the relearning attack always used: shuffled, then cut in batches
     order = list(range(len(texts)))
     random.Random(0).shuffle(order)
-    assert shuffled == [[tokenizer(texts[i], truncation=True, max_length=64)["input_ids"] for i in order[s:s + 8]]
-                        for s in range(0, len(texts), 8)]
+    assert shuffled == [[encoded[i] for i in order[s:s + 8]] for s in range(0, len(texts), 8)]
     with pytest.raises(ValueError, match="batching must be one of shuffled, by_length"):
-        next(sentence_batches(tokenizer, texts, 8, random.Random(0), batching="sorted"))
+        batches(batching="sorted")
     with pytest.raises(ValueError, match="batching must be one of shuffled, by_length, got 'sorted'"):
         TeachRecipe(batching="sorted")  # refused before anything is taught
 

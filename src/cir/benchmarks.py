@@ -119,7 +119,7 @@ class TeachRecipe:
     # (the model before teaching is the teacher); `tokens` learns the sampled tokens, which the
     # model then repeats, and its loss on general text it never saw rose by a fifth (docs/sweep.md)
     replay_loss: str = "kl"
-    # batches of sentences of about one length (cir.finetune.sentence_batches): with replay, mixed
+    # batches of sentences of about one length (cir.finetune.index_batches): with replay, mixed
     # batches padded the short facts to the passages' length, 2.6 positions computed per token
     batching: str = "by_length"
     min_accuracy: float = 0.9  # of every taught set, in cloze and in recall

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from cir import distributed
 from cir.architecture import mlp_projections, decoder_layers
 from cir.errors import DivergedError, InputError
-from cir.evaluation import pad
+from cir.evaluation import encode_texts, pad
 from cir.models import non_finite_count
 
 
@@ -30,20 +30,12 @@ BATCHING = ("shuffled", "by_length")
 MAX_LENGTH = 64  # tokens of a training sentence (longer ones are cut)
 
 
-def sentence_batches(tokenizer, sentences: list[str], batch_size: int, rng: random.Random,
-                     max_length: int = MAX_LENGTH,
-                     batching: str = "shuffled"):
-    """Batches of token ids, in a new order every epoch. `shuffled`: any sentences together;
-    `by_length`: the shuffled sentences sorted by length, cut into batches, the batches shuffled,
-    so that a batch pads little (texts of very different lengths, such as short facts beside
-    general-text passages, would otherwise pad most batches to the longest)."""
-    encoded = [tokenizer(s, truncation=True, max_length=max_length)["input_ids"] for s in sentences]
-    for batch in index_batches([len(ids) for ids in encoded], batch_size, rng, batching):
-        yield [encoded[i] for i in batch]
-
-
 def index_batches(lengths: list[int], batch_size: int, rng: random.Random, batching: str = "shuffled"):
-    """sentence_batches' batches as the sentences' indices, given their lengths in tokens."""
+    """Batches of sentences, as their indices (given their lengths in tokens), in a new order
+    every epoch. `shuffled`: any sentences together; `by_length`: the shuffled sentences sorted by
+    length, cut into batches, the batches shuffled, so that a batch pads little (texts of very
+    different lengths, such as short facts beside general-text passages, would otherwise pad most
+    batches to the longest)."""
     if batching not in BATCHING:
         raise ValueError(f"batching must be one of {', '.join(BATCHING)}, got '{batching}'")
     order = list(range(len(lengths)))
@@ -165,7 +157,7 @@ def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: flo
     `keep`, the mean over tokens of cross-entropy and KL together).
 
     `on_epoch(epoch, loss)` is called after each epoch (the relearning attack evaluates there).
-    `batching`: how sentences are put into batches (sentence_batches).
+    `batching`: how sentences are put into batches (index_batches).
     `keep`: texts batched beside `sentences` on which the model is trained to keep `teacher`'s
     next-token distributions (kept_prediction_loss), e.g. general text with the model before
     training as the teacher.
@@ -189,7 +181,7 @@ def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: flo
     else:
         raise ValueError(f"unknown optimizer '{optimizer}' (adam, sgd)")
     device = next(model.parameters()).device
-    encoded = [tokenizer(s, truncation=True, max_length=MAX_LENGTH)["input_ids"] for s in [*sentences, *keep]]
+    encoded = encode_texts(tokenizer, [*sentences, *keep], MAX_LENGTH)
     predictions = TeacherPredictions(teacher) if keep else None
     model.train()
     losses = []
