@@ -69,10 +69,10 @@ def never_learned(setting: Setting, topics: dict, train: list, held_out: list, s
 def residuals(rows: dict, reference: dict) -> dict:
     """Per row, V and V worst minus the never-taught model's under the same attack (0: as if
     never learned); the unlearned model is held against the never-taught one unattacked."""
-    paired = {name: "before" if name == "after unlearning" else name for name in rows
-              if name in reference or name == "after unlearning"}
+    against = {"after unlearning": "before"}  # otherwise a row meets the reference's row of its name
+    paired = {name: against.get(name, name) for name in rows}
     return {name: {key: rows[name][key] - reference[ref][key] for key in ("V", "V worst")}
-            for name, ref in paired.items()}
+            for name, ref in paired.items() if ref in reference}
 
 
 def membership(setting: Setting, model) -> dict | None:
