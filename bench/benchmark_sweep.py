@@ -42,6 +42,7 @@ def main() -> None:
     from cir.attacks.suite import AttackConfig, accuracies, suite, worst_probe
     from cir.benchmarks import make_setting
     from cir.commands.options import build_configs
+    from cir.data.general import fingerprint
     from cir.evaluation import evaluate_mcq
     from cir.loop import general_text_split, run_unlearning, watched_retain_sets
     from cir.models import load_model
@@ -49,6 +50,7 @@ def main() -> None:
     base, tokenizer = load_model(args.model)
     setting = make_setting(args.benchmark, base, tokenizer)
     model = setting.model
+    weights = fingerprint(model)  # tells apart two teachings of one recipe (rounding differs between versions)
     attack = AttackConfig(seed=args.seed)
     train, held_out = attack.split(setting.forget)
     watched = watched_retain_sets(setting.forget, setting.topics, half=0)
@@ -90,6 +92,7 @@ def main() -> None:
             "command": "python bench/benchmark_sweep.py " + shlex.join(
                 ["--benchmark", args.benchmark, "--seed", str(args.seed), "--try", overrides]),
             "threads": torch.get_num_threads(), "model": Path(str(model.config.name_or_path)).name,
+            "weights": weights,
         }
         with open(args.records, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -104,10 +107,12 @@ def _pair(entry: dict | None) -> str:
 
 def _model(record: dict) -> str:
     """The model a record was measured on: a taught model by its recipe's key (the records of the
-    first taught recipe were made before the model was recorded)."""
+    first taught recipe were made before the model was recorded), then the first characters of its
+    weights' fingerprint where recorded (two teachings of one recipe differ in rounding)."""
     if "model" not in record:
         return "first recipe" if record["benchmark"] == "taught" else "-"
-    return record["model"].rsplit("-", 1)[-1] if record["benchmark"] == "taught" else record["model"]
+    name = record["model"].rsplit("-", 1)[-1] if record["benchmark"] == "taught" else record["model"]
+    return f"{name} ({record['weights'][:6]})" if "weights" in record else name
 
 
 def write_table(benchmark: str, records: Path, markdown: Path) -> None:
