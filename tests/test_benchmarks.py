@@ -375,6 +375,15 @@ def test_the_teacher_reads_each_kept_text_once_and_its_predictions_are_reused(to
         if epoch == 0:
             assert sum(read) == 2 * len(kept)  # once for the predictions, once for the check
     assert sum(read) == len(kept) + 3 * len(kept)  # later epochs: the checks alone
+    assert predictions.held == sum(p.nbytes for p, _ in predictions.rows.values()) > 0
+    # past its memory bound nothing is held: the teacher reads a text in every batch it comes in
+    unheld, batch = TeacherPredictions(teacher, max_bytes=0), list(range(4))
+    ids, mask = pad([encoded[i] for i in batch], tokenizer.pad_token_id, "cpu")
+    read.clear()
+    for _ in range(2):
+        for cached, computed in zip(unheld(ids, mask, batch), predictions(ids, mask, batch)):
+            assert torch.allclose(cached, computed, atol=1e-5)
+    assert sum(read) == 2 * len(batch) and not unheld.rows
     facts = [f"Person {i} was born in city {i % 5}." for i in range(8)]
     read.clear()
     finetune(copy.deepcopy(llama), tokenizer, facts, epochs=3, batch_size=4, keep=kept, teacher=teacher,

@@ -82,27 +82,29 @@ class TeacherPredictions:
     """A frozen teacher's next-token distributions on each kept text, computed in the batch where
     the text first comes and reused in every later epoch: the teacher does not change, so it
     would compute the same again (to rounding). They are held on the CPU, positions x vocabulary
-    floats per text (84 texts of 64 tokens at a 49,152-word vocabulary: 1 GB). The teacher must
-    be a whole model, not one sharded across processes."""
+    floats per text (84 texts of 64 tokens at a 49,152-word vocabulary: 1 GB), up to `max_bytes`:
+    the texts past it are read by the teacher in every batch they come in. The teacher must be a
+    whole model, not one sharded across processes."""
 
-    def __init__(self, teacher):
-        self.teacher = teacher
+    def __init__(self, teacher, max_bytes: int = 4 * 2**30):
+        self.teacher, self.max_bytes, self.held = teacher, max_bytes, 0
         self.rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, ids: torch.Tensor, mask: torch.Tensor, texts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The distributions (next_token_distributions) of the batch (`ids`, `mask`,
         right-padded) whose rows are the kept texts numbered `texts`, zero at the padding."""
         new = [row for row, text in enumerate(texts) if text not in self.rows]
-        if new:
-            probs, negentropy = next_token_distributions(self.teacher, ids[new], mask[new])
-            for row, p, h in zip(new, probs, negentropy):
-                n = int(mask[row].sum()) - 1
-                self.rows[texts[row]] = (p[:n].cpu(), h[:n].cpu())
-        probs = torch.zeros((len(texts), ids.shape[1] - 1, self.rows[texts[0]][0].shape[-1]), device=ids.device)
+        read = dict(zip(new, zip(*next_token_distributions(self.teacher, ids[new], mask[new])))) if new else {}
+        width = (read[new[0]] if new else self.rows[texts[0]])[0].shape[-1]  # the vocabulary
+        probs = torch.zeros((len(texts), ids.shape[1] - 1, width), device=ids.device)
         negentropy = torch.zeros(probs.shape[:2], device=ids.device)
         for row, text in enumerate(texts):
-            p, h = self.rows[text]
-            probs[row, : len(p)], negentropy[row, : len(h)] = p, h
+            n = int(mask[row].sum()) - 1
+            p, h = self.rows[text] if text in self.rows else (read[row][0][:n], read[row][1][:n])
+            probs[row, :n], negentropy[row, :n] = p, h
+            if text not in self.rows and self.held + p.nbytes <= self.max_bytes:
+                self.rows[text] = (p.to("cpu", copy=True), h.to("cpu", copy=True))  # not a view of the batch
+                self.held += p.nbytes
         return probs, negentropy
 
 
