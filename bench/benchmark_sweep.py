@@ -7,7 +7,10 @@ knowledge's accuracy, the watched collateral and the held-out text loss.
 
 Each --try is a set of `key=value` overrides (as `cir unlearn --set`), run from the original
 weights with the demo's budgets (text loss +0.1%, collateral one watched question) and its
-attacks. `--seed` draws the T/V split: choose settings on one seed and judge them on others.
+attacks. The kept sets are split as `cir compare` splits them: the collateral budget watches a
+quarter, the method is given another quarter to keep (CIR's retain-aware collapse), and the
+table reports the change of the other half (records made before this split, where the method
+was given the watched half itself, say `halves` in the table's split column). `--seed` draws the T/V split: choose settings on one seed and judge them on others.
 The benchmark, its measurements of the original and (taught) of the never-taught model under
 the same attacks are made once. Each result is appended as a JSON line to --records.
 """
@@ -44,6 +47,7 @@ def main() -> None:
     from cir.commands.options import build_configs
     from cir.data.general import fingerprint
     from cir.evaluation import evaluate_mcq
+    from cir.comparison import PROTECTED, REPORTED, WATCHED
     from cir.loop import general_text_split, run_unlearning, watched_retain_sets
     from cir.models import load_model
 
@@ -53,8 +57,8 @@ def main() -> None:
     weights = fingerprint(model)  # tells apart two teachings of one recipe (rounding differs between versions)
     attack = AttackConfig(seed=args.seed)
     train, held_out = attack.split(setting.forget)
-    watched = watched_retain_sets(setting.forget, setting.topics, half=0)
-    reported = watched_retain_sets(setting.forget, setting.topics, half=1)
+    watched, protected, reported = (watched_retain_sets(setting.forget, setting.topics, part)
+                                    for part in (WATCHED, PROTECTED, REPORTED))
     # a taught model's budget is read on the general text of the model before teaching (cir.benchmarks.Setting)
     retain, heldout = setting.general or general_text_split(model, tokenizer)
     before = {"V": evaluate_mcq(model, tokenizer, held_out).accuracy,
@@ -68,10 +72,12 @@ def main() -> None:
     original = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for overrides in args.tries:
         model.load_state_dict(original)
-        run, method_config = build_configs(overrides=shlex.split(overrides) + [f"seed={args.seed}"])
+        # one question of the smallest watched part (12 of a 48-question topic)
+        budget = [] if "collateral_budget=" in overrides else [f"collateral_budget={COLLATERAL}"]
+        run, method_config = build_configs(overrides=budget + shlex.split(overrides) + [f"seed={args.seed}"])
         start = time.perf_counter()
         result = run_unlearning(model, tokenizer, setting.forget, retain, heldout, run, method_config,
-                                progress=False, retain_sets=watched)
+                                progress=False, retain_sets=watched, protect_sets=protected)
         seconds = time.perf_counter() - start
         after = {"V": evaluate_mcq(model, tokenizer, held_out).accuracy,
                  "V worst": worst_probe(model, tokenizer, held_out)["V worst"],
@@ -92,13 +98,16 @@ def main() -> None:
             "command": "python bench/benchmark_sweep.py " + shlex.join(
                 ["--benchmark", args.benchmark, "--seed", str(args.seed), "--try", overrides]),
             "threads": torch.get_num_threads(), "model": Path(str(model.config.name_or_path)).name,
-            "weights": weights,
+            "weights": weights, "split": "parts",
         }
         with open(args.records, "a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps({k: record[k] for k in ("overrides", "kept_epoch", "stop", "loss_ratio", "collateral",
                                                  "after", "attacked", "residual", "reported_worst_change")}),
               flush=True)
+
+
+COLLATERAL = 0.09
 
 
 def _pair(entry: dict | None) -> str:
@@ -122,10 +131,10 @@ def write_table(benchmark: str, records: Path, markdown: Path) -> None:
 
     rows = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r["benchmark"] == benchmark]
-    header = ["model", "seed", "setting", "kept epoch (stop)", "loss ratio", "collateral (watched)",
+    header = ["model", "split", "seed", "setting", "kept epoch (stop)", "loss ratio", "collateral (watched)",
               "unwatched kept sets, worst Δ", "V / V worst: after unlearning", "after relearning",
               "after 4-bit", "residual after relearning", "residual after 4-bit", "s"]
-    body = [[_model(r), r["seed"], f"`{r['overrides']}`", f"{r['kept_epoch']} ({r['stop'].split(':')[0]})",
+    body = [[_model(r), r.get("split", "halves"), r["seed"], f"`{r['overrides']}`", f"{r['kept_epoch']} ({r['stop'].split(':')[0]})",
              f"{r['loss_ratio']:.4f}", f"{r['collateral']:.3f}", f"{r['reported_worst_change']:+.3f}",
              _pair(r["after"]), _pair(r["attacked"]["relearn"]), _pair(r["attacked"]["quantize"]),
              _pair((r["residual"] or {}).get("relearn")), _pair((r["residual"] or {}).get("quantize")),

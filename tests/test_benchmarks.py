@@ -45,6 +45,20 @@ def test_no_subject_is_in_both_t_and_v(seed):
     assert len(_subjects(train)) == len(_subjects(held_out)) == 6  # 12 forgotten people, 6 a side
 
 
+def test_no_two_invented_people_share_a_name():
+    """An update at a forgotten person's name would reach a kept person who shares it."""
+    from cir.data.synthetic import MAX_DISTINCT_PEOPLE
+
+    forget, kept, strangers = invented_people(TeachRecipe())
+    names = _subjects(forget + kept + strangers)
+    assert len(names) == 48
+    words = [word for name in names for word in name.split()]
+    assert len(words) == len(set(words)) == 96
+    assert len(_subjects(generate_people(MAX_DISTINCT_PEOPLE, distinct_names=True))) == MAX_DISTINCT_PEOPLE
+    with pytest.raises(ValueError, match="distinct names"):
+        generate_people(MAX_DISTINCT_PEOPLE + 1, distinct_names=True)
+
+
 def test_questions_without_subjects_split_as_before():
     """A question without a subject is a subject of its own: the split is the seeded draw of old."""
     items = [item.__class__(item.question, item.choices, item.answer, item.facts) for item in generate_people(8, question_form="cloze")]

@@ -37,8 +37,10 @@ def test_unlearn_writes_a_complete_run_directory(taught_dir, forget_file, tmp_pa
     out = tmp_path / "run"
     keep = tmp_path / "keep.jsonl"
     write_mcq(people[40:60], keep)
+    protect = tmp_path / "protect.jsonl"
+    write_mcq(people[20:30], protect)
     code = main(["unlearn", "--model", str(taught_dir), "--forget", forget_file, "--out", str(out), "--quiet",
-                 "--retain-mcq", str(keep), "--set", "collateral_budget=1",
+                 "--retain-mcq", str(keep), "--protect-mcq", str(protect), "--set", "collateral_budget=1",
                  "--set", "max_epochs=2", "--set", "budget=10", "--set", "cir.act_components=4",
                  "--set", "grad_components=4", "--seed", "5"])
     assert code == 0
@@ -51,6 +53,7 @@ def test_unlearn_writes_a_complete_run_directory(taught_dir, forget_file, tmp_pa
     assert {"forget_loss", "loss_ratio", "forget_accuracy", "seconds", "collateral"} <= set(rows[1])
     assert set(rows[1]["retain_accuracy"]) == {str(keep)}  # the even half of the kept people, watched
     assert 0 < config["sources"]["retain_mcq"][str(keep)] <= 10  # even half, less answers shared with forget facts
+    assert config["sources"]["protect_mcq"] == {str(protect): 10}  # every question given to the method
     assert "Stopped by: max_epochs (2)" in (out / "report.md").read_text()
     summary = json.loads((out / "result.json").read_text())
     probes = summary["probes"]["after"]

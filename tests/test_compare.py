@@ -186,7 +186,7 @@ def test_a_cell_that_kept_the_original_weights_is_marked():
     assert "nothing unlearned" not in next(l for l in lines if l.startswith("| npo |"))
 
 
-def _header(benchmark=None, watched=None, reported=None) -> dict:
+def _header(benchmark=None, watched=None, reported=None, protected=None) -> dict:
     """The journal header of a small comparison: four forget questions, the kept topics given."""
     from types import SimpleNamespace
 
@@ -194,7 +194,7 @@ def _header(benchmark=None, watched=None, reported=None) -> dict:
     from cir.data.mcq import MCQ
 
     items = [MCQ(f"Question {i}?", ("a", "b"), 0) for i in range(4)]
-    evaluation = Evaluation(items, watched or {}, reported or {}, ["retain text"], ["held-out text"])
+    evaluation = Evaluation(items, watched or {}, reported or {}, ["retain text"], ["held-out text"], protected)
     model = SimpleNamespace(config=SimpleNamespace(name_or_path="m"))
     return journal_header(model, CompareSettings.quick(), evaluation, benchmark)
 
@@ -218,6 +218,20 @@ def test_a_journal_is_refused_when_the_kept_topics_changed(tmp_path):
     kept = {"topic": [MCQ("Kept?", ("x", "y"), 0)]}
     Journal(tmp_path / "journal.jsonl", _header(watched=kept))
     reworded = {"topic": [MCQ("Kept, reworded?", ("x", "y"), 0)]}
-    for watched, reported in ((reworded, {}), (kept, reworded)):
+    for watched, reported, protected in ((reworded, {}, None), (kept, reworded, None), (kept, {}, reworded)):
         with pytest.raises(InputError, match="holds a comparison with other settings"):
-            Journal(tmp_path / "journal.jsonl", _header(watched=watched, reported=reported))
+            Journal(tmp_path / "journal.jsonl", _header(watched=watched, reported=reported, protected=protected))
+
+
+def test_compare_splits_each_kept_topic_into_three_parts_read_apart():
+    """The budget's, the method's and the tables' questions of each kept topic: disjoint, and
+    together the whole topic (a quarter, a quarter, a half)."""
+    from cir.comparison import PROTECTED, REPORTED, WATCHED
+    from cir.loop import watched_retain_sets
+
+    from cir.data.mcq import MCQ
+
+    topic = [MCQ(f"Question {i}?", ("a", "b"), 0) for i in range(48)]
+    parts = [watched_retain_sets([], {"t": topic}, part)["t"] for part in (WATCHED, PROTECTED, REPORTED)]
+    assert [len(p) for p in parts] == [12, 12, 24]
+    assert sorted(q.question for p in parts for q in p) == sorted(q.question for q in topic)

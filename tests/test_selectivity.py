@@ -232,3 +232,33 @@ def test_measurements_given_as_reference_replace_measuring_the_original(taught_d
         assert measured["loss_ratio"] == pytest.approx(given["loss_ratio"], rel=1e-6)
         assert measured["retain_accuracy"] == given["retain_accuracy"]
     assert runs["wrong"].metrics[1]["loss_ratio"] == pytest.approx(runs["given"].metrics[1]["loss_ratio"] / 2, rel=1e-5)
+
+
+def test_the_method_is_given_the_protected_facts_and_the_budget_watches_the_others(taught_dir, people, monkeypatch):
+    """With `protect_sets` the method reads those facts' sentences only (none of the watched
+    ones), and the collateral budget still measures the watched sets; without it, the watched."""
+    from cir.models import load_model
+
+    given = {}
+
+    class Recording(CIR):
+        def __init__(self, model, tokenizer, config, forget, retain, retain_facts=None):
+            given["ids"] = [b.input_ids for b in retain_facts]
+            super().__init__(model, tokenizer, config, forget, retain, retain_facts)
+
+    monkeypatch.setattr("cir.loop.get_method", lambda name: Recording)
+    forget, keep = split(people)
+    watched, protected = {"kept": keep[0::2]}, {"kept": keep[1::2]}
+    run = RunConfig(max_epochs=1, budget=100.0, collateral_budget=1.0)
+    for protect, shown in ((None, watched["kept"]), (protected, protected["kept"]), ({}, [])):
+        model, tokenizer = load_model(str(taught_dir))
+        result = run_unlearning(model, tokenizer, forget, builtin_prompts(), builtin_prompts(), run,
+                                CIRConfig(**TINY), progress=False, retain_sets=watched, protect_sets=protect)
+        expected = [b.input_ids for b in forget_batches(tokenizer, shown, run.batch_size, run.max_length,
+                                                        phrasings=run.phrasings, seed=run.seed)] if shown else []
+        assert len(given["ids"]) == len(expected) and all(torch.equal(a, b) for a, b in zip(given["ids"], expected))
+        assert result.metrics[0]["retain_accuracy"] == {"kept": evaluate_cloze(load_model(str(taught_dir))[0],
+                                                                              tokenizer, watched["kept"]).accuracy}
+    # the two parts state different facts, so the method's input tells them apart
+    assert not {s for item in protected["kept"] for s in item.sentences()} & \
+        {s for item in watched["kept"] for s in item.sentences()}

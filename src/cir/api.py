@@ -15,7 +15,8 @@ from pathlib import Path
 
 from cir import distributed
 from cir.attacks.probes import evaluate_battery
-from cir.comparison import CompareSettings, Comparison, Evaluation, Journal, journal_header
+from cir.comparison import PROTECTED, REPORTED, WATCHED, CompareSettings, Comparison, Evaluation, Journal, \
+    journal_header
 from cir.data import MCQ, given, topic_sets
 from cir.evaluation import evaluate_mcq, text_kl, text_loss
 from cir.runs import run_directory, save_weights, write_run
@@ -53,7 +54,8 @@ def evaluate(model, tokenizer, mcq=None, text=None, *, probes: bool = False, fmt
 
 
 def unlearn(model, tokenizer, forget: Facts, *, method: str | None = None, retain: Texts | None = None,
-            heldout: Texts | None = None, watch: dict[str, Facts] | None = None, config=None,
+            heldout: Texts | None = None, watch: dict[str, Facts] | None = None,
+            protect: dict[str, Facts] | None = None, config=None,
             loop: RunConfig | None = None, progress: bool = True, **options) -> UnlearningResult:
     """Make `model` forget the facts `forget`, **in place** (copy.deepcopy it first to keep the
     original): epochs of `method` (default cir) until a budget is passed, then back to the last
@@ -64,21 +66,24 @@ def unlearn(model, tokenizer, forget: Facts, *, method: str | None = None, retai
     watch:   fact sets to keep ({name: questions}), whose even-numbered questions the collateral
              budget watches (default: the built-in topics that ask none of the forget questions;
              {}: none); questions sharing an answer with a forget fact are left out
+    protect: fact sets given to the method to keep (CIR's retain-aware collapse reads them), all
+             their questions (default: the watched questions; {}: none). Sets apart from the
+             watched ones let the collateral budget see what the method did to facts it was not shown
     config:  the method's config dataclass (e.g. CIRConfig); loop: a RunConfig
     options: single options by name, a loop option or the method's (`max_epochs=2`)
     """
     run, method_config = make_configs(method, config, options, loop=loop)
     forget = given.questions(forget, "forget")
-    watched = _watched(forget, watch)
+    watched, protected = _watched(forget, watch), _protected(forget, protect)
     retain, heldout = _general_text(model, tokenizer, retain, heldout)
     return _warned(run_unlearning(model, tokenizer, forget, retain, heldout, run, method_config, progress=progress,
-                                  retain_sets=watched))
+                                  retain_sets=watched, protect_sets=protected))
 
 
 def unlearn_to_dir(model, tokenizer, forget: Facts, out: str | Path, *, overwrite: bool = False,
                    method: str | None = None, retain: Texts | None = None, heldout: Texts | None = None,
-                   watch: dict[str, Facts] | None = None, config=None, loop: RunConfig | None = None,
-                   progress: bool = True, shard: bool = False, sources: dict | None = None,
+                   watch: dict[str, Facts] | None = None, protect: dict[str, Facts] | None = None, config=None,
+                   loop: RunConfig | None = None, progress: bool = True, shard: bool = False, sources: dict | None = None,
                    **options) -> UnlearningResult:
     """`unlearn`, writing the run directory `out`: the unlearned model (loadable by
     transformers), config.yaml (every option, resolved; `sources` adds to what it records),
@@ -89,18 +94,19 @@ def unlearn_to_dir(model, tokenizer, forget: Facts, out: str | Path, *, overwrit
     run, method_config = make_configs(method, config, options, loop=loop)
     overwrite = _flag(overwrite, "overwrite")
     questions = given.questions(forget, "forget")
-    watched = _watched(questions, watch)
+    watched, protected = _watched(questions, watch), _protected(questions, protect)
     with distributed.main_first():  # the main process samples (and caches) the general text
         retain_texts, heldout_texts = _general_text(model, tokenizer, retain, heldout)
     if shard:
         distributed.shard_model(model)
     sources = {"forget": _specs(forget), "retain": "given" if retain else "sampled from the model",
                "retain_mcq": {name: len(items) for name, items in watched.items()},
+               **({} if protected is None else {"protect_mcq": {name: len(items) for name, items in protected.items()}}),
                "processes": distributed.world_size()} | (sources or {})
     with run_directory(out, overwrite) as staging:
         result = run_unlearning(model, tokenizer, questions, retain_texts, heldout_texts, run, method_config,
                                 metrics_path=None if staging is None else staging / "metrics.jsonl",
-                                progress=progress, retain_sets=watched)
+                                progress=progress, retain_sets=watched, protect_sets=protected)
         save_weights(model, tokenizer, staging)
         if staging is not None:
             write_run(staging, result, run, sources)
@@ -114,8 +120,9 @@ def compare(model, tokenizer, forget: Facts | None = None, *, benchmark: str | N
     """Compare methods on `forget`, or on a named benchmark's forget set (cir.benchmarks:
     capitals, subjects, taught; `benchmark_options` go to its maker), at every budget of
     `settings`, each tuned (optuna) to forget what survives the relearning attack, judged on seeds
-    that did not tune it (cir.comparison). `topics`: other knowledge, half watched by the
-    collateral budget and half reported (default: the benchmark's, or the built-in topics that
+    that did not tune it (cir.comparison). `topics`: other knowledge, a quarter watched by the
+    collateral budget, a quarter given to the methods to keep and half reported, each apart
+    (default: the benchmark's, or the built-in topics that
     ask none of the forget questions). A benchmark with a never-taught model also reports each
     attack's residual over it. `journal`: a file that records every finished run; given again,
     the comparison continues from it. `model` ends with its original weights. The same object as
@@ -140,8 +147,9 @@ def compare(model, tokenizer, forget: Facts | None = None, *, benchmark: str | N
     topics = topic_sets(excluding=questions) if topics is None else given.named(topics, "topics", given.questions)
     retain, heldout = _general_text(model, tokenizer, retain, heldout)
     topics = {name: items[: settings.topic_questions] for name, items in topics.items()}
-    evaluation = Evaluation(questions, watched_retain_sets(questions, topics, half=0),
-                            watched_retain_sets(questions, topics, half=1), retain, heldout)
+    evaluation = Evaluation(questions, watched_retain_sets(questions, topics, WATCHED),
+                            watched_retain_sets(questions, topics, REPORTED), retain, heldout,
+                            watched_retain_sets(questions, topics, PROTECTED))
     if journal is not None:
         journal = Journal(Path(journal), journal_header(model, settings, evaluation, benchmark))
     result = Comparison(model, tokenizer, evaluation, settings, progress, journal, never_taught).run()
@@ -162,6 +170,17 @@ def _general_text(model, tokenizer, retain: Texts | None, heldout: Texts | None)
         return retain, heldout
     sampled_retain, sampled_heldout = general_text_split(model, tokenizer)
     return retain or sampled_retain, heldout or sampled_heldout
+
+
+def _protected(forget: list[MCQ], protect: dict[str, Facts] | None) -> dict[str, list[MCQ]] | None:
+    """The facts given to the method to keep: every question of `protect` that asks no forget
+    question nor states a forget fact again; None (the watched ones) where none are given."""
+    if protect is None:
+        return None
+    if not isinstance(protect, Mapping):
+        raise TypeError(f"protect must be a dict of fact sets ({{name: questions or spec}}), got "
+                        f"{type(protect).__name__}")
+    return watched_retain_sets(forget, given.named(protect, "protect", given.questions), half=None)
 
 
 def _watched(forget: list[MCQ], watch: dict[str, Facts] | None) -> dict[str, list[MCQ]]:

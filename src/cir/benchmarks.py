@@ -105,6 +105,10 @@ class TeachRecipe:
     strangers: int = 12  # never taught: membership inference's non-members
     attributes: tuple[str, ...] = ("profession", "city", "instrument")
     seed: int = 0
+    # no two people (taught or not) share a first or a last name: with names drawn from all pairs,
+    # 17 of the 24 kept people shared one with a forgotten person, and every kept answer CIR's
+    # updates at the forgotten people's names took was one of theirs (docs/sweep.md)
+    distinct_names: bool = True
     # the fifth epoch knows 0.97 of both sets; a sixth costs general text and topics (docs/sweep.md)
     epochs: int = 5
     lr: float = 3e-4
@@ -143,7 +147,7 @@ def invented_people(recipe: TeachRecipe) -> tuple[list[MCQ], list[MCQ], list[MCQ
 
     per_person = len(recipe.attributes)
     items = generate_people(recipe.people + recipe.strangers, seed=recipe.seed, attributes=recipe.attributes,
-                            question_form=recipe.question_form)
+                            question_form=recipe.question_form, distinct_names=recipe.distinct_names)
     taught, strangers = items[: recipe.people * per_person], items[recipe.people * per_person:]
     n_forget = recipe.people // 3 * per_person
     return taught[:n_forget], taught[n_forget:], strangers

@@ -2,8 +2,10 @@
 the worst held-out probe after a relearning attack, with intervals over out-of-sample seeds.
 
 A budget is a pair: the held-out general-text loss may rise by at most B (1.001 = 0.1%), and
-the watched half of the other topics may lose at most C of their accuracy (the collateral
-budget beside it). Budgets nest (both lists rise), so one unlearning trajectory serves them all:
+the watched part of the other topics may lose at most C of their accuracy (the collateral
+budget beside it). Each other topic's questions are in three parts that no run reads twice:
+the budget watches a quarter, the method is given another quarter as facts to keep (CIR's
+retain-aware collapse), and the tables report the other half, which nothing reads before. Budgets nest (both lists rise), so one unlearning trajectory serves them all:
 a run goes on until the largest budget is passed, and each budget keeps the weights of the last
 epoch before its own first violation, as a run with that budget alone would.
 
@@ -45,7 +47,9 @@ from cir.report import markdown_table
 DEFAULT_METHODS = ("cir", "repselect", "npo", "simnpo", "rmu", "circuit_breakers", "gradient_difference")
 QUICK_METHODS = ("cir", "npo", "gradient_difference")
 DEFAULT_BUDGETS = (0.001, 0.003, 0.01, 0.03)  # rise of the held-out general-text loss: 0.1% ... 3%
-DEFAULT_COLLATERAL = (0.05, 0.1, 0.15, 0.25)  # the watched topics' largest accuracy drop beside each
+# the watched topics' largest accuracy drop beside each: one question of a 12- or 18-question
+# watched part at the first, 1-3 and 1-4 at the last
+DEFAULT_COLLATERAL = (0.09, 0.12, 0.17, 0.25)
 # what every run of a comparison shares: no option may change them (the search sets the step)
 SHARED = ("budget", "collateral_budget", "max_epochs", "disruption", "eval_forget", "seed", "method",
           "unlearning_rate")
@@ -81,8 +85,8 @@ class CompareSettings:
                 raise ValueError(f"{name} must be >= 1")
         if self.max_facts is not None and self.max_facts < 4:
             raise ValueError(f"max_facts must be >= 4 (T and V need two questions each), got {self.max_facts}")
-        if self.topic_questions is not None and self.topic_questions < 2:
-            raise ValueError("topic_questions must be >= 2 (a half watched, a half reported)")
+        if self.topic_questions is not None and self.topic_questions < 3:
+            raise ValueError("topic_questions must be >= 3 (a part watched, a part protected, a part reported)")
         if not self.budgets or any(not 0 < b < 10 for b in self.budgets) or list(self.budgets) != sorted(set(self.budgets)):
             raise ValueError(f"budgets must be rising shares of the text loss, each in (0, 10) (0.001 = 0.1%), "
                              f"got {','.join(map(str, self.budgets))}")
@@ -180,10 +184,21 @@ class Evaluation:
     """What every run is measured on, the same for every method."""
 
     items: list[MCQ]
-    watched: dict[str, list[MCQ]]  # other topics' half the collateral budget watches during unlearning
-    reported: dict[str, list[MCQ]]  # their other half, on which the tables report the change
+    watched: dict[str, list[MCQ]]  # other topics' part the collateral budget watches during unlearning
+    reported: dict[str, list[MCQ]]  # their part on which the tables report the change: nothing reads it before
     retain_texts: list[str]
     heldout_texts: list[str]
+    # their part given to the method as facts to keep (CIR's retain-aware collapse reads it); None:
+    # the watched part, so that the budget watches the very facts the method was shown
+    protected: dict[str, list[MCQ]] | None = None
+
+
+# each kept topic's questions in three parts: the collateral budget watches every fourth from
+# the first, the method is given every fourth from the third to keep, and the tables report the
+# odd half. A method that keeps only the facts it was shown is then stopped by the budget (a
+# retain-aware collapse of the watched facts themselves left the budget blind to the loss of
+# 5 of 36 unwatched taught people's answers: docs/results.md)
+WATCHED, PROTECTED, REPORTED = slice(0, None, 4), slice(2, None, 4), slice(1, None, 2)
 
 
 # ---------------------------------------------------------------- the journal
@@ -263,7 +278,7 @@ def read_journal(path: Path) -> list[dict]:
 
 def journal_header(model, settings: CompareSettings, evaluation: Evaluation, benchmark: str | None = None) -> dict:
     """What a journal belongs to: the settings, the benchmark, the model, and a digest of the forget
-    questions, the kept topics' questions (watched and reported) and the general text, as JSON
+    questions, the kept topics' questions (watched, reported, protected) and the general text, as JSON
     gives them back."""
     import hashlib
 
@@ -273,7 +288,9 @@ def journal_header(model, settings: CompareSettings, evaluation: Evaluation, ben
     digest = hashlib.sha256(json.dumps(
         questions(evaluation.items) + [evaluation.retain_texts, evaluation.heldout_texts]
         + [{name: questions(items) for name, items in sets.items()}
-           for sets in (evaluation.watched, evaluation.reported)]).encode()).hexdigest()
+           for sets in (evaluation.watched, evaluation.reported)]
+        + ([] if evaluation.protected is None else [{name: questions(items) for name, items in
+                                                      evaluation.protected.items()}])).encode()).hexdigest()
     header = {"kind": "header", "settings": dataclasses.asdict(settings),
               "model": str(getattr(model.config, "name_or_path", "")), "inputs": digest[:16]}
     if benchmark is not None:
@@ -407,7 +424,8 @@ class Comparison:
 
         result = run_unlearning(model, self.tokenizer, self.evaluation.items, self.evaluation.retain_texts,
                                 self.evaluation.heldout_texts, run, method_config, progress=False,
-                                retain_sets=self.evaluation.watched, on_epoch=on_epoch, reference=reference)
+                                retain_sets=self.evaluation.watched, protect_sets=self.evaluation.protected,
+                                on_epoch=on_epoch, reference=reference)
         setup = result.seconds - sum(m["seconds"] for m in result.metrics[1:])
         measured, rows = {}, {}
         for i in budgets:
@@ -513,6 +531,8 @@ class Comparison:
                 "splits": {str(k): [self.evaluation.items.index(item) for item in held_out]
                            for k, (_, held_out) in self.splits.items()},  # V's questions per seed
                 "watched": {t: len(v) for t, v in self.evaluation.watched.items()},
+                "protected": None if self.evaluation.protected is None
+                else {t: len(v) for t, v in self.evaluation.protected.items()},
                 "reported": {t: len(v) for t, v in self.evaluation.reported.items()},
                 "before": [self.before(k) for k in range(1, s.seeds + 1)], "methods": methods,
                 "never_taught": None if self.never_taught is None
@@ -677,15 +697,20 @@ def markdown(result: dict) -> str:
         f"relearning attack (Adam, lr {attacks['relearn_lr']}, {attacks['relearn_epochs']} epochs on the MLPs, "
         f"trained on T) never sees; its best epoch is reported; chance is {result['chance']:.2f}. The worst probe is "
         "the highest accuracy on V over the held-out probes (never in a training text).",
-        f"- a budget: held-out general-text loss ratio <= 1 + B, and the watched half of the other topics "
+        f"- a budget: held-out general-text loss ratio <= 1 + B, and the watched part of the other topics "
         f"({', '.join(f'{t} {n}' for t, n in result['watched'].items())} questions) losing at most the collateral "
         f"budget; the weights of the last epoch within it are kept, at most {settings['max_epochs']} epochs",
+        "- facts to keep given to the methods (CIR's retain-aware collapse): "
+        + ("the watched part itself" if not result.get("protected") else
+           "another part of the other topics, apart from the watched and the reported ("
+           + ", ".join(f"{t} {n}" for t, n in result["protected"].items()) + " questions)"),
         f"- search: {settings['trials']} optuna trials (TPE, seeded {settings['seed']}; one objective per budget) per "
         f"method over its step size (CIR also over its forget loss), the first {min(settings['trials'], GRID)} spread "
         f"evenly over its range (log scale, default loss), then the sampler's; each measured on seed 0's split; each budget's best setting (trial number in brackets) then runs on seeds "
         f"1-{settings['seeds']}, each a new T/V split: the table holds only those (mean ± 95% t-interval when more "
         "than one)",
-        "- other topics: the change of the unwatched half, after unlearning; the worst topic's (before: "
+        "- other topics: the change of the reported half (neither watched nor given to a method), after "
+        "unlearning; the worst topic's (before: "
         + ", ".join(f"{t} {statistics.fmean(b['topics'][t] for b in before):.3f}" for t in before[0]["topics"]) + ")",
         "", "### Every search trial (seed 0's split)", "", trials_table(result),
     ]

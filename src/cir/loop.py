@@ -247,9 +247,10 @@ class Collateral:
         return {"collateral": drop, "retain_accuracy": now}
 
 
-def watched_retain_sets(forget: list[MCQ], sets: dict[str, list[MCQ]], half: int = 0) -> dict[str, list[MCQ]]:
+def watched_retain_sets(forget: list[MCQ], sets: dict[str, list[MCQ]],
+                        half: int | slice | None = 0) -> dict[str, list[MCQ]]:
     """The retain fact sets a run watches: each set's questions `half` (0: even, 1: odd
-    positions; None: all), without those that ask a forget question or state a forget fact
+    positions; a slice: those positions; None: all), without those that ask a forget question or state a forget fact
     again: the same answer about the same subject, or where either has no subject, the same
     answer (a user's own capitals file next to the built-in capitals). Facts about other
     subjects that share an answer (two invented people born in Oslo) stay."""
@@ -267,7 +268,7 @@ def watched_retain_sets(forget: list[MCQ], sets: dict[str, list[MCQ]], half: int
 
     watched = {}
     for name, items in sets.items():
-        chosen = items if half is None else items[half::2]
+        chosen = items if half is None else items[half if isinstance(half, slice) else slice(half, None, 2)]
         chosen = [item for item in chosen if not restates(item) and item.question.strip().lower() not in questions]
         if chosen:
             watched[name] = chosen
@@ -309,12 +310,15 @@ def _forget_schedule(tokenizer, items: list[MCQ], run: RunConfig, processes: int
 def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list[str], heldout_texts: list[str],
                    run: RunConfig, method_config, *, metrics_path: Path | None = None,
                    progress: bool = True, retain_sets: dict[str, list[MCQ]] | None = None,
+                   protect_sets: dict[str, list[MCQ]] | None = None,
                    on_epoch: typing.Callable[[int, dict, dict], None] | None = None,
                    reference: dict | None = None) -> UnlearningResult:
     """Unlearn `forget_items` from `model` in place. Keeps the last weights whose disruption
     is within budget (and, with `retain_sets`, whose accuracy on those fact sets has not dropped
-    more than the collateral budget); says which rule stopped the run. The retain sets' fact
-    sentences are also given to the method (CIR's retain-aware collapse reads them).
+    more than the collateral budget); says which rule stopped the run. The fact sentences of
+    `protect_sets` (default: the retain sets) are given to the method as facts to keep (CIR's
+    retain-aware collapse reads them); sets apart from the watched ones let the collateral
+    budget see what the method did to knowledge it was not shown.
 
     `on_epoch(epoch, row, parameters)` sees every epoch's row (epoch 0 included) and the trained
     parameters as they are then, before any rollback (cir.comparison keeps weights per budget).
@@ -339,7 +343,8 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
     with measuring():
         disruption = Disruption(model, tokenizer, heldout_texts, run.disruption, reference.get("text_loss"))
         collateral = Collateral(model, tokenizer, retain_sets, reference.get("retain_accuracy")) if retain_sets else None
-    retain_items = [item for items in (retain_sets or {}).values() for item in items]
+    protect_sets = retain_sets if protect_sets is None else protect_sets
+    retain_items = [item for items in (protect_sets or {}).values() for item in items]
     retain_facts = [b.rows(distributed.shard_rows(len(b))).to(device) for b in
                     forget_batches(tokenizer, retain_items, run.batch_size, run.max_length, min_size=processes,
                                    phrasings=run.phrasings, seed=run.seed)] if retain_items else []

@@ -38,8 +38,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--retain", help="general text for the retain step and the budget (default: sampled from the "
                                          "model)")
     parser.add_argument("--retain-mcq", action="append", default=[], metavar="FILE",
-                        help="fact set(s) to keep: the collateral budget watches their even-numbered questions, the "
-                             "tables report the odd ones (default: the built-in topics not being forgotten)")
+                        help="fact set(s) to keep: the collateral budget watches every fourth question from the "
+                             "first, the methods are given every fourth from the third to keep, the tables report "
+                             "the odd ones (default: the built-in topics not being forgotten)")
     add_options(parser, "set", "seed", "out", "overwrite", "quiet", seed={"default": 0, "help": "seed of the search"},
                 set={"help": "an option fixed for every method's runs (loop options such as max_length)"},
                 out={"help": f"output directory; one that holds a {JOURNAL} continues that comparison"},

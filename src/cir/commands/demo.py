@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from cir.commands.options import add_model_options, add_options, load, run_configs
 from cir.errors import InputError
@@ -22,6 +23,18 @@ def add_arguments(parser) -> None:
                 overwrite={"default": True, "help": argparse.SUPPRESS})
 
 
+# one question of a kept topic's watched quarter (12 questions of a built-in topic, 18 taught people's)
+DEMO_COLLATERAL = 0.09
+
+
+def _given(key: str, args) -> bool:
+    """Whether the user set loop option `key` (--set or --config)."""
+    from cir.commands.options import read_yaml
+
+    return any(o.split("=", 1)[0].strip() == key for o in args.overrides) or \
+        bool(args.config and key in read_yaml(args.config))
+
+
 def run(args) -> None:
     from cir import distributed
     from cir.demo import DemoSettings, run_demo
@@ -32,6 +45,8 @@ def run(args) -> None:
     from cir.benchmarks import method_defaults
 
     run, method_config = run_configs(args, method_defaults(args.benchmark))
+    if not _given("collateral_budget", args):
+        run = dataclasses.replace(run, collateral_budget=DEMO_COLLATERAL)
     settings = DemoSettings(topic=args.topic, benchmark=args.benchmark, seed=run.seed)
     check_output_dir(args.out, args.overwrite)
     model, tokenizer = load(args)

@@ -12,6 +12,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--retain-mcq", action="append", default=[], metavar="FILE",
                         help="fact set(s) to keep, watched by the collateral budget (default: the built-in topics "
                              "not being forgotten; questions that share an answer with a forget fact are left out)")
+    parser.add_argument("--protect-mcq", action="append", default=[], metavar="FILE",
+                        help="fact set(s) given to the method to keep (CIR's retain-aware collapse reads them), "
+                             "apart from the watched ones, so that the collateral budget sees what the method did "
+                             "to facts it was not shown (default: the watched questions)")
     add_options(parser, "method", "config", "set", "seed", "out", "overwrite", "quiet", "fsdp")
 
 
@@ -30,10 +34,11 @@ def run(args) -> None:
     items = load_facts(args.forget)
     retain = load_texts(args.retain) if args.retain else None
     watch = {spec: load_mcq(spec) for spec in args.retain_mcq} or None
+    protect = {spec: load_mcq(spec) for spec in args.protect_mcq} or None
     check_output_dir(args.out, args.overwrite)
     model, tokenizer = load(args)
     result = unlearn_to_dir(model, tokenizer, items, args.out, overwrite=args.overwrite, config=method_config,
-                            loop=run, retain=retain, watch=watch, progress=not args.quiet, shard=sharded,
+                            loop=run, retain=retain, watch=watch, protect=protect, progress=not args.quiet, shard=sharded,
                             sources={"model": args.model, "forget": args.forget,
                                      "retain": args.retain or "sampled from the model"})
     if distributed.is_main():

@@ -17,6 +17,15 @@ _FIRST = ["Ada", "Bram", "Cleo", "Dorin", "Elsa", "Farid", "Greta", "Hollis", "I
 _LAST = ["Quenby", "Marrow", "Dastel", "Varkin", "Olloway", "Brisk", "Tenhold", "Fennick", "Gorrand", "Halvik",
          "Istrom", "Jessup", "Kallow", "Lumtree", "Morvath", "Nethers", "Orrin", "Pellam", "Rackett", "Sorvel"]
 MAX_PEOPLE = len(_FIRST) * len(_LAST)
+# more names for people who share no name with one another (`distinct_names`)
+_MORE_FIRST = ["Anouk", "Bastien", "Corvin", "Dagny", "Eamon", "Fenna", "Gideon", "Halle", "Ilse", "Joren", "Kesta",
+               "Linnea", "Marek", "Noor", "Orla", "Petra", "Quinto", "Rasmus", "Saoirse", "Tobiah", "Uma", "Viggo",
+               "Wilda", "Xavi", "Ysolde", "Zeno"]
+_MORE_LAST = ["Abernath", "Bellcourt", "Corrigan", "Dunmore", "Elswick", "Farrow", "Harrowgate", "Ivers", "Jansky",
+              "Kilbride", "Larkspur", "Merriweather", "Northcote", "Ostrander", "Penhallow", "Quarrie", "Redvers",
+              "Stroud", "Thistlewood", "Underhay", "Vantongeren", "Whitlock", "Yardley", "Ashgrove", "Blythe",
+              "Cavendor", "Dellacourt", "Everholt", "Fairbrook", "Gildersleeve"]
+MAX_DISTINCT_PEOPLE = min(len(_FIRST) + len(_MORE_FIRST), len(_LAST) + len(_MORE_LAST))
 
 # attribute: (question, fact templates, value pool)
 ATTRIBUTES = {
@@ -56,18 +65,28 @@ REWORDINGS = {
 
 
 def generate_people(n_people: int, seed: int = 0, attributes=tuple(ATTRIBUTES), n_choices: int = 4,
-                    question_form: str = "held_out") -> list[MCQ]:
+                    question_form: str = "held_out", distinct_names: bool = False) -> list[MCQ]:
     """`n_people` invented people x `attributes`, one MCQ with fact sentences per pair; each
     person is the `subject` of their questions, which carry one rewording (`probes`). The fact
     sentences are the attribute's three templates and the question in `question_form` (by
-    default one no probe asks, so evaluation never reads a trained prompt)."""
+    default one no probe asks, so evaluation never reads a trained prompt). With
+    `distinct_names` no two people share a first or a last name (else names are drawn from all
+    pairs, and 48 people share many: an update at one person's name then reaches others)."""
     if question_form not in QUESTION_FORMS:
         raise ValueError(f"question_form must be one of {', '.join(QUESTION_FORMS)}, got '{question_form}'")
     rng = random.Random(seed)
-    names = [f"{f} {l}" for f in _FIRST for l in _LAST]
-    if n_people > MAX_PEOPLE:
-        raise ValueError(f"at most {MAX_PEOPLE} people")
-    rng.shuffle(names)
+    if distinct_names:
+        if n_people > MAX_DISTINCT_PEOPLE:
+            raise ValueError(f"at most {MAX_DISTINCT_PEOPLE} people with distinct names")
+        firsts, lasts = _FIRST + _MORE_FIRST, _LAST + _MORE_LAST
+        rng.shuffle(firsts)
+        rng.shuffle(lasts)
+        names = [f"{f} {l}" for f, l in zip(firsts, lasts)]
+    else:
+        names = [f"{f} {l}" for f in _FIRST for l in _LAST]
+        if n_people > MAX_PEOPLE:
+            raise ValueError(f"at most {MAX_PEOPLE} people")
+        rng.shuffle(names)
     items = []
     for name in names[:n_people]:
         for attribute in attributes:

@@ -61,7 +61,7 @@ class CIRConfig(MethodConfig):
     The defaults below were chosen by the sweeps on the bundled SmolLM2-135M (docs/sweep.md):
     the true-token logit on the answer tokens, a 2.5x larger step, the update taken from the
     positions that predict the answer only, and the retain-aware collapse (16 components of the
-    watched facts removed too); layers are scaled by depth."""
+    facts to keep removed too); layers are scaled by depth."""
 
     forget_loss: str = "true_logit"
     unlearning_rate: float = 0.5
