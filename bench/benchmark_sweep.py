@@ -72,7 +72,7 @@ def main() -> None:
     original = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for overrides in args.tries:
         model.load_state_dict(original)
-        # one question of the smallest watched part (12 of a 48-question topic)
+        # one question of the smallest watched part (11 of the 44 currencies questions)
         budget = [] if "collateral_budget=" in overrides else [f"collateral_budget={COLLATERAL}"]
         run, method_config = build_configs(overrides=budget + shlex.split(overrides) + [f"seed={args.seed}"])
         start = time.perf_counter()
@@ -107,7 +107,7 @@ def main() -> None:
               flush=True)
 
 
-COLLATERAL = 0.09
+COLLATERAL = 0.1
 
 
 def _pair(entry: dict | None) -> str:

@@ -156,7 +156,7 @@ def test_a_taught_benchmark_reads_the_budget_on_general_text_the_teaching_never_
         run_demo(llama, tokenizer, "unused", DemoSettings(benchmark="taught"), progress=False)
     assert used["demo"] == (*base, "sampled from the model before teaching")
 
-    def evaluation(questions, watched, reported, retain, heldout):
+    def evaluation(questions, watched, reported, retain, heldout, protected=None):
         used["compare"] = (retain, heldout)
         raise Stop
 

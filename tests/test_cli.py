@@ -160,6 +160,13 @@ def test_methods_lists_cir(capsys):
 
 
 def test_demo_runs_the_four_rows(taught_dir, tmp_path, tiny_cache, capsys):
+    """The four rows; the kept topics in three parts: a quarter watched (one question of it is the
+    collateral budget), a quarter given to the method, the reported half in the table."""
+    from cir.comparison import PROTECTED, REPORTED, WATCHED
+    from cir.data.mcq import load_mcq
+    from cir.evaluation import evaluate_cloze
+    from cir.models import load_model
+
     out = tmp_path / "demo"
     code = main(["demo", "--model", str(taught_dir), "--out", str(out), "--quiet", "--set", "max_epochs=1",
                  "--set", "budget=10", "--set", "act_components=4", "--set", "grad_components=4"])
@@ -169,6 +176,13 @@ def test_demo_runs_the_four_rows(taught_dir, tmp_path, tiny_cache, capsys):
         assert f"| {row} |" in printed
     rows = json.loads((out / "demo.json").read_text())["rows"]
     assert set(rows["before"]) >= {"V", "capitals", "languages"}
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    languages = load_mcq("languages")
+    assert config["collateral_budget"] == 0.1
+    assert config["sources"]["retain_mcq"]["languages"] == len(languages[WATCHED]) == 12
+    assert config["sources"]["protect_mcq"]["languages"] == len(languages[PROTECTED]) == 12
+    model, tokenizer = load_model(str(taught_dir))
+    assert rows["before"]["languages"] == evaluate_cloze(model, tokenizer, languages[REPORTED]).accuracy
     assert json.loads((out / "attacks.json").read_text())["relearn:mlp"]["per_epoch"]
     assert (out / "report.md").is_file() and (out / "demo.md").is_file()
 

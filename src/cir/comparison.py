@@ -47,9 +47,9 @@ from cir.report import markdown_table
 DEFAULT_METHODS = ("cir", "repselect", "npo", "simnpo", "rmu", "circuit_breakers", "gradient_difference")
 QUICK_METHODS = ("cir", "npo", "gradient_difference")
 DEFAULT_BUDGETS = (0.001, 0.003, 0.01, 0.03)  # rise of the held-out general-text loss: 0.1% ... 3%
-# the watched topics' largest accuracy drop beside each: one question of a 12- or 18-question
-# watched part at the first, 1-3 and 1-4 at the last
-DEFAULT_COLLATERAL = (0.09, 0.12, 0.17, 0.25)
+# the watched topics' largest accuracy drop beside each: one question of an 11- to 18-question
+# watched quarter at the first (44 currencies questions give 11), 2-4 at the last
+DEFAULT_COLLATERAL = (0.1, 0.15, 0.2, 0.25)
 # what every run of a comparison shares: no option may change them (the search sets the step)
 SHARED = ("budget", "collateral_budget", "max_epochs", "disruption", "eval_forget", "seed", "method",
           "unlearning_rate")
