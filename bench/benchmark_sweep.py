@@ -10,7 +10,9 @@ weights with the demo's budgets (text loss +0.1%, collateral one watched questio
 attacks. The kept sets are split as `cir compare` splits them: the collateral budget watches a
 quarter, the method is given another quarter to keep (CIR's retain-aware collapse), and the
 table reports the change of the other half (records made before this split, where the method
-was given the watched half itself, say `halves` in the table's split column). `--seed` draws the T/V split: choose settings on one seed and judge them on others.
+was given the watched half itself, say `halves` in the table's split column). The worst probe
+reads each probe both ways, the least likely choice taken as the answer too (`both readings`;
+earlier records read the most likely choice only). `--seed` draws the T/V split: choose settings on one seed and judge them on others.
 The benchmark, its measurements of the original and (taught) of the never-taught model under
 the same attacks are made once. Each result is appended as a JSON line to --records.
 """
@@ -98,7 +100,7 @@ def main() -> None:
             "command": "python bench/benchmark_sweep.py " + shlex.join(
                 ["--benchmark", args.benchmark, "--seed", str(args.seed), "--try", overrides]),
             "threads": torch.get_num_threads(), "model": Path(str(model.config.name_or_path)).name,
-            "weights": weights, "split": "parts",
+            "weights": weights, "split": "parts", "readings": "both",
         }
         with open(args.records, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -134,7 +136,7 @@ def write_table(benchmark: str, records: Path, markdown: Path) -> None:
     header = ["model", "split", "seed", "setting", "kept epoch (stop)", "loss ratio", "collateral (watched)",
               "unwatched kept sets, worst Δ", "V / V worst: after unlearning", "after relearning",
               "after 4-bit", "residual after relearning", "residual after 4-bit", "s"]
-    body = [[_model(r), r.get("split", "halves"), r["seed"], f"`{r['overrides']}`", f"{r['kept_epoch']} ({r['stop'].split(':')[0]})",
+    body = [[_model(r), r.get("split", "halves") + (", both readings" if r.get("readings") == "both" else ""), r["seed"], f"`{r['overrides']}`", f"{r['kept_epoch']} ({r['stop'].split(':')[0]})",
              f"{r['loss_ratio']:.4f}", f"{r['collateral']:.3f}", f"{r['reported_worst_change']:+.3f}",
              _pair(r["after"]), _pair(r["attacked"]["relearn"]), _pair(r["attacked"]["quantize"]),
              _pair((r["residual"] or {}).get("relearn")), _pair((r["residual"] or {}).get("quantize")),

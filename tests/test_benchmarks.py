@@ -240,6 +240,9 @@ def test_every_benchmark_runs_in_its_quick_form(benchmark, tokenizer, llama, cac
     assert result["benchmark"] == benchmark and result["n_facts"] == (6 if benchmark == "taught" else 8)
     runs = result["methods"]["cir"]["budgets"][0]["runs"]
     assert len(runs) == 1
+    # each kept topic's first four questions: one watched, one given to the method, two reported
+    assert set(result["watched"].values()) == set(result["protected"].values()) == {1}
+    assert "another part of the other topics, apart from the watched and the reported" in markdown(result)
     if benchmark == "taught":
         never = result["never_taught"][0]
         for key in RESIDUALS:

@@ -102,10 +102,13 @@ def test_battery_scores_every_probe_and_names_the_worst(taught, people):
                  probes=(item.question.replace("What is", "Tell me"), "Whose answer is this?"),
                  statement=item.facts[0].rsplit(" ", 1)[0]) for item in people[:20]]
     result = evaluate_battery(model, tokenizer, items)
-    assert set(result.per_probe) == {"cloze", "qa", "reworded_1", "reworded_2", "statement", "kshot", "recall"}
+    probes = {"cloze", "qa", "reworded_1", "reworded_2", "statement", "kshot", "recall"}
+    assert set(result.per_probe) == probes | {f"{name}, least likely" for name in probes}
     for name, (indices, prompts) in battery_prompts(items).items():
         alone = evaluate_prompts(model, tokenizer, [items[i] for i in indices], prompts)
         assert result.per_probe[name].accuracy == pytest.approx(alone.accuracy)
+        # read the other way: the items whose right choice the model scores below every other
+        assert result.per_probe[f"{name}, least likely"].accuracy == pytest.approx(sum(alone.lowest) / alone.n)
     recall = recall_rows(tokenizer, items)
     alone = evaluate_prompts(model, tokenizer, [items[i] for i in recall], [cloze_prompt(items[i].question) for i in recall],
                              first_token=[True] * len(recall))
@@ -177,3 +180,24 @@ def test_every_epoch_row_has_cloze_and_recall_accuracy(taught, people):
     after = cloze_and_recall(model, tokenizer, facts)  # the kept weights' row
     kept = result.metrics[result.kept_epoch]
     assert (kept["forget_accuracy"], kept["forget_recall"]) == pytest.approx(after)
+
+
+def test_a_model_that_avoids_the_right_answers_still_shows_them_in_the_worst_reading(taught, people, monkeypatch):
+    """Every right choice scored lowest: 0 in every usual reading, 1 read the other way, and the
+    worst reading says so (an answer avoided is an answer known)."""
+    import torch
+
+    import cir.attacks.probes
+    from cir.evaluation import _result
+
+    model, tokenizer = taught
+    items = people[:8]
+
+    def avoiding(model, tokenizer, asked, prompts, first_token=None, **_):
+        return _result([torch.tensor([-5.0 if c == item.answer else -1.0 - 0.1 * c for c in range(len(item.choices))])
+                        for item in asked], asked)
+
+    monkeypatch.setattr(cir.attacks.probes, "evaluate_prompts", avoiding)
+    result = evaluate_battery(model, tokenizer, items)
+    assert all(r.accuracy == 0.0 for name, r in result.per_probe.items() if "least likely" not in name)
+    assert result.worst == "cloze, least likely" and result.worst_accuracy == 1.0

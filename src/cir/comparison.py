@@ -696,7 +696,8 @@ def markdown(result: dict) -> str:
         f"- {result['n_facts']} forget questions, all unlearned; V = {result['V_size']} held-out questions that the "
         f"relearning attack (Adam, lr {attacks['relearn_lr']}, {attacks['relearn_epochs']} epochs on the MLPs, "
         f"trained on T) never sees; its best epoch is reported; chance is {result['chance']:.2f}. The worst probe is "
-        "the highest accuracy on V over the held-out probes (never in a training text).",
+        "the highest accuracy on V over the held-out probes (never in a training text), each also read the other "
+        "way (the least likely choice as the answer).",
         f"- a budget: held-out general-text loss ratio <= 1 + B, and the watched part of the other topics "
         f"({', '.join(f'{t} {n}' for t, n in result['watched'].items())} questions) losing at most the collateral "
         f"budget; the weights of the last epoch within it are kept, at most {settings['max_epochs']} epochs",

@@ -141,7 +141,8 @@ def demo_table(settings: DemoSettings, rows: dict[str, dict], result: Unlearning
         f"(relearning reports the best epoch); chance is 0.25",
         "- V, worst probe: the highest accuracy on V over the held-out probes (cloze, the questions' own "
         "rewordings, qa, the declarative stem, k-shot, recall: each choice's first token), none of which is in "
-        "any training text",
+        "any training text, each also read the other way (the least likely choice as the answer: a model that "
+        "avoids the right answers still knows them)",
         f"- largest drop on another set after unlearning: {worst:+.3f} (each set's reported half: neither watched "
         "by the collateral budget nor given to the method)",
         f"- held-out general-text loss after unlearning: x{result.kept['loss_ratio']:.4f} of the original",

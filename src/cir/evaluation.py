@@ -139,18 +139,21 @@ class MCQResult:
     correct_prob: float  # mean probability of the correct choice, renormalised over the choices
     correct: list[bool]
     probs: list[float] = field(default_factory=list)  # per item: P(correct), renormalised over the choices
+    lowest: list[bool] = field(default_factory=list)  # per item: the correct choice scored below every other
 
     def to_json(self) -> dict:
         return {"accuracy": self.accuracy, "n": self.n, "correct_prob": self.correct_prob}
 
 
 def _result(choice_scores: list[torch.Tensor], items: list[MCQ]) -> MCQResult:
-    correct, probs = [], []
+    correct, probs, lowest = [], [], []
     for scores, item in zip(choice_scores, items):
         correct.append(int(scores.argmax()) == item.answer)
         probs.append(float(scores.softmax(-1)[item.answer]))
+        lowest.append(int(scores.argmin()) == item.answer)
     n = len(items)
-    return MCQResult(accuracy=sum(correct) / n, n=n, correct_prob=sum(probs) / n, correct=correct, probs=probs)
+    return MCQResult(accuracy=sum(correct) / n, n=n, correct_prob=sum(probs) / n, correct=correct, probs=probs,
+                     lowest=lowest)
 
 
 def evaluate_prompts(model, tokenizer, items: list[MCQ], prompts: list[str], batch_size: int = 64,

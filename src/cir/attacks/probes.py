@@ -13,8 +13,11 @@ training: the cloze prompt; each of the item's own rewordings (`probes` in the f
 k-shot; and recall: the cloze prompt with each choice scored by its first token only, the
 prediction that recalls the fact (asked of the questions whose choices all begin with different
 tokens). Summed over a many-token answer, the other probes also count a broken spelling of the
-answer (" Ljub" -> "ljana") as forgetting; recall does not. Its **worst** is the highest accuracy
-over the probes: for a forgotten topic, where the knowledge shows through most.
+answer (" Ljub" -> "ljana") as forgetting; recall does not. Each probe is also read the other way
+("cloze, least likely": the choice the model finds least likely taken as its answer): a model
+pushed to avoid the right answer scores far below chance in the usual reading, and what it
+avoids is what it still knows. Its **worst** is the highest accuracy over the readings: for a
+forgotten topic, where the knowledge shows through most.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ TEMPLATES = {
     "declarative": lambda q: f"The answer to the question \"{q.strip()}\" is",
 }
 PROBE_FORMATS = ("cloze", "qa", "declarative", "letters", "kshot")
+LEAST_LIKELY = "least likely"  # a probe read the other way: the least likely choice taken as the answer
 
 
 def kshot_prompt(item: MCQ, examples: list[MCQ]) -> str:
@@ -139,8 +143,13 @@ def score_probes(model, tokenizer, items: list[MCQ], probes: dict[str, tuple[lis
     for name, (indices, _) in probes.items():
         correct = scored.correct[start : start + len(indices)]
         probs = scored.probs[start : start + len(indices)]
+        lowest = scored.lowest[start : start + len(indices)]
         per_probe[name] = MCQResult(accuracy=sum(correct) / len(correct), n=len(correct),
                                     correct_prob=sum(probs) / len(probs), correct=correct,
-                                    probs=probs)
+                                    probs=probs, lowest=lowest)
         start += len(indices)
+    for name, result in list(per_probe.items()):  # each probe read the other way, after all of them
+        per_probe[f"{name}, {LEAST_LIKELY}"] = MCQResult(
+            accuracy=sum(result.lowest) / result.n, n=result.n, correct_prob=result.correct_prob,
+            correct=result.lowest, probs=result.probs, lowest=result.correct)
     return BatteryResult(per_probe)
