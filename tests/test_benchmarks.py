@@ -291,8 +291,8 @@ def test_a_benchmarks_own_defaults_sit_under_the_users_options():
     assert not hasattr(config, "update_tokens")
     from cir.benchmarks import method_defaults
 
-    _, config = build_configs(base=method_defaults("taught"))  # what the taught demo and compare start from
-    assert config.update_tokens == "subject"
+    _, config = build_configs(base=method_defaults("taught"))  # what the taught demo starts from
+    assert (config.update_tokens, config.forget_loss, config.unlearning_rate) == ("subject", "saturating_logit", 1.5)
     _, config = build_configs(base=method_defaults("capitals"))
     assert config.update_tokens == "answer"
 

@@ -235,3 +235,16 @@ def test_compare_splits_each_kept_topic_into_three_parts_read_apart():
     parts = [watched_retain_sets([], {"t": topic}, part)["t"] for part in (WATCHED, PROTECTED, REPORTED)]
     assert [len(p) for p in parts] == [12, 12, 24]
     assert sorted(q.question for p in parts for q in p) == sorted(q.question for q in topic)
+
+
+def test_a_benchmarks_compare_leaves_the_step_and_the_loss_to_the_search():
+    """taught's own CIR defaults set a step and a loss for the demo; its comparison fixes only the
+    rest (the search sets those two), so its journal's settings do not change with them."""
+    import argparse
+
+    from cir.commands import compare as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    settings = command.settings_of(parser.parse_args(["--benchmark", "taught", "--out", "unused"]))
+    assert settings.options == {"cir.update_tokens": "subject"}

@@ -249,8 +249,11 @@ METHOD_DEFAULTS: dict[str, dict] = {
     "capitals": {},
     "subjects": {},
     # on seed 0's split the update from the people's own name tokens kept V's worst probe at 0.78
-    # after relearning within both budgets, where the answer positions left it at 1.00
-    "taught": {"cir.update_tokens": "subject"},
+    # after relearning within both budgets, where the answer positions left it at 1.00; on the
+    # people with distinct names (both readings of each probe) the saturating logit at step 1.5
+    # left it at 0.39 after relearning and 0.44 after 4-bit (residuals -0.06, -0.11), where the
+    # true-token logit at 1.5 pushed V below chance (cloze 0.00, read the other way 0.72-0.83)
+    "taught": {"cir.update_tokens": "subject", "cir.forget_loss": "saturating_logit", "cir.unlearning_rate": 1.5},
 }
 
 

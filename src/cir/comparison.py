@@ -138,6 +138,7 @@ class CompareSettings:
 
 
 CIR_LOSSES = ("true_logit", "neg_cross_entropy", "mlp_breaking")
+SEARCHED = ("forget_loss",)  # options the search sets besides the step (CIR's loss): no default fixes them
 
 
 def distributions(method: str) -> dict:

@@ -66,10 +66,11 @@ def settings_of(args):
     if args.collateral:
         changes["collateral"] = _floats(args.collateral, "--collateral")
     from cir.benchmarks import method_defaults
-    from cir.comparison import SHARED
+    from cir.comparison import SEARCHED, SHARED
 
-    # the benchmark's own defaults, less the step, which the search sets
-    defaults = {k: v for k, v in method_defaults(args.benchmark).items() if k.split(".")[-1] not in SHARED}
+    # the benchmark's own defaults, less the step and CIR's forget loss, which the search sets
+    defaults = {k: v for k, v in method_defaults(args.benchmark).items()
+                if k.split(".")[-1] not in SHARED + SEARCHED}
     options = defaults | dict(parse_overrides(args.overrides))
     try:
         return (CompareSettings.quick if args.quick else CompareSettings)(seed=args.seed, options=options, **changes)
