@@ -137,7 +137,7 @@ class CompareSettings:
         return f"{100 * self.budgets[index]:g}% text loss, collateral {self.collateral[index]:g}"
 
 
-CIR_LOSSES = ("true_logit", "neg_cross_entropy", "mlp_breaking")
+CIR_LOSSES = ("true_logit", "saturating_logit", "neg_cross_entropy", "mlp_breaking")
 SEARCHED = ("forget_loss",)  # options the search sets besides the step (CIR's loss): no default fixes them
 
 
