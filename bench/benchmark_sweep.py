@@ -74,9 +74,9 @@ def main() -> None:
     original = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for overrides in args.tries:
         model.load_state_dict(original)
-        # one question of the smallest watched part (11 of the 44 currencies questions)
-        budget = [] if "collateral_budget=" in overrides else [f"collateral_budget={COLLATERAL}"]
-        run, method_config = build_configs(overrides=budget + shlex.split(overrides) + [f"seed={args.seed}"])
+        # one question of the smallest watched part (11 of the 44 currencies questions), under the --try
+        run, method_config = build_configs(overrides=shlex.split(overrides) + [f"seed={args.seed}"],
+                                           base={"collateral_budget": COLLATERAL})
         start = time.perf_counter()
         result = run_unlearning(model, tokenizer, setting.forget, retain, heldout, run, method_config,
                                 progress=False, retain_sets=watched, protect_sets=protected)

@@ -289,6 +289,11 @@ def test_a_benchmarks_own_defaults_sit_under_the_users_options():
     assert (config.update_tokens, config.unlearning_rate) == ("all", 0.25)  # --set wins, the rest stays
     _, config = build_configs(method="npo", base=base)  # another method's defaults are not used
     assert not hasattr(config, "update_tokens")
+    # a loop option in the base (the demo's collateral budget) sits under the user's too
+    run, _ = build_configs(base=base | {"collateral_budget": 0.1})
+    assert run.collateral_budget == 0.1
+    run, config = build_configs(overrides=["collateral_budget=0.3"], base=base | {"collateral_budget": 0.1})
+    assert (run.collateral_budget, config.update_tokens) == (0.3, "subject")
     from cir.benchmarks import method_defaults
 
     _, config = build_configs(base=method_defaults("taught"))  # what the taught demo starts from

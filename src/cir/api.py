@@ -172,22 +172,23 @@ def _general_text(model, tokenizer, retain: Texts | None, heldout: Texts | None)
     return retain or sampled_retain, heldout or sampled_heldout
 
 
+def _kept_sets(forget: list[MCQ], sets: dict[str, Facts], name: str, half: int | None) -> dict[str, list[MCQ]]:
+    """The fact sets of the argument `name`, their questions `half` (as watched_retain_sets)."""
+    if not isinstance(sets, Mapping):
+        raise TypeError(f"{name} must be a dict of fact sets ({{name: questions or spec}}), got {type(sets).__name__}")
+    return watched_retain_sets(forget, given.named(sets, name, given.questions), half=half)
+
+
 def _protected(forget: list[MCQ], protect: dict[str, Facts] | None) -> dict[str, list[MCQ]] | None:
     """The facts given to the method to keep: every question of `protect` that asks no forget
     question nor states a forget fact again; None (the watched ones) where none are given."""
-    if protect is None:
-        return None
-    if not isinstance(protect, Mapping):
-        raise TypeError(f"protect must be a dict of fact sets ({{name: questions or spec}}), got "
-                        f"{type(protect).__name__}")
-    return watched_retain_sets(forget, given.named(protect, "protect", given.questions), half=None)
+    return None if protect is None else _kept_sets(forget, protect, "protect", None)
 
 
 def _watched(forget: list[MCQ], watch: dict[str, Facts] | None) -> dict[str, list[MCQ]]:
-    if watch is not None and not isinstance(watch, Mapping):
-        raise TypeError(f"watch must be a dict of fact sets ({{name: questions or spec}}), got {type(watch).__name__}")
-    sets = topic_sets(excluding=forget) if watch is None else given.named(watch, "watch", given.questions)
-    return watched_retain_sets(forget, sets, half=0)
+    if watch is None:
+        return watched_retain_sets(forget, topic_sets(excluding=forget), half=0)
+    return _kept_sets(forget, watch, "watch", 0)
 
 
 def _flag(value, name: str) -> bool:

@@ -94,10 +94,11 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
     setting = settings.setting(model, tokenizer, progress=unlearning.get("progress", True))
     model = setting.model
     # each kept topic in the comparison's three parts (cir.comparison): a quarter watched by the
-    # collateral budget (unlearn_to_dir watches the even half of what it is given), another given
-    # to the method to keep, and the reported half the table shows, which nothing reads before
+    # collateral budget (unlearn_to_dir watches the even half of what it is given: of the even
+    # half, WATCHED), another given to the method to keep, and the reported half the table
+    # shows, which nothing reads before (unlearn_to_dir leaves out what restates a forget fact)
     watch = {name: items[0::2] for name, items in setting.topics.items()}
-    protect = watched_retain_sets(setting.forget, setting.topics, PROTECTED)
+    protect = {name: items[PROTECTED] for name, items in setting.topics.items()}
     topics = {settings.name: setting.forget} | watched_retain_sets(setting.forget, setting.topics, REPORTED)
     train, held_out = settings.split(setting.forget)
     rows = {"before": measure(model, tokenizer, topics, held_out)}

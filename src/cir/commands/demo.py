@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from cir.commands.options import add_model_options, add_options, load, run_configs
 from cir.errors import InputError
@@ -27,14 +26,6 @@ def add_arguments(parser) -> None:
 DEMO_COLLATERAL = 0.1
 
 
-def _given(key: str, args) -> bool:
-    """Whether the user set loop option `key` (--set or --config)."""
-    from cir.commands.options import read_yaml
-
-    return any(o.split("=", 1)[0].strip() == key for o in args.overrides) or \
-        bool(args.config and key in read_yaml(args.config))
-
-
 def run(args) -> None:
     from cir import distributed
     from cir.demo import DemoSettings, run_demo
@@ -44,9 +35,7 @@ def run(args) -> None:
         raise InputError("cir demo runs in one process (launch unlearn, teach or attack relearn with torchrun)")
     from cir.benchmarks import method_defaults
 
-    run, method_config = run_configs(args, method_defaults(args.benchmark))
-    if not _given("collateral_budget", args):
-        run = dataclasses.replace(run, collateral_budget=DEMO_COLLATERAL)
+    run, method_config = run_configs(args, {"collateral_budget": DEMO_COLLATERAL} | method_defaults(args.benchmark))
     settings = DemoSettings(topic=args.topic, benchmark=args.benchmark, seed=run.seed)
     check_output_dir(args.out, args.overwrite)
     model, tokenizer = load(args)

@@ -99,7 +99,8 @@ def read_yaml(path: str) -> dict:
 def build_configs(config_file: str | None = None, overrides: list[str] = (), method: str | None = None,
                   seed: int | None = None, base: dict | None = None):
     """(RunConfig, method config) from defaults < `base` < YAML file < `--set key=value` < explicit
-    flags. `base`: a benchmark's own defaults, `METHOD.key` each (those of other methods unused).
+    flags. `base`: a command's or a benchmark's own defaults, loop options by name and method
+    options as `METHOD.key` (those of other methods unused).
 
     YAML: loop options at the top level, method options under a key named after the method.
     Overrides: `key=value` for a loop option, `METHOD.key=value` (or a bare key) for the method's.
@@ -114,7 +115,7 @@ def build_configs(config_file: str | None = None, overrides: list[str] = (), met
             name, origin = value, where
     if method is not None:
         name, origin = method, "--method"
-    options = {key: value for key, value in (base or {}).items() if key.startswith(f"{name}.")}
+    options = {key: value for key, value in (base or {}).items() if "." not in key or key.startswith(f"{name}.")}
     options |= {key: value for key, value in loaded.items() if not isinstance(value, dict) and key != "method"}
     section = loaded.get(name) if isinstance(name, str) and isinstance(loaded.get(name), dict) else {}
     options |= {f"{name}.{key}": value for key, value in section.items()}
