@@ -168,8 +168,8 @@ def test_demo_runs_the_four_rows(taught_dir, tmp_path, tiny_cache, capsys):
     from cir.models import load_model
 
     out = tmp_path / "demo"
-    code = main(["demo", "--model", str(taught_dir), "--out", str(out), "--quiet", "--set", "max_epochs=1",
-                 "--set", "budget=10", "--set", "act_components=4", "--set", "grad_components=4"])
+    code = main(["demo", "--topic", "capitals", "--model", str(taught_dir), "--out", str(out), "--quiet",
+                 "--set", "max_epochs=1", "--set", "budget=10", "--set", "act_components=4", "--set", "grad_components=4"])
     assert code == 0
     printed = capsys.readouterr().out
     for row in ("before", "after unlearning", "after relearning on T", "after 4-bit quantisation"):
@@ -229,6 +229,33 @@ def test_demo_takes_a_benchmark(taught_dir, tmp_path, tiny_cache, capsys):
     demo = json.loads((out / "demo.json").read_text())
     assert demo["benchmark"] == "subjects" and len(demo["notes"]["countries"]) == 12
     assert len(demo["rows"]["before"]) > 2 and "capitals" in demo["rows"]["before"]  # the kept relations
+
+
+def test_demo_runs_the_taught_benchmark_unless_told_otherwise(taught_dir, tmp_path, monkeypatch, capsys):
+    """`cir demo` alone (README's first command) forgets `taught` with taught's CIR defaults; --topic
+    picks one built-in topic instead, and the two together are refused in one line."""
+    import cir.demo
+    from cir.benchmarks import METHOD_DEFAULTS
+
+    asked = []
+
+    def spy(model, tokenizer, out, settings, **kwargs):
+        asked.append((settings.benchmark, settings.name, kwargs["config"]))
+        return "| table |", {}, {}
+
+    monkeypatch.setattr(cir.demo, "run_demo", spy)
+    common = ["--model", str(taught_dir), "--quiet"]
+    assert main(["demo", *common, "--out", str(tmp_path / "a")]) == 0
+    assert main(["demo", "--topic", "languages", *common, "--out", str(tmp_path / "b")]) == 0
+    (benchmark, name, config), (topic_benchmark, topic_name, topic_config) = asked
+    assert (benchmark, name) == ("taught", "taught") and (topic_benchmark, topic_name) == (None, "languages")
+    for key, value in METHOD_DEFAULTS["taught"].items():
+        option = key.removeprefix("cir.")
+        assert getattr(config, option) == value and getattr(topic_config, option) != value
+    assert main(["demo", "--topic", "languages", "--benchmark", "capitals", *common,
+                 "--out", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err.strip().endswith("give --benchmark or --topic, not both")
+    assert not (tmp_path / "c").exists()
 
 
 def test_demo_refuses_an_unknown_benchmark(capsys):
