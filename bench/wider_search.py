@@ -64,7 +64,13 @@ def main() -> None:
 
     base, tokenizer = load_model(args.model)
     retain, heldout = general_text_split(base, tokenizer, None)  # as `cir compare` takes them
-    settings = CompareSettings(methods=(args.method,), trials=GRID, seeds=args.seeds)
+    # the benchmark's own defaults for this method, less the step and CIR's loss (as `cir compare`)
+    from cir.benchmarks import method_defaults
+    from cir.comparison import SEARCHED, SHARED
+
+    options = {k: v for k, v in method_defaults(args.benchmark).items()
+               if k.split(".")[-1] not in SHARED + SEARCHED and ("." not in k or k.split(".")[0] == args.method)}
+    settings = CompareSettings(methods=(args.method,), trials=GRID, seeds=args.seeds, options=options)
     if args.same_as:
         want = read_journal(Path(args.same_as))[0]
 
