@@ -8,8 +8,9 @@ and forgot nothing: the method's declared range ends too early for this benchmar
 The comparison is the one `cir compare --benchmark NAME` makes (the same forget questions, kept
 sets, general text, budgets and attacks; `--same-as` refuses to run unless the evaluation
 fingerprint equals that journal's), with the method's range set so that its three grid trials
-fall on the two `--steps` and their geometric mean, no sampler trials, and each budget's best step run on seeds 1-3. Its journal,
-compare.md and compare.json are written to --out, and the same command continues it.
+fall on the two `--steps` and their geometric mean, no sampler trials, and each budget's best
+step run on seeds 1-3. Its journal, compare.md and compare.json are written to --out, and the
+same command continues it.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def main() -> None:
     steps = [low, math.sqrt(low * high), high]
 
     import cir.api
-    from cir.comparison import GRID, CompareSettings, Comparison, markdown, read_journal, write
+    from cir.comparison import GRID, CompareSettings, Comparison, benchmark_options, markdown, read_journal, write
     from cir.loop import general_text_split
     from cir.methods import get_method
     from cir.models import load_model
@@ -64,12 +65,9 @@ def main() -> None:
 
     base, tokenizer = load_model(args.model)
     retain, heldout = general_text_split(base, tokenizer, None)  # as `cir compare` takes them
-    # the benchmark's own defaults for this method, less the step and CIR's loss (as `cir compare`)
-    from cir.benchmarks import method_defaults
-    from cir.comparison import SEARCHED, SHARED
-
-    options = {k: v for k, v in method_defaults(args.benchmark).items()
-               if k.split(".")[-1] not in SHARED + SEARCHED and ("." not in k or k.split(".")[0] == args.method)}
+    # what `cir compare` fixes for this method on the benchmark (only the method's own: the header
+    # then names no other method's options)
+    options = CompareSettings(options=benchmark_options(args.benchmark)).options_for(args.method)
     settings = CompareSettings(methods=(args.method,), trials=GRID, seeds=args.seeds, options=options)
     if args.same_as:
         want = read_journal(Path(args.same_as))[0]

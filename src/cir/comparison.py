@@ -141,6 +141,14 @@ CIR_LOSSES = ("true_logit", "saturating_logit", "neg_cross_entropy", "mlp_breaki
 SEARCHED = ("forget_loss",)  # options the search sets besides the step (CIR's loss): no default fixes them
 
 
+def benchmark_options(benchmark: str | None) -> dict:
+    """The options a comparison on `benchmark` fixes for its methods: the benchmark's own defaults
+    (cir.benchmarks), less the step and CIR's forget loss, which the search sets."""
+    from cir.benchmarks import method_defaults
+
+    return {k: v for k, v in method_defaults(benchmark).items() if k.split(".")[-1] not in SHARED + SEARCHED}
+
+
 def distributions(method: str) -> dict:
     """The search space: the step size on a log scale over the method's range, and for CIR also
     its forget loss."""

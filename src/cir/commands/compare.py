@@ -65,13 +65,9 @@ def settings_of(args):
         changes["budgets"] = _floats(args.budgets, "--budgets")
     if args.collateral:
         changes["collateral"] = _floats(args.collateral, "--collateral")
-    from cir.benchmarks import method_defaults
-    from cir.comparison import SEARCHED, SHARED
+    from cir.comparison import benchmark_options
 
-    # the benchmark's own defaults, less the step and CIR's forget loss, which the search sets
-    defaults = {k: v for k, v in method_defaults(args.benchmark).items()
-                if k.split(".")[-1] not in SHARED + SEARCHED}
-    options = defaults | dict(parse_overrides(args.overrides))
+    options = benchmark_options(args.benchmark) | dict(parse_overrides(args.overrides))
     try:
         return (CompareSettings.quick if args.quick else CompareSettings)(seed=args.seed, options=options, **changes)
     except (ValueError, InputError) as error:
