@@ -79,6 +79,24 @@ def test_subjects_benchmark_forgets_whole_countries_and_keeps_their_relations_fo
     assert {"animals", "science"} <= set(setting.topics)
 
 
+def test_each_benchmarks_first_collateral_budget_is_one_question_of_its_smallest_watched_quarter():
+    """subjects' currencies keep 8 questions in their quarter (0.13), capitals' 11 (0.1); the
+    comparison's later budgets stay as they were, and one given is kept."""
+    from cir.benchmarks import capitals, subjects
+    from cir.comparison import WATCHED, CompareSettings
+    from cir.loop import watched_retain_sets
+
+    for make, first in ((subjects, 0.13), (capitals, 0.1)):
+        setting = make(None, None)
+        quarters = watched_retain_sets(setting.forget, setting.topics, WATCHED)
+        assert CompareSettings().for_watched(quarters).collateral == (first, 0.15, 0.2, 0.25)
+        # the demo's: unlearn_to_dir watches the even half of the even half it is given
+        watch = {name: items[0::2] for name, items in setting.topics.items()}
+        assert watched_retain_sets(setting.forget, watch, 0) == quarters
+    assert CompareSettings(budgets=(0.01, 0.02)).for_watched({"a": [None] * 3}).collateral == (0.34, 0.34)
+    assert CompareSettings(collateral=(0.5,)).for_watched({"a": [None] * 8}).collateral == (0.5,) * 4
+
+
 def test_update_at_the_subject_reads_exactly_its_tokens(tokenizer, llama):
     from cir.loop import make_configs
     from cir.methods import get_method

@@ -262,3 +262,45 @@ def test_the_method_is_given_the_protected_facts_and_the_budget_watches_the_othe
     # the two parts state different facts, so the method's input tells them apart
     assert not {s for item in protected["kept"] for s in item.sentences()} & \
         {s for item in watched["kept"] for s in item.sentences()}
+
+
+@pytest.mark.parametrize("n", range(1, 120))
+def test_one_question_lets_the_smallest_set_lose_one_question_and_not_two(n):
+    """For every size, with the drops computed as the collateral budget computes them (the
+    difference of two accuracies), from any starting count."""
+    from cir.loop import one_question
+
+    budget = one_question({"small": [None] * n, "large": [None] * (3 * n)})
+    assert 0 < budget <= 1
+    for correct in range(1, n + 1):
+        assert correct / n - (correct - 1) / n <= budget
+        if correct >= 2:
+            assert correct / n - (correct - 2) / n > budget
+
+
+def test_one_question_reads_round_figures_for_the_benchmarks_quarters():
+    from cir.loop import one_question
+
+    assert [one_question({"a": [None] * n}) for n in (8, 9, 11, 12, 18)] == [0.13, 0.12, 0.1, 0.09, 0.06]
+    with pytest.raises(ValueError, match="non-empty"):
+        one_question({})
+
+
+def test_a_collateral_budget_of_none_is_one_question_of_the_smallest_watched_set(taught_dir, people, tmp_path):
+    """Resolved before the run: the stop rule reads it and config.yaml records it."""
+    import yaml
+
+    from cir.api import unlearn_to_dir
+    from cir.models import load_model
+
+    forget, keep = split(people)
+    model, tokenizer = load_model(str(taught_dir))
+    watch = {"eight": keep[:16], "twelve": keep[16:40]}  # the even halves are watched: 8 and 12
+    result = unlearn_to_dir(model, tokenizer, forget, tmp_path / "run", watch=watch, retain=builtin_prompts(),
+                            heldout=builtin_prompts(), config=CIRConfig(**TINY | {"collapse": "none"}),
+                            max_epochs=4, budget=100.0, collateral_budget=None, progress=False)
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["collateral_budget"] == 0.13
+    kept = result.metrics[result.kept_epoch]
+    assert kept["collateral"] <= 0.13
+    if result.stop_reason.startswith("budget: collateral"):
+        assert "> 0.13" in result.stop_reason and result.metrics[-1]["collateral"] > 0.13

@@ -20,8 +20,8 @@ from cir.comparison import PROTECTED, REPORTED, WATCHED, CompareSettings, Compar
 from cir.data import MCQ, given, topic_sets
 from cir.evaluation import evaluate_mcq, text_kl, text_loss
 from cir.runs import run_directory, save_weights, write_run
-from cir.loop import RunConfig, UnlearningResult, general_text_split, make_configs, run_unlearning, \
-    watched_retain_sets
+from cir.loop import RunConfig, UnlearningResult, general_text_split, make_configs, resolve_collateral, \
+    run_unlearning, watched_retain_sets
 
 Facts = Sequence[MCQ] | str | Path | Sequence[str | Path]  # questions, or fact set specs (a file, a topic, hf:...)
 Texts = Sequence[str] | str | Path  # documents, or a corpus spec (a .txt or JSONL file, hf:...)
@@ -75,6 +75,7 @@ def unlearn(model, tokenizer, forget: Facts, *, method: str | None = None, retai
     run, method_config = make_configs(method, config, options, loop=loop)
     forget = given.questions(forget, "forget")
     watched, protected = _watched(forget, watch), _protected(forget, protect)
+    run = resolve_collateral(run, watched)
     retain, heldout = _general_text(model, tokenizer, retain, heldout)
     return _warned(run_unlearning(model, tokenizer, forget, retain, heldout, run, method_config, progress=progress,
                                   retain_sets=watched, protect_sets=protected))
@@ -95,6 +96,7 @@ def unlearn_to_dir(model, tokenizer, forget: Facts, out: str | Path, *, overwrit
     overwrite = _flag(overwrite, "overwrite")
     questions = given.questions(forget, "forget")
     watched, protected = _watched(questions, watch), _protected(questions, protect)
+    run = resolve_collateral(run, watched)  # config.yaml records the figure
     with distributed.main_first():  # the main process samples (and caches) the general text
         retain_texts, heldout_texts = _general_text(model, tokenizer, retain, heldout)
     if shard:
@@ -150,6 +152,7 @@ def compare(model, tokenizer, forget: Facts | None = None, *, benchmark: str | N
     evaluation = Evaluation(questions, watched_retain_sets(questions, topics, WATCHED),
                             watched_retain_sets(questions, topics, REPORTED), retain, heldout,
                             watched_retain_sets(questions, topics, PROTECTED))
+    settings = settings.for_watched(evaluation.watched)
     if journal is not None:
         journal = Journal(Path(journal), journal_header(model, settings, evaluation, benchmark))
     result = Comparison(model, tokenizer, evaluation, settings, progress, journal, never_taught).run()

@@ -38,7 +38,7 @@ from cir.data.mcq import MCQ
 from cir.errors import InputError
 from cir.evaluation import evaluate_mcq
 from cir.fields import check_fields
-from cir.loop import make_configs, run_unlearning
+from cir.loop import make_configs, one_question, run_unlearning
 from cir.methods import get_method, method_names
 from cir.models import restore, snapshot
 from cir.outputs import to_json
@@ -47,9 +47,10 @@ from cir.report import markdown_table
 DEFAULT_METHODS = ("cir", "repselect", "npo", "simnpo", "rmu", "circuit_breakers", "gradient_difference")
 QUICK_METHODS = ("cir", "npo", "gradient_difference")
 DEFAULT_BUDGETS = (0.001, 0.003, 0.01, 0.03)  # rise of the held-out general-text loss: 0.1% ... 3%
-# the watched topics' largest accuracy drop beside each: one question of an 11- to 18-question
-# watched quarter at the first (44 currencies questions give 11), 2-4 at the last
-DEFAULT_COLLATERAL = (0.1, 0.15, 0.2, 0.25)
+# the watched topics' largest accuracy drop beside each budget, by default: at the first, one
+# question of the smallest watched quarter (cir.loop.one_question: 0.1 for 11 questions, as 44
+# currencies questions give; 0.13 for 8, subjects' currencies), then these, never below the first
+LATER_COLLATERAL = (0.15, 0.2, 0.25)
 # what every run of a comparison shares: no option may change them (the search sets the step)
 SHARED = ("budget", "collateral_budget", "max_epochs", "disruption", "eval_forget", "seed", "method",
           "unlearning_rate")
@@ -61,7 +62,9 @@ class CompareSettings:
 
     methods: tuple[str, ...] = DEFAULT_METHODS
     budgets: tuple[float, ...] = DEFAULT_BUDGETS  # each: the held-out text loss may rise by this share
-    collateral: tuple[float, ...] = DEFAULT_COLLATERAL  # beside each budget (one value: for all)
+    # beside each budget (one value: for all); None: one question of the smallest watched quarter at
+    # the first, then LATER_COLLATERAL (resolved by `for_watched` once the quarters are known)
+    collateral: tuple[float, ...] | None = None
     trials: int = 4  # optuna trials per method, on seed 0's split (GRID on a grid, then the sampler's)
     seeds: int = 3  # runs of each budget's best setting, on seeds 1..seeds (each its own T/V split)
     max_epochs: int = 2
@@ -90,10 +93,11 @@ class CompareSettings:
         if not self.budgets or any(not 0 < b < 10 for b in self.budgets) or list(self.budgets) != sorted(set(self.budgets)):
             raise ValueError(f"budgets must be rising shares of the text loss, each in (0, 10) (0.001 = 0.1%), "
                              f"got {','.join(map(str, self.budgets))}")
-        if len(self.collateral) == 1:
+        if self.collateral is not None and len(self.collateral) == 1:
             self.collateral *= len(self.budgets)
-        if len(self.collateral) != len(self.budgets) or any(not 0 <= c <= 1 for c in self.collateral) \
-                or list(self.collateral) != sorted(self.collateral):
+        if self.collateral is not None and (len(self.collateral) != len(self.budgets)
+                                            or any(not 0 <= c <= 1 for c in self.collateral)
+                                            or list(self.collateral) != sorted(self.collateral)):
             raise ValueError(f"collateral must be one value or one per budget ({len(self.budgets)}), each in [0, 1] "
                              f"and not falling, got {','.join(map(str, self.collateral))}")
         shared = sorted({key.split(".")[-1] for key in self.options} & set(SHARED))
@@ -109,6 +113,15 @@ class CompareSettings:
         values = dict(methods=QUICK_METHODS, trials=1, seeds=1, max_epochs=1, max_facts=12, topic_questions=12,
                       attacks=AttackConfig(relearn_epochs=1))
         return cls(**(values | changes))
+
+    def for_watched(self, watched: dict[str, list]) -> "CompareSettings":
+        """These settings with the default collateral budgets made figures for the watched
+        quarters `watched` (unchanged where they are given)."""
+        if self.collateral is not None:
+            return self
+        first = one_question(watched) if watched else 0.0  # nothing watched: the budget reads nothing
+        later = [max(first, LATER_COLLATERAL[min(i, len(LATER_COLLATERAL) - 1)]) for i in range(len(self.budgets) - 1)]
+        return dataclasses.replace(self, collateral=(first, *later))
 
     def options_for(self, method: str) -> dict:
         """The fixed options that apply to `method`: unprefixed ones, and its own `METHOD.name`."""
@@ -327,7 +340,8 @@ STAGES = ("V_after_unlearning", "V_worst_after_unlearning", "V_after_relearning"
 class Comparison:
     def __init__(self, model, tokenizer, evaluation: Evaluation, settings: CompareSettings, progress: bool = True,
                  journal: Journal | None = None, never_taught=None):
-        self.base, self.tokenizer, self.evaluation, self.settings = model, tokenizer, evaluation, settings
+        self.base, self.tokenizer, self.evaluation = model, tokenizer, evaluation
+        self.settings = settings = settings.for_watched(evaluation.watched)
         self.never_taught = never_taught  # the model before the forget set was taught, where there is one
         self.original = snapshot(model.state_dict())
         self.progress = progress

@@ -47,8 +47,9 @@ class RunConfig:
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
     phrasings: int = 4  # training phrasings of each fact per epoch, drawn with the seed (0 = the whole bank)
     # collateral budget: the largest accuracy drop over the retain fact sets (other knowledge as
-    # the model is asked it) that a kept epoch may have; watched only when retain sets are given
-    collateral_budget: float = 0.05  # one question of a 24-question watched half
+    # the model is asked it) that a kept epoch may have; watched only when retain sets are given.
+    # None: one question of the smallest watched set (one_question), resolved once the sets are known
+    collateral_budget: float | None = 0.05  # one question of a 24-question watched half
     # sentences of other forget facts before each training text (0 = none): forgetting trained
     # where context primes the answer, as in a k-shot prompt (never the probes' wording)
     context: int = 0
@@ -74,7 +75,7 @@ class RunConfig:
             raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed}")
         if self.budget <= 0:
             raise ValueError(f"budget must be > 0, got {self.budget}")
-        if self.collateral_budget < 0:
+        if self.collateral_budget is not None and self.collateral_budget < 0:
             raise ValueError("collateral_budget must be >= 0")
         if self.phrasings < 0:
             raise ValueError("phrasings must be >= 0")
@@ -247,6 +248,24 @@ class Collateral:
         return {"collateral": drop, "retain_accuracy": now}
 
 
+def one_question(sets: dict[str, list]) -> float:
+    """The collateral budget that lets the smallest of `sets` (n questions) lose one question and
+    none lose two: the first hundredth above 1/n (0.13 for 8 questions, 0.1 for 11, 0.09 for 12),
+    where that is below 1.5/n (sets under 100 questions), else 1.5/n; at most 1."""
+    if not sets or not all(sets.values()):
+        raise ValueError("one question of a watched set needs at least one non-empty set")
+    n = min(len(items) for items in sets.values())
+    return min((math.floor(100 / n) + 1) / 100, 1.5 / n, 1.0)
+
+
+def resolve_collateral(run: RunConfig, sets: dict[str, list] | None) -> RunConfig:
+    """`run` with a collateral budget of None made one question of the smallest watched set
+    (0 where nothing is watched: the budget reads nothing then)."""
+    if run.collateral_budget is not None:
+        return run
+    return dataclasses.replace(run, collateral_budget=one_question(sets) if sets else 0.0)
+
+
 def watched_retain_sets(forget: list[MCQ], sets: dict[str, list[MCQ]],
                         half: int | slice | None = 0) -> dict[str, list[MCQ]]:
     """The retain fact sets a run watches: each set's questions `half` (0: even, 1: odd
@@ -329,6 +348,7 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
     every batch, and the main process's measurements decide stopping for all of them."""
     torch.manual_seed(run.seed)
     start = time.perf_counter()
+    run = resolve_collateral(run, retain_sets)
     method_cls = get_method(run.method)
     processes = distributed.world_size()
     forget, schedule = _forget_schedule(tokenizer, forget_items, run, processes)

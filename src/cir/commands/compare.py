@@ -27,7 +27,8 @@ def add_arguments(parser) -> None:
                              "(default 0.001,0.003,0.01,0.03, i.e. 0.1%% to 3%%)")
     parser.add_argument("--collateral", default=None,
                         help="the collateral budget beside each budget, or one for all: the largest accuracy drop "
-                             "the watched quarter of the other topics may have (default 0.1,0.15,0.2,0.25)")
+                             "the watched quarter of the other topics may have (default: one question of the "
+                             "smallest quarter at the first, 0.1 for 11 questions, then 0.15,0.2,0.25)")
     parser.add_argument("--trials", type=int, default=None, help="optuna trials per method (default 4: three on a grid over the step, then the "
                                                                 "sampler's)")
     parser.add_argument("--seeds", type=int, default=None,

@@ -25,8 +25,9 @@ def add_arguments(parser) -> None:
 # the benchmark where CIR's forgetting holds against the attacks (docs/results.md)
 DEFAULT_BENCHMARK = "taught"
 
-# one question of a kept topic's watched quarter (11-12 questions of a built-in topic, 18 taught people's)
-DEMO_COLLATERAL = 0.1
+# one question of the smallest watched quarter (cir.loop.one_question): 0.1 where it has 11
+# questions (a built-in topic's quarter: capitals, taught), 0.13 where 8 (subjects' currencies)
+DEMO_COLLATERAL = None
 
 
 def run(args) -> None:
