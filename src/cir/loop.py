@@ -250,8 +250,9 @@ class Collateral:
 
 def one_question(sets: dict[str, list]) -> float:
     """The collateral budget that lets the smallest of `sets` (n questions) lose one question and
-    none lose two: the first hundredth above 1/n (0.13 for 8 questions, 0.1 for 11, 0.09 for 12),
-    where that is below 1.5/n (sets under 100 questions), else 1.5/n; at most 1."""
+    not two (a larger set may lose more, in proportion): the first hundredth above 1/n (0.13 for 8
+    questions, 0.1 for 11, 0.09 for 12) where that is below 1.5/n (under 100 questions), else
+    1.5/n; at most 1."""
     if not sets or not all(sets.values()):
         raise ValueError("one question of a watched set needs at least one non-empty set")
     n = min(len(items) for items in sets.values())
