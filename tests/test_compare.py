@@ -248,3 +248,51 @@ def test_a_benchmarks_compare_leaves_the_step_and_the_loss_to_the_search():
     command.add_arguments(parser)
     settings = command.settings_of(parser.parse_args(["--benchmark", "taught", "--out", "unused"]))
     assert settings.options == {"cir.update_tokens": "subject"}
+
+
+def test_a_second_process_journal_merges_into_the_main_one(tmp_path):
+    """bench/merge_journals.py: the records the main journal lacks are added after its own, in
+    the order they were made; another comparison, an unknown method or a shared measurement
+    taken differently is refused and leaves the main journal as it was."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def header(methods, budgets=(0.001, 0.01)):
+        return {"kind": "header", "settings": {"methods": methods, "budgets": list(budgets)}, "model": "m",
+                "inputs": "abc"}
+
+    def trial(method, number):
+        return {"kind": "trial", "method": method, "number": number, "params": {}, "options": {}, "overrides": [],
+                "stop_reason": "max_epochs (2)", "epochs": [], "budgets": {}, "seconds": 1.0}
+
+    before = {"kind": "before", "seed": 1, "V_before": 1.0, "V_worst_before": 1.0, "topics": {}}
+    final = {"kind": "final", "method": "rmu", "number": 0, "seed": 1, "stop_reason": "max_epochs (2)",
+             "epochs": [], "budgets": {}, "seconds": 1.0}
+
+    def write(name, records):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        return path
+
+    def merge(main_path, other_path):
+        script = Path(__file__).resolve().parent.parent / "bench" / "merge_journals.py"
+        return subprocess.run([sys.executable, str(script), str(main_path), str(other_path)],
+                              capture_output=True, text=True)
+
+    main_records = [header(["cir", "npo", "rmu"]), before, trial("cir", 0), trial("cir", 1)]
+    main_path = write("main.jsonl", main_records)
+    other = write("other.jsonl", [header(["rmu"]), before, trial("rmu", 0), trial("rmu", 1), final])
+    done = merge(main_path, other)
+    assert done.returncode == 0, done.stderr
+    assert "3 record(s) added" in done.stdout
+    merged = [json.loads(line) for line in main_path.read_text().splitlines()]
+    assert merged == main_records + [trial("rmu", 0), trial("rmu", 1), final]
+
+    for records, message in (([header(["rmu"], budgets=(0.003,)), trial("rmu", 2)], "settings.budgets"),
+                             ([header(["gd"]), trial("gd", 0)], "method(s) the main one does not: gd"),
+                             ([header(["rmu"]), {**before, "V_before": 0.5}], "measured before 1 differently")):
+        text = main_path.read_text()
+        refused = merge(main_path, write("bad.jsonl", records))
+        assert refused.returncode != 0 and message in refused.stderr
+        assert main_path.read_text() == text
