@@ -75,7 +75,6 @@ def unlearn(model, tokenizer, forget: Facts, *, method: str | None = None, retai
     run, method_config = make_configs(method, config, options, loop=loop)
     forget = given.questions(forget, "forget")
     watched, protected = _watched(forget, watch), _protected(forget, protect)
-    run = resolve_collateral(run, watched)
     retain, heldout = _general_text(model, tokenizer, retain, heldout)
     return _warned(run_unlearning(model, tokenizer, forget, retain, heldout, run, method_config, progress=progress,
                                   retain_sets=watched, protect_sets=protected))
