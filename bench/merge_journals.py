@@ -18,7 +18,6 @@ Never run it while the main process is running: that process appends to the file
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -64,19 +63,15 @@ def main() -> None:
     parser.add_argument("other", help="the journal of the process that ran some of them")
     args = parser.parse_args()
 
-    from cir.comparison import read_journal
+    from cir.comparison import read_journal, write_journal
     from cir.errors import InputError
-    from cir.outputs import to_json
 
     try:
         records, added = merged(read_journal(Path(args.main)), read_journal(Path(args.other)))
     except (ValueError, InputError) as error:
         sys.exit(f"{args.other}: {error}")
-    path = Path(args.main)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(to_json(r) + "\n" for r in records))
-    os.replace(tmp, path)
-    print(f"{path}: {added} record(s) added from {args.other}")
+    write_journal(Path(args.main), records)
+    print(f"{args.main}: {added} record(s) added from {args.other}")
 
 
 if __name__ == "__main__":

@@ -237,14 +237,9 @@ class Journal:
                 raise InputError("holds a comparison with other settings, questions or model (use --overwrite to "
                                  "start over)", path=str(self.path))
             self.records = parsed[1:]
-            self._rewrite(parsed)
+            write_journal(self.path, parsed)
         else:
-            self._rewrite([header])
-
-    def _rewrite(self, records: list[dict]) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(to_json(r) + "\n" for r in records))
-        os.replace(tmp, self.path)
+            write_journal(self.path, [header])
 
     def add(self, record: dict) -> None:
         with open(self.path, "a") as f:
@@ -275,6 +270,15 @@ def _is_record(record, kind: str | None) -> bool:
     if (kind or record["kind"]) != record["kind"] or (kind is None and record["kind"] == "header"):
         return False
     return all(name in record for name in RECORD_FIELDS[record["kind"]])
+
+
+def write_journal(path: Path, records: list[dict]) -> None:
+    """Replace the journal at `path` with `records` (header first), all at once: a reader sees the
+    old file or the new one, never a part."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(to_json(r) + "\n" for r in records))
+    os.replace(tmp, path)
 
 
 def read_journal(path: Path) -> list[dict]:
