@@ -186,6 +186,25 @@ def test_a_cell_that_kept_the_original_weights_is_marked():
     assert "nothing unlearned" not in next(l for l in lines if l.startswith("| npo |"))
 
 
+def test_a_method_whose_search_never_met_a_budget_is_named():
+    from cir.comparison import unreached
+
+    def trial(step, ratios, kept):  # kept: the epoch each of two budgets kept
+        epochs = [{"loss_ratio": 1.0, "collateral": 0.0}] + [{"loss_ratio": r, "collateral": 0.0} for r in ratios]
+        return {"params": {"unlearning_rate": step}, "epochs": epochs,
+                "budgets": {str(i): {"kept_epoch": k} for i, k in enumerate(kept)}}
+
+    result = {"methods": {
+        "rmu": {"trials": [trial(0.001, [1.0, 1.0001], [2, 2]), trial(0.03, [1.0002, 1.0005], [2, 2])]},
+        "npo": {"trials": [trial(0.001, [1.0001, 1.0002], [2, 2]), trial(0.03, [1.002, 1.004], [1, 2])]},
+        "cir": {"trials": [trial(3.0, [1.04], [0, 0])]},  # rolled back: its budgets were met
+    }}
+    lines = unreached(result).splitlines()
+    assert [line.split(":")[0] for line in lines if line.startswith("- ")] == ["- rmu"]
+    assert "steps 0.001-0.03" in lines[-1] and "x1.0005" in lines[-1]
+    assert unreached({"methods": {"npo": result["methods"]["npo"]}}) == ""
+
+
 def _header(benchmark=None, watched=None, reported=None, protected=None) -> dict:
     """The journal header of a small comparison: four forget questions, the kept topics given."""
     from types import SimpleNamespace

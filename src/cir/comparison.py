@@ -688,6 +688,26 @@ def asymmetric(result: dict) -> str:
     return markdown_table(header, rows)
 
 
+def unreached(result: dict) -> str:
+    """The methods whose search never met a budget: every trial kept its last epoch at every
+    budget, so nothing shows where the method's step would start to cost what a budget allows,
+    and its cells may understate it."""
+    notes = []
+    for name, entry in result["methods"].items():
+        trials = entry["trials"]
+        if trials and all(c["kept_epoch"] == len(t["epochs"]) - 1 for t in trials for c in t["budgets"].values()):
+            worst = max((e["loss_ratio"] for t in trials for e in t["epochs"][1:] if e["loss_ratio"] is not None),
+                        default=float("nan"))
+            steps = sorted(t["params"].get("unlearning_rate", float("nan")) for t in trials)
+            notes.append(f"- {name}: every trial (steps {steps[0]:.4g}-{steps[-1]:.4g}) kept its last epoch at every "
+                         f"budget, the text loss at most x{worst:.4f}; a wider range finds where it starts to cost "
+                         "(`python bench/wider_search.py`)")
+    if not notes:
+        return ""
+    return "\n".join(["The search did not reach these methods' budgets, so their cells may understate them:", ""]
+                     + notes)
+
+
 def trials_table(result: dict) -> str:
     """Every search trial (seed 0's split): its setting, each epoch's disruption, why it stopped,
     and per budget the epoch kept and V in the worst probe after relearning."""
@@ -742,6 +762,8 @@ def markdown(result: dict) -> str:
         + ", ".join(f"{t} {statistics.fmean(b['topics'][t] for b in before):.3f}" for t in before[0]["topics"]) + ")",
         "", "### Every search trial (seed 0's split)", "", trials_table(result),
     ]
+    if text := unreached(result):
+        lines += ["", text]
     return "\n".join(lines)
 
 
