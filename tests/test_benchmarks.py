@@ -117,11 +117,15 @@ def test_update_at_the_subject_reads_exactly_its_tokens(tokenizer, llama):
     assert all(g.shape[0] == n_subject for g in grads.values())
 
 
-def test_teaching_reaches_the_knowledge_and_the_cache_is_reused(tokenizer, llama, cache, monkeypatch):
+def test_teaching_reaches_the_knowledge_and_the_cache_is_reused(tokenizer, llama, cache, monkeypatch, capsys):
     import cir.benchmarks as benchmarks
 
     before = {n: p.detach().clone() for n, p in llama.named_parameters()}
-    taught, record = taught_model(llama, tokenizer, TINY, progress=False)
+    taught, record = taught_model(llama, tokenizer, TINY, progress=True)
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("cir: ")]
+    # each slow step named once: the teaching, and within it the sampling of its general text
+    assert [line.split(" ")[1] for line in said] == ["teaching", "sampling"]
+    assert "6 invented people x 3 attributes (60 epochs" in said[0] and str(cache / "taught") in said[0]
     # before teaching, near chance (0.25) over all 18 questions: one set of 6 can draw 4 right by luck
     forget, kept, _ = invented_people(TINY)
     right = record["before"]["forget"]["cloze"] * len(forget) + record["before"]["kept"]["cloze"] * len(kept)
@@ -136,7 +140,8 @@ def test_teaching_reaches_the_knowledge_and_the_cache_is_reused(tokenizer, llama
         raise AssertionError("taught again although the cache holds this recipe")
 
     monkeypatch.setattr(benchmarks, "teach", no_teaching)
-    again, record_again = taught_model(llama, tokenizer, TINY, progress=False)
+    again, record_again = taught_model(llama, tokenizer, TINY, progress=True)
+    assert "cir: " not in capsys.readouterr().err  # nothing slow happens: nothing is announced
     assert record_again["after"] == record["after"]
     assert all(torch.equal(a, b) for a, b in zip(taught.state_dict().values(), again.state_dict().values()))
     with pytest.raises(AssertionError, match="taught again"):  # another recipe is another model

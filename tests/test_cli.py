@@ -220,11 +220,17 @@ def test_eval_text_kl_on_the_gpu(taught_dir, forget_file, tmp_path, capsys):
 
 def test_demo_takes_a_benchmark(taught_dir, tmp_path, tiny_cache, capsys):
     out = tmp_path / "demo"
-    code = main(["demo", "--benchmark", "subjects", "--model", str(taught_dir), "--out", str(out), "--quiet",
+    code = main(["demo", "--benchmark", "subjects", "--model", str(taught_dir), "--out", str(out),
                  "--set", "max_epochs=1", "--set", "budget=10", "--set", "act_components=4",
                  "--set", "grad_components=4", "--set", "update_tokens=subject"])
     assert code == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    # each step without a progress bar of its own is named on one line as it begins
+    said = [line.split(" ")[1] for line in captured.err.splitlines() if line.startswith("cir: ")]
+    # the general text is sampled (into this test's empty cache) as unlearning begins; `subjects`
+    # has no never-taught model to attack
+    assert said == ["measuring", "sampling", "measuring", "attacking"]
     assert "| subjects V |" in printed and "| after relearning on T |" in printed
     demo = json.loads((out / "demo.json").read_text())
     assert demo["benchmark"] == "subjects" and len(demo["notes"]["countries"]) == 12

@@ -206,11 +206,13 @@ def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True,
     `on_epoch(student, epoch, loss)`: called after each epoch of a teaching (not for a cached model)."""
     from cir.data.general import fingerprint
     from cir.models import cache_dir, load_model, publish, save_model
-    from cir.outputs import write_json
+    from cir.outputs import stage, write_json
 
     target = cache_dir() / "taught" / f"{fingerprint(model)}-{recipe.key()}"
     record_path = target / "teach.json"
     if not record_path.is_file():
+        stage(f"teaching the model {recipe.people} invented people x {len(recipe.attributes)} attributes "
+              f"({recipe.epochs} epochs; once: kept in {target})", progress)
         student = copy.deepcopy(model)
         record = teach(student, tokenizer, recipe, progress, teacher=model,
                        on_epoch=None if on_epoch is None else lambda epoch, loss: on_epoch(student, epoch, loss))

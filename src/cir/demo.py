@@ -21,7 +21,7 @@ from cir.attacks.suite import AttackConfig, measure, suite
 from cir.benchmarks import Setting, check_benchmark, make_setting, topic_setting
 from cir.data import builtin_topics
 from cir.errors import InputError
-from cir.outputs import write_json
+from cir.outputs import stage, write_json
 from cir.report import markdown_table
 from cir.comparison import PROTECTED, REPORTED
 from cir.loop import UnlearningResult, watched_retain_sets
@@ -91,7 +91,8 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
     has a never-taught reference, attack that too and report the residual. Writes demo.md,
     demo.json and the relearning attack (attacks.json) into `out`; returns (table, rows,
     unlearning result)."""
-    setting = settings.setting(model, tokenizer, progress=unlearning.get("progress", True))
+    show = unlearning.get("progress", True)
+    setting = settings.setting(model, tokenizer, progress=show)
     model = setting.model
     # each kept topic in the comparison's three parts (cir.comparison): a quarter watched by the
     # collateral budget (unlearn_to_dir watches the even half of what it is given: of the even
@@ -101,6 +102,8 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
     protect = {name: items[PROTECTED] for name, items in setting.topics.items()}
     topics = {settings.name: setting.forget} | watched_retain_sets(setting.forget, setting.topics, REPORTED)
     train, held_out = settings.split(setting.forget)
+    stage(f"measuring the model before unlearning ({len(setting.forget)} facts to forget, "
+          f"{len(topics) - 1} kept sets, every probe)", show)
     rows = {"before": measure(model, tokenizer, topics, held_out)}
     extra = {"benchmark": settings.name, "notes": setting.notes}
     extra["mia"] = {"before": membership(setting, model)}
@@ -109,11 +112,14 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
         unlearning["sources"]["retain"] = "sampled from the model before teaching"
         unlearning["retain"], unlearning["heldout"] = setting.general
     result = unlearn_to_dir(model, tokenizer, setting.forget, out, watch=watch, protect=protect, **unlearning)
+    stage("measuring the unlearned model", show)
     rows["after unlearning"] = measure(model, tokenizer, topics, held_out)
     extra["mia"]["after unlearning"] = membership(setting, model)
+    stage(f"attacking it: relearning on T ({len(train)} facts), then {settings.quantize_bits}-bit quantisation", show)
     rows |= attacks(model, tokenizer, topics, train, held_out, settings)
     relearning = rows["after relearning on T"].pop("_relearn")
     if setting.reference is not None:
+        stage("the never-taught model: the same measurements and attacks", show)
         extra["never_taught"] = never_learned(setting, topics, train, held_out, settings)
         extra["residual"] = residuals(rows, extra["never_taught"])
     table = demo_table(settings, rows, result, extra)

@@ -25,6 +25,15 @@ from pathlib import Path
 from cir.errors import InputError
 
 
+def stage(message: str, show: bool = True) -> None:
+    """One line on standard error naming the long step that begins, for the steps a progress bar
+    does not name (nothing when `show` is false, or on a process other than the first)."""
+    from cir import distributed
+
+    if show and distributed.is_main():
+        print(f"cir: {message}", file=sys.stderr, flush=True)
+
+
 def check_writable(path: str | Path) -> None:
     """Refuse, before anything slow runs, a `path` that cannot be created: a probe file is made
     and removed in its nearest existing ancestor directory."""

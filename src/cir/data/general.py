@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from cir.models import cache_dir
+from cir.outputs import stage
 
 PROMPTS_FILE = Path(__file__).parent / "prompts.txt"
 
@@ -41,6 +42,7 @@ def sample_general_text(model, tokenizer, *, samples_per_prompt: int = 2, max_ne
     if path.is_file():
         return json.loads(path.read_text())
     prompts = [p for p in builtin_prompts() for _ in range(samples_per_prompt)]
+    stage(f"sampling {len(prompts)} general texts from the model (once: kept in {path.parent})")
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     texts = []
