@@ -4,6 +4,8 @@ renamed into place at the end, so a crash, Ctrl-C or SIGTERM leaves nothing half
 A staging folder is named `.NAME.partial-PID@HOST-XXXX` after the process writing it; one whose
 process is gone (killed with SIGKILL, or the machine went down) is removed by the next run
 writing the same NAME.
+
+Beside them, what a run says as it goes: `stage` names a long step on one line of standard error.
 """
 
 from __future__ import annotations
