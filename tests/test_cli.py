@@ -235,6 +235,11 @@ def test_demo_takes_a_benchmark(taught_dir, tmp_path, tiny_cache, capsys):
     demo = json.loads((out / "demo.json").read_text())
     assert demo["benchmark"] == "subjects" and len(demo["notes"]["countries"]) == 12
     assert len(demo["rows"]["before"]) > 2 and "capitals" in demo["rows"]["before"]  # the kept relations
+    # --quiet names no step (and the general text, now in the cache, is not sampled again)
+    assert main(["demo", "--benchmark", "subjects", "--model", str(taught_dir), "--out", str(tmp_path / "quiet"),
+                 "--quiet", "--set", "max_epochs=1", "--set", "budget=10", "--set", "act_components=4",
+                 "--set", "grad_components=4", "--set", "update_tokens=subject"]) == 0
+    assert "cir: " not in capsys.readouterr().err
 
 
 def test_demo_runs_the_taught_benchmark_unless_told_otherwise(taught_dir, tmp_path, monkeypatch, capsys):
