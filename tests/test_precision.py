@@ -122,3 +122,26 @@ def test_attacks_on_a_bfloat16_model_train_and_read_in_float32(taught, people):
             {k: v for k, v in rows_high[attack].items() if not k.startswith("_")}
     assert measure(low, tokenizer, topics, held_out) == measure(high, tokenizer, topics, held_out)
     assert all(p.dtype == torch.bfloat16 for p in low.parameters())
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_fine_tuning_a_bfloat16_model_follows_float32(tokenizer, people, device):
+    """Teaching and the relearning attack (finetune) step float32 master copies of bfloat16
+    weights: at the attack's learning rate (3e-5) each Adam step is a quarter of bfloat16's
+    spacing near the tiny model's weights, so it would otherwise be rounded away: stepped in
+    bfloat16, 30% of the weights moved and the step was 0.84 of float32's away from it (cosine
+    0.54); through master copies, 94% and 0.11-0.12 (cosine 0.993), on three fixture seeds."""
+    from conftest import tiny_llama
+    from cir.finetune import finetune, select_parameters
+
+    low = tiny_llama(len(tokenizer)).to(device=device, dtype=torch.bfloat16)
+    high = copy.deepcopy(low).float()  # the same start, held in float32
+    sentences = [s for item in people[:20] for s in item.sentences()]
+    start = [p.detach().float().cpu() for p in select_parameters(low, "mlp")]
+    for model in (low, high):
+        finetune(model, tokenizer, sentences, epochs=3, lr=3e-5, params="mlp", seed=0, progress=False)
+    step = torch.cat([(p.detach().float().cpu() - s).flatten() for p, s in zip(select_parameters(high, "mlp"), start)])
+    step16 = torch.cat([(p.detach().float().cpu() - s).flatten() for p, s in zip(select_parameters(low, "mlp"), start)])
+    assert all(p.dtype == torch.bfloat16 for p in low.parameters())
+    assert (step16 != 0).float().mean() > 0.5  # the bfloat16 weights moved
+    assert (step16 - step).norm() / step.norm() < TOLERANCE
