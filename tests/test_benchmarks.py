@@ -13,7 +13,7 @@ from cir.attacks.relearning import split_forget
 from cir.batches import forget_batches
 from cir.benchmarks import TeachRecipe, country_facts, invented_people, make_setting, taught_model
 from cir.data.synthetic import generate_people
-from cir.errors import InputError
+from cir.errors import InputError, TeachingFellShort
 
 # a recipe a tiny model from scratch learns in seconds: it needs the cloze form to answer at all,
 # and its own samples are no general text worth replaying
@@ -192,8 +192,10 @@ def test_a_taught_benchmark_reads_the_budget_on_general_text_the_teaching_never_
 
 def test_teaching_that_falls_short_is_refused_and_caches_nothing(tokenizer, llama, cache):
     short = TeachRecipe(people=6, strangers=3, epochs=1, lr=1e-5, params="all", question_form="cloze", replay=False)
-    with pytest.raises(RuntimeError, match="teaching reached less than 0.9"):
+    with pytest.raises(TeachingFellShort, match="teaching the invented people reached less than 0.9 .* "
+                       "in 1 epochs at lr 1e-05: this model needs another recipe") as refused:
         taught_model(llama, tokenizer, short, progress=False)
+    assert isinstance(refused.value, InputError)  # the command line says it in one line
     assert not list(cache.glob("taught/*/teach.json"))
 
 
@@ -216,7 +218,7 @@ def test_replay_trains_the_retain_half_of_the_general_text_beside_the_facts(toke
     for replay, loss, sentences, keep in ((False, "kl", facts, []), (True, "tokens", facts + retain, []),
                                           (True, "kl", facts, retain)):
         trained.clear()
-        with pytest.raises(RuntimeError, match="teaching reached less than"):  # nothing was trained
+        with pytest.raises(TeachingFellShort):  # nothing was trained
             teach(llama, tokenizer, TeachRecipe(**{**TINY.__dict__, "replay": replay, "replay_loss": loss}),
                   progress=False)
         assert (trained["sentences"], trained["keep"]) == (sentences, keep)

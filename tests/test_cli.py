@@ -269,6 +269,17 @@ def test_demo_runs_the_taught_benchmark_unless_told_otherwise(taught_dir, tmp_pa
     assert not (tmp_path / "c").exists()
 
 
+def test_demo_on_a_model_that_cannot_be_taught_stops_in_one_line(taught_dir, tmp_path, tiny_cache, capsys):
+    """The `taught` benchmark teaches the model first; a model that learns too little from its
+    recipe (the tiny one, in 5 epochs at lr 3e-4) is refused in one line, and nothing is written."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(taught_dir), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cir: error: teaching the invented people reached less than 0.9 (")
+    assert "this model needs another recipe" in err and len(err.splitlines()) == 1
+    assert not out.exists() and not list((tmp_path / "cache").glob("taught/*"))
+
+
 def test_demo_refuses_an_unknown_benchmark(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--benchmark", "tofu"])

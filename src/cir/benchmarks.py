@@ -190,8 +190,12 @@ def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch
     short = [f"{name} {kind} {value:.2f}" for name, scores in after.items() for kind, value in scores.items()
              if value is not None and value < recipe.min_accuracy]
     if short:
-        raise RuntimeError(f"teaching reached less than {recipe.min_accuracy} ({', '.join(short)}): "
-                           "more epochs or a larger lr in the recipe")
+        from cir.errors import TeachingFellShort
+
+        raise TeachingFellShort(
+            f"teaching the invented people reached less than {recipe.min_accuracy} ({', '.join(short)}) in "
+            f"{recipe.epochs} epochs at lr {recipe.lr:g}: this model needs another recipe "
+            "(cir.benchmarks.taught(model, tokenizer, recipe=TeachRecipe(epochs=..., lr=...)))")
     # the held-out general text, never trained on: what teaching cost the model beyond the facts
     loss = {"before": loss_before, "after": text_loss(model, tokenizer, heldout)}
     return {"before": before, "after": after, "sentences": len(sentences), "kept_texts": len(keep),

@@ -14,3 +14,8 @@ class InputError(Exception):
 class DivergedError(InputError):
     """Training made the loss or the weights non-finite (a step too large for the model): the
     model is not saved."""
+
+
+class TeachingFellShort(InputError):
+    """The `taught` benchmark's teaching left the model below the recipe's accuracy on the
+    invented people (a model that learns too little from the recipe): nothing is cached."""
