@@ -10,6 +10,7 @@ import yaml
 
 from cir.cli import main
 from cir.data.synthetic import write_mcq
+from cir.outputs import stage
 
 
 def digest(directory) -> str:
@@ -218,7 +219,7 @@ def test_eval_text_kl_on_the_gpu(taught_dir, forget_file, tmp_path, capsys):
     assert text["kl"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_demo_takes_a_benchmark(taught_dir, tmp_path, tiny_cache, capsys):
+def test_demo_takes_a_benchmark(taught_dir, tmp_path, tiny_cache, capsys, monkeypatch):
     out = tmp_path / "demo"
     code = main(["demo", "--benchmark", "subjects", "--model", str(taught_dir), "--out", str(out),
                  "--set", "max_epochs=1", "--set", "budget=10", "--set", "act_components=4",
@@ -235,11 +236,15 @@ def test_demo_takes_a_benchmark(taught_dir, tmp_path, tiny_cache, capsys):
     demo = json.loads((out / "demo.json").read_text())
     assert demo["benchmark"] == "subjects" and len(demo["notes"]["countries"]) == 12
     assert len(demo["rows"]["before"]) > 2 and "capitals" in demo["rows"]["before"]  # the kept relations
-    # --quiet names no step (and the general text, now in the cache, is not sampled again)
+    # --quiet names no step, not even the sampling of the general text (into another empty cache)
+    monkeypatch.setenv("CIR_CACHE", str(tmp_path / "another-cache"))
     assert main(["demo", "--benchmark", "subjects", "--model", str(taught_dir), "--out", str(tmp_path / "quiet"),
                  "--quiet", "--set", "max_epochs=1", "--set", "budget=10", "--set", "act_components=4",
                  "--set", "grad_components=4", "--set", "update_tokens=subject"]) == 0
+    assert list((tmp_path / "another-cache" / "general_text").glob("*.json"))  # it was sampled
     assert "cir: " not in capsys.readouterr().err
+    stage("after a quiet command, steps are named again")
+    assert capsys.readouterr().err == "cir: after a quiet command, steps are named again\n"
 
 
 def test_demo_runs_the_taught_benchmark_unless_told_otherwise(taught_dir, tmp_path, monkeypatch, capsys):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cir import distributed
+from cir import distributed, outputs
 from cir.commands import attack, compare, demo, evaluate, methods, mia, report, synth, teach, topics, unlearn
 from cir.errors import InputError
 
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        COMMANDS[args.command].run(args)
+        with outputs.quiet(getattr(args, "quiet", False)):
+            COMMANDS[args.command].run(args)
     except InputError as error:
         print(f"cir: error: {error}", file=sys.stderr)
         return 2

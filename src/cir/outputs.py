@@ -27,12 +27,28 @@ from pathlib import Path
 from cir.errors import InputError
 
 
+_quiet = False
+
+
+@contextlib.contextmanager
+def quiet(on: bool = True):
+    """Within the block (when `on`), `stage` says nothing: the command line's --quiet, which
+    also reaches the steps whose callers are not told of it (sampling the general text)."""
+    global _quiet
+    before, _quiet = _quiet, _quiet or on
+    try:
+        yield
+    finally:
+        _quiet = before
+
+
 def stage(message: str, show: bool = True) -> None:
     """One line on standard error naming the long step that begins, for the steps a progress bar
-    does not name (nothing when `show` is false, or on a process other than the first)."""
+    does not name (nothing when `show` is false, within `quiet()`, or on a process other than
+    the first)."""
     from cir import distributed
 
-    if show and distributed.is_main():
+    if show and not _quiet and distributed.is_main():
         print(f"cir: {message}", file=sys.stderr, flush=True)
 
 

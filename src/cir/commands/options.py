@@ -18,7 +18,7 @@ OPTIONS = {
     "seed": dict(type=int, default=None),
     "out": dict(required=True, help="run directory to write (refused if not empty)"),
     "overwrite": dict(action="store_true", help="replace a non-empty --out"),
-    "quiet": dict(action="store_true", help="no progress bar"),
+    "quiet": dict(action="store_true", help="no progress bar, and no line naming each long step (cir: ...)"),
     "record": dict(metavar="DIR", help="run directory whose attacks.json keeps this result (cir report)"),
     "json": dict(action="store_true", help="print one JSON object"),
     "fsdp": dict(action="store_true", help="under a launcher, shard the weights across the processes with FSDP2 "
