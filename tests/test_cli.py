@@ -175,8 +175,14 @@ def test_demo_runs_the_four_rows(taught_dir, tmp_path, tiny_cache, capsys):
     printed = capsys.readouterr().out
     for row in ("before", "after unlearning", "after relearning on T", "after 4-bit quantisation"):
         assert f"| {row} |" in printed
-    rows = json.loads((out / "demo.json").read_text())["rows"]
+    demo = json.loads((out / "demo.json").read_text())
+    rows = demo["rows"]
     assert set(rows["before"]) >= {"V", "capitals", "languages"}
+    # each column's question count: V is half the topic (T/V), a kept topic its reported half
+    assert demo["questions"]["V"] == len(load_mcq("capitals")) // 2
+    assert demo["questions"]["languages"] == len(load_mcq("languages")[REPORTED])
+    assert rows["before"]["V worst"] * demo["questions"]["V"] == pytest.approx(
+        round(rows["before"]["V worst"] * demo["questions"]["V"]))
     config = yaml.safe_load((out / "config.yaml").read_text())
     languages = load_mcq("languages")
     assert config["collateral_budget"] == 0.1

@@ -105,7 +105,9 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
     stage(f"measuring the model before unlearning ({len(setting.forget)} facts to forget, "
           f"{len(topics) - 1} kept sets, every probe)", show)
     rows = {"before": measure(model, tokenizer, topics, held_out)}
-    extra = {"benchmark": settings.name, "notes": setting.notes}
+    # the questions behind each column's accuracy
+    extra = {"benchmark": settings.name, "notes": setting.notes,
+             "questions": {name: len(items) for name, items in topics.items()} | {"V": len(held_out)}}
     extra["mia"] = {"before": membership(setting, model)}
     unlearning.setdefault("sources", {})["benchmark"] = settings.name
     if setting.general is not None:
