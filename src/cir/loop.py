@@ -298,12 +298,19 @@ def watched_retain_sets(forget: list[MCQ], sets: dict[str, list[MCQ]],
 def gradient_checkpointing(model, on: bool) -> None:
     """Recompute each decoder layer's activations in backward instead of storing them.
     Transformers checkpoints only layers in training mode, so the layers are put in training
-    mode with every dropout left off: the losses stay deterministic."""
+    mode with every dropout left off: the losses stay deterministic. (Transformers 5.2x names it
+    activation checkpointing and will drop the old names in 6; earlier releases have only those.)"""
     if not on:
-        model.gradient_checkpointing_disable()
+        if hasattr(model, "activation_checkpointing_disable"):
+            model.activation_checkpointing_disable()
+        else:
+            model.gradient_checkpointing_disable()
         model.eval()
         return
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     for layer in decoder_layers(model):
         layer.train()
     for module in model.modules():
