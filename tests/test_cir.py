@@ -231,15 +231,42 @@ def test_gradient_checkpointing_gives_the_same_update(taught, people):
         torch.testing.assert_close(updates[True][name], updates[False][name], rtol=1e-4, atol=1e-6)
 
 
-def test_statistics_kept_as_rows_take_the_same_step(tokenizer, people):
-    """statistics=rows (the memory-light path for wide models) updates as the covariance path does."""
+def test_statistics_kept_as_rows_take_the_same_step(tokenizer, people, monkeypatch):
+    """statistics=rows (the memory-light path for wide models) updates as the covariance path
+    does; so does auto, which holds the sides at least ROWS_FROM_WIDTH wide as rows (here the
+    tiny model's 128-wide MLP side, its 64-wide side as covariance)."""
+    import cir.methods.cir as cir_method
+    from cir.collapse import RowMoments
     from conftest import tiny_llama
 
-    weights = []
-    for statistics in ("covariance", "rows"):
+    monkeypatch.setattr(cir_method, "ROWS_FROM_WIDTH", 128)
+    widths = []
+    row_moments = RowMoments.__init__
+
+    def counted(self, dim, *args, **kwargs):
+        widths.append(dim)
+        row_moments(self, dim, *args, **kwargs)
+
+    monkeypatch.setattr(RowMoments, "__init__", counted)
+    weights, held = [], {}
+    for statistics in ("covariance", "rows", "auto"):
+        widths.clear()
         model = tiny_llama(len(tokenizer))
         unlearn(model, tokenizer, people, max_epochs=2, statistics=statistics, retain_components=4)
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        held[statistics] = set(widths)
+    assert held == {"covariance": set(), "rows": {64, 128}, "auto": {128}}
     original = torch.cat([p.detach().flatten() for p in tiny_llama(len(tokenizer)).parameters()])
-    step, other = weights[0] - original, weights[1] - original
-    assert step.norm() > 0 and (other - step).norm() / step.norm() < 1e-3
+    step = weights[0] - original
+    assert step.norm() > 0
+    for other in weights[1:]:
+        assert ((other - original) - step).norm() / step.norm() < 1e-3
+
+
+def test_auto_statistics_leave_the_bundled_models_sides_as_covariance():
+    from cir.methods.cir import CIRConfig, held_as_rows
+
+    assert CIRConfig().statistics == "auto"
+    assert not any(held_as_rows("auto", d) for d in (576, 1536))  # SmolLM2-135M: its demo tables stand
+    assert all(held_as_rows("auto", d) for d in (4096, 8192, 14336))  # Llama-3.2-1B's and -3.1-8B's MLP sides
+    assert held_as_rows("rows", 64) and not held_as_rows("covariance", 14336)

@@ -39,6 +39,17 @@ from cir.methods.base import Method, MethodConfig
 
 
 UPDATE_TOKENS = ("all", "answer", "subject")
+STATISTICS = ("auto", "covariance", "rows")
+# statistics=auto holds a side this wide or wider as rows: there a d x d float32 sum takes 64 MiB
+# or more (0.8 GB at 14,336), and the rows' randomized SVD was 3.8-7.7x faster than the covariance
+# path on the CPU at 8,192-18,944 (docs/benchmarks.md); the bundled model's sides (576, 1,536) stay
+# covariance
+ROWS_FROM_WIDTH = 4096
+
+
+def held_as_rows(statistics: str, dim: int) -> bool:
+    """Whether a side `dim` wide keeps its statistics as rows (RowMoments) under `statistics`."""
+    return statistics == "rows" or (statistics == "auto" and dim >= ROWS_FROM_WIDTH)
 
 
 def update_rows(batch, update_tokens: str) -> torch.Tensor | slice:
@@ -85,8 +96,9 @@ class CIRConfig(MethodConfig):
     retain_tokens: str = "answer"
     # how the statistics are held: covariance: sums of outer products, d x d per projection (0.8 GB
     # in float32 at Llama-3.1-8B's 14,336-wide MLP side; exact); rows: the rows themselves while
-    # there are fewer than d (a randomized SVD finds the components), then as covariance
-    statistics: str = "covariance"
+    # there are fewer than d (a randomized SVD finds the components), then as covariance; auto:
+    # rows on a side at least ROWS_FROM_WIDTH wide, covariance on a narrower one
+    statistics: str = "auto"
 
     rate_range: ClassVar[tuple[float, float]] = (0.3, 30.0)  # 1.0 moves the text loss < 0.05% in 2 epochs
 
@@ -94,8 +106,8 @@ class CIRConfig(MethodConfig):
         super().__post_init__()
         if self.collapse not in ("paper", "soft", "none"):
             raise ValueError(f"collapse must be paper, soft or none, got '{self.collapse}'")
-        if self.statistics not in ("covariance", "rows"):
-            raise ValueError(f"statistics must be covariance or rows, got '{self.statistics}'")
+        if self.statistics not in STATISTICS:
+            raise ValueError(f"statistics must be one of {', '.join(STATISTICS)}, got '{self.statistics}'")
         for name in ("stats_tokens", "retain_tokens"):
             if getattr(self, name) not in ("all", "answer"):
                 raise ValueError(f"{name} must be all or answer, got '{getattr(self, name)}'")
@@ -137,13 +149,16 @@ class CIR(Method):
     def _stats_for(self, raw_acts: dict, grads: dict) -> None:
         """Create this pass's statistics, sharing `acts` between modules fed the same tensor."""
         device = next(self.model.parameters()).device
-        moments = RowMoments if self.config.statistics == "rows" else StreamingMoments
+
+        def moments(dim: int) -> StreamingMoments:
+            return (RowMoments if held_as_rows(self.config.statistics, dim) else StreamingMoments)(dim, device)
+
         shared = {}
         for name in grads:  # modules the loss reaches (not those past a truncated forward)
             key = (raw_acts[name].data_ptr(), tuple(raw_acts[name].shape))
             if key not in shared:
-                shared[key] = moments(raw_acts[name].shape[-1], device)
-            self.stats[name] = _ModuleStats(shared[key], moments(grads[name].shape[-1], device))
+                shared[key] = moments(raw_acts[name].shape[-1])
+            self.stats[name] = _ModuleStats(shared[key], moments(grads[name].shape[-1]))
 
     def _reduce_stats(self) -> None:
         """Sum every process's moments (each distinct object once)."""
