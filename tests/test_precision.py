@@ -138,10 +138,14 @@ def test_fine_tuning_a_bfloat16_model_follows_float32(tokenizer, people, device)
     high = copy.deepcopy(low).float()  # the same start, held in float32
     sentences = [s for item in people[:20] for s in item.sentences()]
     start = [p.detach().float().cpu() for p in select_parameters(low, "mlp")]
+
+    def moved(model) -> torch.Tensor:
+        """The MLP weights' step from the start, in float32 on the CPU."""
+        return torch.cat([(p.detach().float().cpu() - s).flatten() for p, s in zip(select_parameters(model, "mlp"), start)])
+
     for model in (low, high):
         finetune(model, tokenizer, sentences, epochs=3, lr=3e-5, params="mlp", seed=0, progress=False)
-    step = torch.cat([(p.detach().float().cpu() - s).flatten() for p, s in zip(select_parameters(high, "mlp"), start)])
-    step16 = torch.cat([(p.detach().float().cpu() - s).flatten() for p, s in zip(select_parameters(low, "mlp"), start)])
+    step, step16 = moved(high), moved(low)
     assert all(p.dtype == torch.bfloat16 for p in low.parameters())
     assert (step16 != 0).float().mean() > 0.5  # the bfloat16 weights moved
     assert (step16 - step).norm() / step.norm() < TOLERANCE

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cir.data.mcq import MCQ, load_mcq, topic_sets
-from cir.errors import InputError
+from cir.errors import InputError, TeachingFellShort
 
 COUNTRY_TOPICS = ("capitals", "languages", "currencies", "continents")
 
@@ -190,8 +190,6 @@ def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch
     short = [f"{name} {kind} {value:.2f}" for name, scores in after.items() for kind, value in scores.items()
              if value is not None and value < recipe.min_accuracy]
     if short:
-        from cir.errors import TeachingFellShort
-
         raise TeachingFellShort(
             f"teaching the invented people reached less than {recipe.min_accuracy} ({', '.join(short)}) in "
             f"{recipe.epochs} epochs at lr {recipe.lr:g}: this model needs another recipe "

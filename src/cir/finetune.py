@@ -13,7 +13,7 @@ from cir import distributed
 from cir.architecture import mlp_projections, decoder_layers
 from cir.errors import DivergedError, InputError
 from cir.evaluation import encode_texts, pad
-from cir.models import non_finite_count
+from cir.models import master_copies, non_finite_count
 
 
 def select_parameters(model, which: str = "all") -> list[torch.nn.Parameter]:
@@ -183,8 +183,7 @@ def finetune(model, tokenizer, sentences: list[str], *, epochs: int = 3, lr: flo
     # spacing is 1.2e-4) would otherwise be rounded away, and a bfloat16 model would learn less
     # than a float32 one from the same sentences (teaching falls short; the relearning attack is
     # weaker than it is on float32 weights)
-    masters = {i: p.detach().float().clone() for i, p in enumerate(trainable)
-               if p.is_floating_point() and p.dtype != torch.float32}
+    masters = master_copies(dict(enumerate(trainable)))
     stepped = [masters.get(i, p) for i, p in enumerate(trainable)]
     if optimizer == "adam":
         opt = torch.optim.Adam(stepped, lr=lr)

@@ -186,6 +186,14 @@ def non_finite_count(tensors) -> int:
                for t in tensors if t.is_floating_point())
 
 
+def master_copies(params: dict) -> dict:
+    """float32 copies of the weights held in a lower precision (none for float32 weights), by
+    the keys of `params`: what an optimizer steps so that steps below the weight's resolution
+    accumulate (the methods' updates, and fine-tuning)."""
+    return {key: p.detach().float().clone() for key, p in params.items()
+            if p.is_floating_point() and p.dtype != torch.float32}
+
+
 def snapshot(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Detached copies of named weights (`model.state_dict()`, or some parameters) to go back to."""
     return {name: tensor.detach().clone() for name, tensor in tensors.items()}

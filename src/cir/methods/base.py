@@ -27,6 +27,7 @@ from cir.architecture import decoder_layers, mlp_projections
 from cir.batches import Batch
 from cir.fields import check_fields
 from cir.losses import FORGET_LOSSES, HiddenStateRetain, make_forget_loss, terms
+from cir.models import master_copies
 
 
 class NonFiniteLoss(RuntimeError):
@@ -146,12 +147,6 @@ class RetainSubspace:
             out[name] = flat[start:start + g.numel()].view_as(g).to(g.dtype)
             start += g.numel()
         return out
-
-
-def master_copies(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """float32 copies of the weights held in a lower precision (none for float32 weights)."""
-    return {name: p.detach().float().clone() for name, p in params.items()
-            if p.is_floating_point() and p.dtype != torch.float32}
 
 
 class Method:
