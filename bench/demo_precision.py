@@ -52,6 +52,14 @@ def cells(demo: dict) -> dict[str, dict[str, float]]:
     return rows
 
 
+def right(row: dict, column: str, questions: dict[str, int]) -> int:
+    """How many questions a cell answers right: V's worst probe counts on that row's worst probe's
+    own questions (a probe such as a rewording may exist for fewer of them than V has)."""
+    probes = row["_probes"]
+    n = probes["n"][probes["worst"]] if column == "V worst" else questions[column]
+    return round(row[column] * n)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--benchmark", default="taught", choices=["taught", "capitals", "subjects"])
@@ -74,7 +82,7 @@ def main() -> None:
     header = ["row"] + [f"{c} ({questions[c]})" for c in columns] + ["cells equal", "largest difference"]
     table, differences = [], []
     for label in high:
-        moved = [round((low[label][c] - high[label][c]) * questions[c]) for c in columns]
+        moved = [right(low[label], c, questions) - right(high[label], c, questions) for c in columns]
         differences += moved
         table.append([label] + [f"{low[label][c]:.3f} ({d:+d})" if d else f"{low[label][c]:.3f}"
                                 for c, d in zip(columns, moved)]

@@ -181,8 +181,8 @@ def test_demo_runs_the_four_rows(taught_dir, tmp_path, tiny_cache, capsys):
     # each column's question count: V is half the topic (T/V), a kept topic its reported half
     assert demo["questions"]["V"] == len(load_mcq("capitals")) // 2
     assert demo["questions"]["languages"] == len(load_mcq("languages")[REPORTED])
-    assert rows["before"]["V worst"] * demo["questions"]["V"] == pytest.approx(
-        round(rows["before"]["V worst"] * demo["questions"]["V"]))
+    probes = rows["before"]["_probes"]["n"]  # V in every probe: the cloze prompt asks every question
+    assert probes["cloze"] == demo["questions"]["V"] and max(probes.values()) == demo["questions"]["V"]
     config = yaml.safe_load((out / "config.yaml").read_text())
     languages = load_mcq("languages")
     assert config["collateral_budget"] == 0.1
