@@ -161,8 +161,9 @@ def test_methods_lists_cir(capsys):
 
 
 def test_demo_runs_the_four_rows(taught_dir, tmp_path, tiny_cache, capsys):
-    """The four rows; the kept topics in three parts: a quarter watched (one question of it is the
-    collateral budget), a quarter given to the method, the reported half in the table."""
+    """The four rows of the `suite` grid, the worst of its attacks named; the kept topics in three
+    parts: a quarter watched (one question of it is the collateral budget), a quarter given to
+    the method, the reported half in the table."""
     from cir.comparison import PROTECTED, REPORTED, WATCHED
     from cir.data.mcq import load_mcq
     from cir.evaluation import evaluate_cloze
@@ -170,13 +171,18 @@ def test_demo_runs_the_four_rows(taught_dir, tmp_path, tiny_cache, capsys):
 
     out = tmp_path / "demo"
     code = main(["demo", "--topic", "capitals", "--model", str(taught_dir), "--out", str(out), "--quiet",
-                 "--set", "max_epochs=1", "--set", "budget=10", "--set", "act_components=4", "--set", "grad_components=4"])
+                 "--set", "max_epochs=1", "--set", "budget=10", "--set", "act_components=4", "--set", "grad_components=4",
+                 "--attacks", "suite"])
     assert code == 0
     printed = capsys.readouterr().out
-    for row in ("before", "after unlearning", "after relearning on T", "after 4-bit quantisation"):
-        assert f"| {row} |" in printed
+    relearning = "relearning on T (MLP, lr 3e-05, 6 epochs)"
+    for row in ("before", "after unlearning", "after the worst attack", relearning, "4-bit quantisation"):
+        assert f"| {row}" in printed
     demo = json.loads((out / "demo.json").read_text())
     rows = demo["rows"]
+    attacked = {label: rows[f"after {label}"]["V worst"] for label in (relearning, "4-bit quantisation")}
+    assert demo["headline"]["worst_attack"] == f"after {max(attacked, key=attacked.get)}"
+    assert f"the worst attack: {max(attacked, key=attacked.get)}" in printed
     assert set(rows["before"]) >= {"V", "capitals", "languages"}
     # each column's question count: V is half the topic (T/V), a kept topic its reported half
     assert demo["questions"]["V"] == len(load_mcq("capitals")) // 2
@@ -190,7 +196,7 @@ def test_demo_runs_the_four_rows(taught_dir, tmp_path, tiny_cache, capsys):
     assert config["sources"]["protect_mcq"]["languages"] == len(languages[PROTECTED]) == 12
     model, tokenizer = load_model(str(taught_dir))
     assert rows["before"]["languages"] == evaluate_cloze(model, tokenizer, languages[REPORTED]).accuracy
-    assert json.loads((out / "attacks.json").read_text())["relearn:mlp"]["per_epoch"]
+    assert len(json.loads((out / "attacks.json").read_text())["relearn:T:mlp:3e-05:6"]["per_epoch"]) == 6
     assert (out / "report.md").is_file() and (out / "demo.md").is_file()
 
 
@@ -229,7 +235,7 @@ def test_demo_takes_a_benchmark(taught_dir, tmp_path, tiny_cache, capsys, monkey
     out = tmp_path / "demo"
     code = main(["demo", "--benchmark", "subjects", "--model", str(taught_dir), "--out", str(out),
                  "--set", "max_epochs=1", "--set", "budget=10", "--set", "act_components=4",
-                 "--set", "grad_components=4", "--set", "update_tokens=subject"])
+                 "--set", "grad_components=4", "--set", "update_tokens=subject", "--attacks", "suite"])
     assert code == 0
     captured = capsys.readouterr()
     printed = captured.out
@@ -238,7 +244,7 @@ def test_demo_takes_a_benchmark(taught_dir, tmp_path, tiny_cache, capsys, monkey
     # the general text is sampled (into this test's empty cache) as unlearning begins; `subjects`
     # has no never-taught model to attack
     assert said == ["measuring", "sampling", "measuring", "attacking"]
-    assert "| subjects V |" in printed and "| after relearning on T |" in printed
+    assert "| subjects V |" in printed and "| after the worst attack |" in printed
     demo = json.loads((out / "demo.json").read_text())
     assert demo["benchmark"] == "subjects" and len(demo["notes"]["countries"]) == 12
     assert len(demo["rows"]["before"]) > 2 and "capitals" in demo["rows"]["before"]  # the kept relations
@@ -246,7 +252,7 @@ def test_demo_takes_a_benchmark(taught_dir, tmp_path, tiny_cache, capsys, monkey
     monkeypatch.setenv("CIR_CACHE", str(tmp_path / "another-cache"))
     assert main(["demo", "--benchmark", "subjects", "--model", str(taught_dir), "--out", str(tmp_path / "quiet"),
                  "--quiet", "--set", "max_epochs=1", "--set", "budget=10", "--set", "act_components=4",
-                 "--set", "grad_components=4", "--set", "update_tokens=subject"]) == 0
+                 "--set", "grad_components=4", "--set", "update_tokens=subject", "--attacks", "suite"]) == 0
     assert list((tmp_path / "another-cache" / "general_text").glob("*.json"))  # it was sampled
     assert "cir: " not in capsys.readouterr().err
     stage("after a quiet command, steps are named again")

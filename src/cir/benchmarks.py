@@ -14,8 +14,10 @@ demo. They differ in how the model came to know F:
   (cached, keyed by the recipe and the model). A third of the taught people are forgotten,
   the rest are kept (knowledge of the same kind, learnt the same way). The model before
   teaching is the exact "never learned" reference: the residual of an attack is V on the
-  unlearned model minus V on the never-taught one under the same attack. The never-taught
-  people's sentences are the non-members of membership inference.
+  unlearned model minus V on the never-taught one under the same attack. The exact reference
+  (TOFU's retain model) is the model taught only the kept people, by the same recipe and
+  replay: what unlearning should have produced. The never-taught people's sentences are the
+  non-members of membership inference.
 """
 
 from __future__ import annotations
@@ -53,6 +55,15 @@ class Setting:
     # teaching replayed and whose held-out half nothing trained on (the taught model's own samples
     # repeat the passages it replayed: its loss on them is far below any other text's)
     general: tuple[list[str], list[str]] | None = None
+    # makes the retain model (taught everything but F), where one exists: made on first use
+    retain_maker: Callable[[], object] | None = None
+    _retain: object | None = field(default=None, repr=False)
+
+    def retain(self):
+        """The retain model (None where the benchmark has none), made or loaded on first call."""
+        if self._retain is None and self.retain_maker is not None:
+            self._retain = self.retain_maker()
+        return self._retain
 
 
 # ---------------------------------------------------------------- capitals
@@ -161,10 +172,12 @@ def knowledge(model, tokenizer, sets: dict[str, list[MCQ]]) -> dict[str, dict[st
             for name, items in sets.items()}
 
 
-def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch=None, teacher=None) -> dict:
-    """Fine-tune `model` (in place) on the taught people's fact sentences; returns what it knows
-    of each taught set before and after. Refuses a model that does not reach the recipe's
-    `min_accuracy` on every set, in cloze and in recall. `on_epoch(epoch, loss)`: called after
+def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch=None, teacher=None,
+          retain: bool = False) -> dict:
+    """Fine-tune `model` (in place) on the taught people's fact sentences (with `retain`, only the
+    kept people's: the retain model); returns what it knows of each taught set before and after.
+    Refuses a model that does not reach the recipe's `min_accuracy` on every set it was taught,
+    in cloze and in recall. `on_epoch(epoch, loss)`: called after
     each epoch (cir.finetune). `teacher`: the model before teaching, whose predictions the replayed
     text is trained towards (not trained itself; default: a copy of `model` as it is now)."""
     from cir.evaluation import text_loss
@@ -174,21 +187,22 @@ def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch
     forget, kept, _ = invented_people(recipe)
     sets = {"forget": forget, "kept": kept}
     before = knowledge(model, tokenizer, sets)
-    retain, heldout = general_text_split(model, tokenizer)
+    replayed, heldout = general_text_split(model, tokenizer)
     loss_before = text_loss(model, tokenizer, heldout)
-    sentences = [s for item in forget + kept for s in item.sentences()]
+    taught_sets = ["kept"] if retain else ["forget", "kept"]
+    sentences = [s for name in taught_sets for item in sets[name] for s in item.sentences()]
     keep = []
     if recipe.replay and recipe.replay_loss == "tokens":
-        sentences += retain
+        sentences += replayed
     elif recipe.replay:
-        keep, teacher = retain, teacher or copy.deepcopy(model).eval().requires_grad_(False)
+        keep, teacher = replayed, teacher or copy.deepcopy(model).eval().requires_grad_(False)
     finetune(model, tokenizer, sentences, epochs=recipe.epochs, lr=recipe.lr, params=recipe.params,
              batch_size=recipe.batch_size, seed=recipe.seed, batching=recipe.batching, keep=keep, teacher=teacher,
              progress=progress, on_epoch=on_epoch)
     del teacher
     after = knowledge(model, tokenizer, sets)
     short = [f"{name} {kind} {value:.2f}" for name, scores in after.items() for kind, value in scores.items()
-             if value is not None and value < recipe.min_accuracy]
+             if name in taught_sets and value is not None and value < recipe.min_accuracy]
     if short:
         raise TeachingFellShort(
             f"teaching the invented people reached less than {recipe.min_accuracy} ({', '.join(short)}) in "
@@ -196,27 +210,29 @@ def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch
             "(cir.benchmarks.taught(model, tokenizer, recipe=TeachRecipe(epochs=..., lr=...)))")
     # the held-out general text, never trained on: what teaching cost the model beyond the facts
     loss = {"before": loss_before, "after": text_loss(model, tokenizer, heldout)}
-    return {"before": before, "after": after, "sentences": len(sentences), "kept_texts": len(keep),
-            "heldout_text_loss": loss}
+    return {"before": before, "after": after, "taught": taught_sets, "sentences": len(sentences),
+            "kept_texts": len(keep), "heldout_text_loss": loss}
 
 
 def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True,
-                 on_epoch=None) -> tuple[object, dict]:
+                 on_epoch=None, retain: bool = False) -> tuple[object, dict]:
     """`model` taught by `recipe` (a new model; `model` is left as it is), and the teaching's
-    record. The taught weights are cached under the user cache, keyed by the recipe and the
-    model's fingerprint, so a second call loads them instead of teaching again.
+    record; with `retain`, the retain model (taught only the kept people). The taught weights are
+    cached under the user cache, keyed by the recipe and the model's fingerprint (the retain
+    model apart), so a second call loads them instead of teaching again.
     `on_epoch(student, epoch, loss)`: called after each epoch of a teaching (not for a cached model)."""
     from cir.data.general import fingerprint
     from cir.models import cache_dir, load_model, publish, save_model
     from cir.outputs import stage, write_json
 
-    target = cache_dir() / "taught" / f"{fingerprint(model)}-{recipe.key()}"
+    target = cache_dir() / "taught" / f"{fingerprint(model)}-{recipe.key()}{'-retain' if retain else ''}"
     record_path = target / "teach.json"
     if not record_path.is_file():
-        stage(f"teaching the model {recipe.people} invented people x {len(recipe.attributes)} attributes "
-              f"({recipe.epochs} epochs; once: kept in {target})", progress)
+        people = recipe.people - recipe.people // 3 if retain else recipe.people
+        stage(f"teaching the {'retain ' if retain else ''}model {people} invented people x "
+              f"{len(recipe.attributes)} attributes ({recipe.epochs} epochs; once: kept in {target})", progress)
         student = copy.deepcopy(model)
-        record = teach(student, tokenizer, recipe, progress, teacher=model,
+        record = teach(student, tokenizer, recipe, progress, teacher=model, retain=retain,
                        on_epoch=None if on_epoch is None else lambda epoch, loss: on_epoch(student, epoch, loss))
         record |= {"recipe": asdict(recipe)}
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -242,7 +258,8 @@ def taught(model, tokenizer, recipe: TeachRecipe | None = None, progress: bool =
     topics = {"people (kept)": kept} | topic_sets()
     return Setting("taught", student, tokenizer, forget, topics, reference=model,
                    nonmembers=[s for item in strangers for s in item.sentences()], notes={"teaching": record},
-                   general=general_text_split(model, tokenizer))
+                   general=general_text_split(model, tokenizer),
+                   retain_maker=lambda: taught_model(model, tokenizer, recipe, progress, retain=True)[0])
 
 
 # ---------------------------------------------------------------- registry

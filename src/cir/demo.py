@@ -1,12 +1,16 @@
 """The demo: unlearn a benchmark's forget set (or one built-in topic) from a model, then try to
-bring it back.
+bring it back with a grid of attacks.
 
-Rows: before, after unlearning, after a relearning attack on half of the topic's questions
-(T), after 4-bit quantisation (the attack suite, cir.attacks.suite). The topic's accuracy is
-read on the other half (V), which the attack never saw, with the cloze prompt and in the worst
-of the held-out probes (the probe battery, cir.attacks.probes); the other topics show
-collateral damage, on their reported half: the collateral budget watches a quarter of each and
-the method is given another quarter to keep, as in cir.comparison.
+Rows: before, after unlearning, after each attack of the grid (cir.attacks.suite: relearning at
+several learning rates, weights, epochs and texts; 4- and 8-bit quantisation). The topic's
+accuracy is read on the half of its questions (V) that no attack trains on, with the cloze
+prompt and in the worst of the held-out probes (the probe battery, cir.attacks.probes); the
+other topics show collateral damage, on their reported half: the collateral budget watches a
+quarter of each and the method is given another quarter to keep, as in cir.comparison. The
+headline is the worst attack (the highest V in the worst probe). Where the benchmark has them,
+the never-taught and the retain model (taught all but F) meet the same attacks, and the residual
+is V on the unlearned model minus theirs; PrivLeak compares membership inference with the
+retain model's.
 """
 
 from __future__ import annotations
@@ -15,25 +19,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cir.api import unlearn_to_dir
-from cir.attacks.membership import mia
+from cir.attacks.membership import mia, privleak
 from cir.attacks.record import record_attack
-from cir.attacks.suite import AttackConfig, measure, suite
+from cir.attacks.suite import GRIDS, Attack, AttackConfig, ReferenceRows, attack_texts, measure, run_grid, worst_attack
 from cir.benchmarks import Setting, check_benchmark, make_setting, topic_setting
 from cir.data import builtin_topics
 from cir.errors import InputError
 from cir.outputs import stage, write_json
 from cir.report import markdown_table
 from cir.comparison import PROTECTED, REPORTED
-from cir.loop import UnlearningResult, watched_retain_sets
+from cir.loop import UnlearningResult, general_text_split, watched_retain_sets
 
 
 @dataclass
 class DemoSettings(AttackConfig):
-    """What to forget (a named benchmark, or a built-in topic), and the attack suite's settings
-    (its seed also draws T and V)."""
+    """What to forget (a named benchmark, or a built-in topic), the attack grid, and the attack
+    suite's settings (its seed also draws T and V; its relearning and bits make the `suite` grid)."""
 
     topic: str = "capitals"
     benchmark: str | None = None  # capitals, subjects, taught (cir.benchmarks); overrides `topic`
+    attacks: str = "default"  # the attack grid (cir.attacks.suite.GRIDS): suite, default, full
 
     def __post_init__(self):
         super().__post_init__()
@@ -41,10 +46,18 @@ class DemoSettings(AttackConfig):
             check_benchmark(self.benchmark)
         elif self.topic not in builtin_topics():
             raise InputError(f"unknown built-in topic '{self.topic}' (known: {', '.join(builtin_topics())})")
+        if self.attacks not in GRIDS:
+            raise InputError(f"unknown attack grid '{self.attacks}' (known: {', '.join(GRIDS)})")
 
     @property
     def name(self) -> str:
         return self.benchmark or self.topic
+
+    def grid(self) -> tuple[Attack, ...]:
+        """The attacks: the named grid; `suite` is this config's relearning and quantisation."""
+        if self.attacks == "suite":
+            return (Attack(lr=self.relearn_lr, epochs=self.relearn_epochs), Attack("quantize", bits=self.quantize_bits))
+        return GRIDS[self.attacks]
 
     def setting(self, model, tokenizer, progress: bool = True) -> Setting:
         if self.benchmark is not None:
@@ -52,25 +65,29 @@ class DemoSettings(AttackConfig):
         return topic_setting(self.topic, model, tokenizer)
 
 
-def attacks(model, tokenizer, topics: dict, train: list, held_out: list, settings: DemoSettings) -> dict:
-    """The attack suite's rows (each attack on its own copy), labelled as the demo shows them."""
-    rows = suite(model, tokenizer, train, held_out, topics=topics, config=settings, progress=True)
-    return {"after relearning on T": rows["relearn"],
-            f"after {settings.quantize_bits}-bit quantisation": rows["quantize"]}
+def attacked(model, tokenizer, topics: dict, data: dict, held_out: list, settings: DemoSettings, show: bool,
+             cache: bool = False) -> dict:
+    """The grid's rows (each attack on its own copy), labelled as the demo shows them; `cache`: the
+    model is a reference, its rows kept for later runs on the same split."""
+    rows_cache = ReferenceRows(model, data, held_out, topics, settings.seed) if cache else None
+    rows = run_grid(model, tokenizer, settings.grid(), data, held_out, topics=topics, seed=settings.seed,
+                    progress=show, cache=rows_cache)
+    return {f"after {label}": row for label, row in rows.items()}
 
 
-def never_learned(setting: Setting, topics: dict, train: list, held_out: list, settings: DemoSettings) -> dict:
-    """The same measurements and attacks on the never-taught reference model."""
-    reference, tokenizer = setting.reference, setting.tokenizer
-    rows = {"before": measure(reference, tokenizer, topics, held_out)}
-    rows |= attacks(reference, tokenizer, topics, train, held_out, settings)
-    rows["after relearning on T"].pop("_relearn")
+def reference_rows(model, tokenizer, topics: dict, data: dict, held_out: list, settings: DemoSettings,
+                   show: bool) -> dict:
+    """A reference model (never taught, or the retain model) measured and attacked as the unlearned one."""
+    rows = {"before": measure(model, tokenizer, topics, held_out)}
+    rows |= attacked(model, tokenizer, topics, data, held_out, settings, show, cache=True)
+    for row in rows.values():
+        row.pop("_relearn", None)
     return rows
 
 
 def residuals(rows: dict, reference: dict) -> dict:
-    """Per row, V and V worst minus the never-taught model's under the same attack (0: as if
-    never learned); the unlearned model is held against the never-taught one unattacked."""
+    """Per row, V and V worst minus the reference model's under the same attack (0: as the
+    reference); the unlearned model is held against the reference unattacked."""
     against = {"after unlearning": "before"}  # otherwise a row meets the reference's row of its name
     paired = {name: against.get(name, name) for name in rows}
     return {name: {key: rows[name][key] - reference[ref][key] for key in ("V", "V worst")}
@@ -78,19 +95,34 @@ def residuals(rows: dict, reference: dict) -> dict:
 
 
 def membership(setting: Setting, model) -> dict | None:
-    """Membership inference, F's sentences against never-taught facts' (AUC of the min-k score)."""
+    """Membership inference, F's sentences against never-taught facts' (AUC of each score)."""
     if not setting.nonmembers:
         return None
     members = [s for item in setting.forget for s in item.sentences()]
     return mia(model, setting.tokenizer, members, setting.nonmembers)
 
 
+def headline(rows: dict, extra: dict) -> dict:
+    """The worst attack (highest V in the worst probe on the unlearned model), its residual against
+    each reference, and the largest residual of the grid against each."""
+    attacks = {name: row for name, row in rows.items() if name.startswith("after ") and name != "after unlearning"}
+    worst = worst_attack(attacks)
+    found = {"worst_attack": worst, "V worst": rows[worst]["V worst"]}
+    for ref in ("never_taught", "retain"):
+        if ref in extra:
+            residual = {name: r for name, r in extra[f"residual_{ref}"].items() if name in attacks}
+            largest = max(residual, key=lambda name: residual[name]["V worst"])
+            found[ref] = {"residual at the worst attack": residual[worst]["V worst"],
+                          "largest residual": residual[largest]["V worst"], "largest at": largest}
+    return found
+
+
 def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlearning) -> tuple[str, dict, UnlearningResult]:
     """Make the benchmark on `model`, measure, unlearn its forget set into the run directory
-    `out` (`unlearning`: as for cir.unlearn_to_dir), measure again, attack; where the benchmark
-    has a never-taught reference, attack that too and report the residual. Writes demo.md,
-    demo.json and the relearning attack (attacks.json) into `out`; returns (table, rows,
-    unlearning result)."""
+    `out` (`unlearning`: as for cir.unlearn_to_dir), measure again, attack with the grid; where
+    the benchmark has a never-taught reference and a retain model, attack those too and report
+    the residuals and PrivLeak. Writes demo.md, demo.json and the relearning attacks
+    (attacks.json) into `out`; returns (table, rows, unlearning result)."""
     show = unlearning.get("progress", True)
     setting = settings.setting(model, tokenizer, progress=show)
     model = setting.model
@@ -113,59 +145,106 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
     if setting.general is not None:
         unlearning["sources"]["retain"] = "sampled from the model before teaching"
         unlearning["retain"], unlearning["heldout"] = setting.general
+    # the relearning attack's general text: the retain half the unlearning is given
+    general = setting.general[0] if setting.general is not None else general_text_split(model, tokenizer)[0]
     result = unlearn_to_dir(model, tokenizer, setting.forget, out, watch=watch, protect=protect, **unlearning)
     stage("measuring the unlearned model", show)
     rows["after unlearning"] = measure(model, tokenizer, topics, held_out)
     extra["mia"]["after unlearning"] = membership(setting, model)
-    stage(f"attacking it: relearning on T ({len(train)} facts), then {settings.quantize_bits}-bit quantisation", show)
-    rows |= attacks(model, tokenizer, topics, train, held_out, settings)
-    relearning = rows["after relearning on T"].pop("_relearn")
-    if setting.reference is not None:
-        stage("the never-taught model: the same measurements and attacks", show)
-        extra["never_taught"] = never_learned(setting, topics, train, held_out, settings)
-        extra["residual"] = residuals(rows, extra["never_taught"])
+    grid = settings.grid()
+    kept = next(iter(setting.topics.values()), [])
+    # the attacker's texts: T, general text, and kept facts of the first kept set (the benchmark's
+    # knowledge of F's kind) from outside the reported half
+    data = attack_texts(train, [item for i, item in enumerate(kept) if i % 2 == 0], general, settings.seed)
+    stage(f"attacking it: {len(grid)} attacks (grid '{settings.attacks}'), each on its own copy", show)
+    rows |= attacked(model, tokenizer, topics, data, held_out, settings, show)
+    relearning = {name: row.pop("_relearn") for name, row in rows.items() if "_relearn" in row}
+    references = {"never_taught": setting.reference, "retain": setting.retain()}
+    for ref, reference in references.items():
+        if reference is None:
+            continue
+        stage(f"the {ref.replace('_', '-')} model: the same measurements and attacks (kept for later runs)", show)
+        extra[ref] = reference_rows(reference, tokenizer, topics, data, held_out, settings, show)
+        extra[f"residual_{ref}"] = residuals(rows, extra[ref])
+    if references["retain"] is not None and extra["mia"]["after unlearning"]:
+        extra["mia"]["retain"] = membership(setting, references["retain"])
+        extra["privleak"] = privleak(extra["mia"]["after unlearning"], extra["mia"]["retain"])
+    extra["attacks"] = [attack.to_json() for attack in grid]
+    extra["headline"] = headline(rows, extra)
     table = demo_table(settings, rows, result, extra)
     write_demo(Path(out), settings, rows, table, extra)
-    record_attack(out, "relearn:mlp", relearning)
+    for attack in grid:
+        if f"after {attack.label}" in relearning:
+            record_attack(out, attack.key, relearning[f"after {attack.label}"])
     return table, rows | {"_extra": extra}, result
 
 
 def demo_table(settings: DemoSettings, rows: dict[str, dict], result: UnlearningResult, extra: dict | None = None) -> str:
+    """demo.md's body: the main table (before, after unlearning, after the worst attack, and the
+    references under the same), the grid's table, and the notes."""
     extra = extra or {}
     name = settings.name
     others = [t for t in next(iter(rows.values())) if t not in ("V", "V worst", name) and not t.startswith("_")]
+    head = extra.get("headline") or {"worst_attack": None}
+    worst = head["worst_attack"]
+    shown = ["before", "after unlearning"] + ([worst] if worst else [])
     header = ["", f"{name} V", "V, worst probe", f"{name} (all)"] + others
-    table = [[label, f"{row['V']:.3f}", f"{row['V worst']:.3f}", f"{row[name]:.3f}"]
-             + [f"{row[t]:.3f}" for t in others] for label, row in rows.items()]
-    reference = extra.get("never_taught")
-    if reference:
-        table += [[f"never taught, {label}", f"{row['V']:.3f}", f"{row['V worst']:.3f}", f"{row[name]:.3f}"]
-                  + [f"{row[t]:.3f}" for t in others] for label, row in reference.items()]
+
+    def line(label: str, row: dict) -> list[str]:
+        return [label, f"{row['V']:.3f}", f"{row['V worst']:.3f}", f"{row[name]:.3f}"] + [f"{row[t]:.3f}" for t in others]
+
+    table = [line(label if label != worst else "after the worst attack", rows[label]) for label in shown]
+    names = {"never_taught": "never taught", "retain": "retain model"}
+    for ref, title in names.items():
+        if ref in extra:
+            table += [line(f"{title}, {'the worst attack' if label == worst else label}", extra[ref][label])
+                      for label in shown if label in extra[ref] and label != "after unlearning"]
     before, after = rows["before"], rows["after unlearning"]
-    worst = min(after[t] - before[t] for t in others)
-    lines = [
-        markdown_table(header, table),
-        "",
-        f"- V: the held-out part of `{name}` (its own subjects) that the relearning attack never trains on "
-        f"(relearning reports the best epoch); chance is 0.25",
+    drop = min(after[t] - before[t] for t in others)
+    lines = [markdown_table(header, table), ""]
+    if worst:
+        lines.append(f"- the worst attack: {worst.removeprefix('after ')} (the highest V in the worst probe of "
+                     f"the {len(extra.get('attacks', ()))} attacks of grid '{settings.attacks}'; every attack below)")
+    lines += [
+        f"- V: the held-out part of `{name}` (its own subjects) that no attack trains on (relearning reports "
+        f"the best epoch); chance is 0.25",
         "- V, worst probe: the highest accuracy on V over the held-out probes (cloze, the questions' own "
         "rewordings, qa, the declarative stem, k-shot, recall: each choice's first token), none of which is in "
         "any training text, each also read the other way (the least likely choice as the answer: a model that "
         "avoids the right answers still knows them)",
-        f"- largest drop on another set after unlearning: {worst:+.3f} (each set's reported half: neither watched "
+        f"- largest drop on another set after unlearning: {drop:+.3f} (each set's reported half: neither watched "
         "by the collateral budget nor given to the method)",
         f"- held-out general-text loss after unlearning: x{result.kept['loss_ratio']:.4f} of the original",
         f"- unlearning: {result.seconds:.0f} s for {result.n_facts} facts "
         f"({result.seconds_per_fact:.2f} s per fact); stopped by: {result.stop_reason}",
     ]
-    if "residual" in extra:
-        lines.append("- residual (V minus the never-taught model's V under the same attack; 0 = as never learned): "
-                     + "; ".join(f"{label}: {r['V']:+.3f}, worst probe {r['V worst']:+.3f}"
-                                 for label, r in extra["residual"].items()))
+    for ref, title in names.items():
+        if ref in head:
+            h = head[ref]
+            lines.append(f"- residual against the {title} (V in the worst probe minus its under the same attack; "
+                         f"0 = as the {title}): {h['residual at the worst attack']:+.3f} after the worst attack; "
+                         f"the largest of the grid {h['largest residual']:+.3f} ({h['largest at'].removeprefix('after ')})")
     mia_rows = {k: v for k, v in extra.get("mia", {}).items() if v}
     if mia_rows:
-        lines.append("- membership inference, F's sentences against never-taught people's (AUC, min-k%; 0.5 = "
-                     "indistinguishable): " + ", ".join(f"{k} {v['auc']['min_k']:.3f}" for k, v in mia_rows.items()))
+        lines.append("- membership inference, F's sentences against never-taught people's (AUC, min-k% / zlib / "
+                     "loss; 0.5 = indistinguishable): " + ", ".join(
+                         f"{k} " + " / ".join(f"{v['auc'][m]:.3f}" for m in ("min_k", "zlib", "loss"))
+                         for k, v in mia_rows.items()))
+    if "privleak" in extra:
+        lines.append("- PrivLeak (AUC on the unlearned model minus the retain model's, over the retain model's; "
+                     "0 = as private as the retain model): " + ", ".join(
+                         f"{m} {extra['privleak'][m]:+.3f}" for m in ("min_k", "zlib", "loss")))
+    grid_rows = [label for label in rows if label not in ("before", "after unlearning")]
+    if grid_rows:
+        refs = [ref for ref in names if ref in extra]
+        header = (["attack", "V worst: unlearned"] + [names[ref] for ref in refs]
+                  + [f"residual vs {names[ref]}" for ref in refs] + [f"{name} V"])
+        body = [[label.removeprefix("after ") + (" (worst)" if label == worst else ""), f"{rows[label]['V worst']:.3f}"]
+                + [f"{extra[ref][label]['V worst']:.3f}" for ref in refs]
+                + [f"{extra[f'residual_{ref}'][label]['V worst']:+.3f}" for ref in refs] + [f"{rows[label]['V']:.3f}"]
+                for label in grid_rows]
+        lines += ["", "Every attack of the grid (V in the worst probe; residual: the unlearned model's minus the "
+                  "reference's under the same attack):", "", markdown_table(header, body)]
     return "\n".join(lines)
 
 

@@ -5,6 +5,11 @@ loss:  -mean token NLL
 zlib:  -(mean token NLL) / zlib-compressed length of the text in bytes
 min_k: mean of the lowest k% token log-probabilities (Min-K%, Shi et al. 2024)
 AUC of members vs non-members: 0.5 = indistinguishable, 1 = every member scores higher.
+
+PrivLeak (MUSE, Shi et al. 2024): (AUC on the unlearned model - AUC on the retain model) / AUC
+on the retain model, for the same members and non-members: 0 = as private as a model that
+never saw the members; positive = the members still stand out, negative = they stand out the
+other way (unlearned too far, which also tells them apart).
 """
 
 from __future__ import annotations
@@ -87,6 +92,11 @@ def mia(model, tokenizer, members: list[str], nonmembers: list[str], k: float = 
             "members": {m: sum(pos[m]) / len(pos[m]) for m in METRICS},
             "nonmembers": {m: sum(neg[m]) / len(neg[m]) for m in METRICS},
             "n_members": len(members), "n_nonmembers": len(nonmembers), "min_k": k}
+
+
+def privleak(unlearned: dict, retain: dict) -> dict[str, float]:
+    """PrivLeak of each score, from two `mia` results on the same sentences."""
+    return {m: (unlearned["auc"][m] - retain["auc"][m]) / retain["auc"][m] for m in METRICS}
 
 
 def _sentences(value, name: str) -> list[str]:

@@ -72,16 +72,19 @@ def _lora_parameters(model, rank: int):
 
 def relearn(model, tokenizer, train_items: list[MCQ], eval_items: list[MCQ], epochs: int = 5, lr: float = 1e-4,
             optimizer: str = "adam", params: str = "mlp", *, batch_size: int = 16, seed: int = 0,
-            fmt: str = "cloze", shots: int = 3, lora_rank: int = 8, progress: bool = False) -> dict:
-    """Fine-tune `model` in place on the fact sentences of `train_items`; accuracy on `eval_items`
-    (scored with the probe format `fmt`) before and after every epoch. LoRA adapters are merged
-    into the weights at the end."""
+            fmt: str = "cloze", shots: int = 3, lora_rank: int = 8, texts: list[str] | None = None,
+            progress: bool = False) -> dict:
+    """Fine-tune `model` in place on the fact sentences of `train_items` (or on `texts`: other
+    text, such as general text, with `train_items` empty); accuracy on `eval_items` (scored with
+    the probe format `fmt`) before and after every epoch. LoRA adapters are merged into the
+    weights at the end."""
     if params not in ("mlp", "all", "lora"):
         raise InputError(f"unknown parameter set '{params}' (mlp, all, lora)")
     if optimizer not in ("adam", "sgd"):
         raise InputError(f"unknown optimizer '{optimizer}' (adam, sgd)")
     check_schedule(epochs, lr)
-    train_items, eval_items = given.questions(train_items, "train_items"), given.questions(eval_items, "eval_items")
+    train_items = given.questions(train_items, "train_items") if train_items or texts is None else []
+    eval_items = given.questions(eval_items, "eval_items")
 
     def accuracy() -> float:
         return probe_mcq(model, tokenizer, eval_items, fmt, k=shots, seed=seed).accuracy
@@ -95,11 +98,13 @@ def relearn(model, tokenizer, train_items: list[MCQ], eval_items: list[MCQ], epo
     if params == "lora":
         torch.manual_seed(seed)  # the adapters' initialisation
         trained, trainable = _lora_parameters(model, lora_rank)
-    sentences = [s for item in train_items for s in item.sentences()]
+    sentences = [s for item in train_items for s in item.sentences()] + list(texts or ())
+    if not sentences:
+        raise InputError("the relearning attack has nothing to train on (no train_items, no texts)")
     losses = finetune(trained, tokenizer, sentences, epochs=epochs, lr=lr, optimizer=optimizer, params=trainable,
                       batch_size=batch_size, seed=seed, on_epoch=on_epoch, progress=progress)
     if params == "lora":
         trained.merge_and_unload()
     return {"attack": "relearn", "before": before, "per_epoch": per_epoch, "max_accuracy": max(per_epoch),
             "losses": losses, "epochs": epochs, "lr": lr, "optimizer": optimizer, "params": params,
-            "n_train": len(train_items), "n_eval": len(eval_items), "format": fmt}
+            "n_train": len(train_items), "n_texts": len(texts or ()), "n_eval": len(eval_items), "format": fmt}

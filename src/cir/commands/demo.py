@@ -1,4 +1,4 @@
-"""unlearn a benchmark (or one built-in topic), then attack it: before / after / after relearning / after 4-bit"""
+"""unlearn a benchmark (or one built-in topic), then attack it with a grid: before / after / after each attack"""
 
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ def add_arguments(parser) -> None:
                              f"reference), subjects (everything about some countries), capitals (pretrained, the hard "
                              f"case); see docs/results.md (default: {DEFAULT_BENCHMARK}, unless --topic is given)")
     parser.add_argument("--topic", default=None, help="one built-in topic to forget instead of a benchmark")
+    from cir.attacks.suite import GRIDS
+
+    parser.add_argument("--attacks", choices=list(GRIDS), default="default",
+                        help="the attack grid: suite (relearning on T at 3e-5 and 4-bit), default (one attack per "
+                             "axis at its strongest: learning rate, weights, epochs, text, 4- and 8-bit), full (the "
+                             "whole grid; hours on a CPU) (default: default)")
     add_options(parser, "method", "config", "set", "seed", "out", "overwrite", "quiet",
                 out={"required": False, "default": "runs/demo"},
                 overwrite={"default": True, "help": argparse.SUPPRESS})
@@ -43,7 +49,7 @@ def run(args) -> None:
         raise InputError("give --benchmark or --topic, not both")
     benchmark = args.benchmark or (DEFAULT_BENCHMARK if args.topic is None else None)
     run, method_config = run_configs(args, {"collateral_budget": DEMO_COLLATERAL} | method_defaults(benchmark))
-    settings = DemoSettings(topic=args.topic or "capitals", benchmark=benchmark, seed=run.seed)
+    settings = DemoSettings(topic=args.topic or "capitals", benchmark=benchmark, seed=run.seed, attacks=args.attacks)
     check_output_dir(args.out, args.overwrite)
     model, tokenizer = load(args)
     table, _, _ = run_demo(model, tokenizer, args.out, settings, overwrite=args.overwrite, config=method_config,
