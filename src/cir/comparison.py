@@ -543,9 +543,7 @@ class Comparison:
         methods = {}
         for method in s.methods:
             trials = self.search(method, bar)
-            best = {i: min(trials, key=lambda t: (t["budgets"][str(i)]["V_worst_after_relearning"],
-                                                  t["budgets"][str(i)]["V_after_relearning"], t["number"]))
-                    for i in range(n)}
+            best = {i: best_trial(trials, i) for i in range(n)}
             runs = self.finals(method, best, bar)
             methods[method] = {"trials": trials, "budgets": [
                 {"budget": s.budgets[i], "collateral_budget": s.collateral[i], "best_trial": best[i]["number"],
@@ -588,6 +586,19 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
          20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
 
 
+def best_trial(trials: list[dict], index: int) -> dict:
+    """Budget `index`'s best trial: the lowest V in the worst probe after relearning; of a tie, the
+    larger drop before the attack (the lower V in the worst probe after unlearning: what the
+    method can forget, within the budget), then the lower cloze V after relearning, then the
+    first trial."""
+    def key(trial: dict) -> tuple:
+        cell = trial["budgets"][str(index)]
+        return (cell["V_worst_after_relearning"], cell["V_worst_after_unlearning"], cell["V_after_relearning"],
+                trial["number"])
+
+    return min(trials, key=key)
+
+
 def mean_ci(values: list[float]) -> tuple[float, float]:
     """(mean, half-width of the 95% t confidence interval); the half-width is nan for one value."""
     mean = statistics.fmean(values)
@@ -606,6 +617,7 @@ def summarise(runs: list[dict]) -> dict:
     in the worst probe, and the worst reported topic's change."""
     out = {key: mean_ci([r[key] for r in runs]) for key in SUMMARY_KEYS}
     out["drop"] = mean_ci([r["V_worst_before"] - r["V_worst_after_relearning"] for r in runs])
+    out["drop_before_attack"] = mean_ci([r["V_worst_before"] - r["V_worst_after_unlearning"] for r in runs])
     out["topics_worst_change"] = mean_ci([min(r["topics_change"].values(), default=0.0) for r in runs])
     out["topics_change"] = {t: mean_ci([r["topics_change"][t] for r in runs]) for t in runs[0]["topics_change"]}
     for key in RESIDUALS:
@@ -628,22 +640,23 @@ def _fixed(value: float | None, digits: int) -> str:
 def budget_table(result: dict, index: int) -> str:
     header = ["method", "V before", "V after unlearning", "V after relearning",
               f"V after {result['settings']['attacks']['quantize_bits']}-bit", "V worst probe after relearning",
-              "drop (worst probe)", "other topics, worst Δ", "loss ratio", "collateral (watched)", "s / fact",
+              "drop before the attack (worst probe)", "drop (worst probe)", "other topics, worst Δ", "loss ratio", "collateral (watched)", "s / fact",
               "setting (trial)"]
     residual = result.get("never_taught") is not None
     if residual:  # beside the drop: what is left above the never-taught model under each attack
-        header[7:7] = ["residual, worst probe after relearning", "residual, worst probe after 4-bit"]
+        header[8:8] = ["residual, worst probe after relearning", "residual, worst probe after 4-bit"]
     rows = []
     for name, entry in result["methods"].items():
         cell = entry["budgets"][index]
         s = cell["summary"]
         row = [name, _cell(s["V_before"]), _cell(s["V_after_unlearning"]), _cell(s["V_after_relearning"]),
                _cell(s["V_after_quantisation"]), _cell(s["V_worst_after_relearning"]),
-               _cell(s["drop"], sign=True), _cell(s["topics_worst_change"], sign=True),
+               _cell(s.get("drop_before_attack", (math.nan, math.nan)), sign=True), _cell(s["drop"], sign=True),
+               _cell(s["topics_worst_change"], sign=True),
                _cell(s["loss_ratio"], 4), _cell(s["collateral"]), _cell(s["seconds_per_fact"], 2),
                " ".join(f"`{o}`" for o in cell["best"]) + f" ({cell['best_trial'] + 1})" + _unlearned(cell)]
         if residual:
-            row[7:7] = [_cell(s[f"residual_{key}"], sign=True) for key in RESIDUALS]
+            row[8:8] = [_cell(s[f"residual_{key}"], sign=True) for key in RESIDUALS]
         rows.append(row)
     return markdown_table(header, rows)
 

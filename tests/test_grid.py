@@ -1,0 +1,172 @@
+"""The attack grid and what it is held against: the worst attack is the grid's maximum, each attack
+runs on its own copy, a reference's rows are kept and read back, the retain model is taught
+without the forget set, PrivLeak, and the comparison's ties."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cir.attacks.membership import METRICS, privleak
+from cir.attacks.relearning import split_forget
+from cir.attacks.suite import GRIDS, Attack, ReferenceRows, attack_texts, run_grid, worst_attack
+from cir.benchmarks import TeachRecipe, invented_people, make_setting, taught_model
+from cir.errors import InputError, TeachingFellShort
+
+TINY = TeachRecipe(people=6, strangers=3, epochs=60, lr=3e-3, params="all", question_form="cloze",
+                   min_accuracy=0.8, replay=False)
+GENERAL = ["The river flooded after days of rain.", "A quiet street at night, lit by one lamp.",
+           "The committee met on Tuesday to discuss the budget."]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def small_grid() -> tuple[Attack, ...]:
+    return (Attack(lr=1e-5, epochs=1), Attack(params="all", lr=3e-3, epochs=3),
+            Attack(data="general", params="all", lr=1e-3, epochs=2), Attack(data="kept", params="lora", lr=1e-3, epochs=1),
+            Attack("quantize", bits=8))
+
+
+def test_every_attack_of_the_grid_runs_on_its_own_copy_and_the_worst_is_their_maximum(taught, people, cache):
+    model, tokenizer = taught
+    train, held_out = split_forget(people[:40], 0.5, seed=0)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    data = attack_texts(train, people[40:], GENERAL, seed=0)
+    grid = small_grid()
+    rows = run_grid(model, tokenizer, grid, data, held_out, topics={"others": people[40:60]}, seed=0)
+    assert list(rows) == [attack.label for attack in grid]
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())  # the model is left as it is
+    for attack in grid:
+        row = rows[attack.label]
+        assert set(row) >= {"V", "V worst", "others"} and row["V worst"] >= row["V"] - 1e-9
+        if attack.kind == "relearn":  # V at the best epoch, the attack's own record beside it
+            result = row["_relearn"]
+            assert len(result["per_epoch"]) == attack.epochs and row["V"] == max(result["per_epoch"])
+            assert result["params"] == attack.params and result["lr"] == attack.lr
+    # each relearning trained on its own text: T's facts, general text, as many kept facts as T
+    assert rows[grid[1].label]["_relearn"]["n_train"] == len(train)
+    assert (rows[grid[2].label]["_relearn"]["n_train"], rows[grid[2].label]["_relearn"]["n_texts"]) == (0, len(GENERAL))
+    assert rows[grid[3].label]["_relearn"]["n_train"] == len(train)
+    worst = worst_attack(rows)
+    assert rows[worst]["V worst"] == max(row["V worst"] for row in rows.values())
+
+
+def test_the_worst_attack_is_the_highest_v_in_the_worst_probe_and_a_tie_goes_to_the_first():
+    rows = {"a": {"V worst": 0.3, "V": 0.9}, "b": {"V worst": 0.6, "V": 0.2}, "c": {"V worst": 0.6, "V": 0.1}}
+    assert worst_attack(rows) == "b"
+
+
+def test_a_references_rows_are_kept_and_read_back_for_the_same_split_only(taught, people, cache, monkeypatch):
+    import sys
+
+    model, tokenizer = taught
+    train, held_out = split_forget(people[:40], 0.5, seed=0)
+    data, topics = {"T": train}, {"others": people[40:60]}
+    grid = (Attack(lr=1e-4, epochs=1), Attack("quantize", bits=4))
+    kept = ReferenceRows(model, data, held_out, topics, seed=0)
+    first = run_grid(model, tokenizer, grid, data, held_out, topics=topics, cache=kept)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a kept row was attacked again")
+
+    monkeypatch.setattr(sys.modules["cir.attacks.suite"], "run_attack", refuse)  # (cir.attacks.suite: the function)
+    again = run_grid(model, tokenizer, grid, data, held_out, topics=topics,
+                     cache=ReferenceRows(model, data, held_out, topics, seed=0))
+    assert list(again) == list(first)
+    assert [(row["V"], row["V worst"], row["others"]) for row in again.values()] == \
+        [(row["V"], row["V worst"], row["others"]) for row in first.values()]
+    other = ReferenceRows(model, data, held_out[1:], topics, seed=0)  # another V: another file
+    assert other.path != kept.path and other.get(grid[0]) is None
+    with pytest.raises(AssertionError, match="attacked again"):
+        run_grid(model, tokenizer, grid, data, held_out[1:], topics=topics, cache=other)
+
+
+def test_the_grids_hold_the_axes_the_issue_names():
+    full = GRIDS["full"]
+    rates = {a.lr for a in full if a.kind == "relearn" and a.data == "T"}
+    assert min(rates) <= 1e-5 and max(rates) >= 1e-3
+    assert {a.params for a in full if a.kind == "relearn"} == {"mlp", "all", "lora"}
+    assert {a.data for a in full if a.kind == "relearn"} == {"T", "general", "kept"}
+    assert {a.bits for a in full if a.kind == "quantize"} == {4, 8} == {a.bits for a in GRIDS["default"]
+                                                                       if a.kind == "quantize"}
+    assert len({a.epochs for a in full}) > 1 and set(GRIDS["default"]) <= set(full) | set(GRIDS["default"])
+    assert len({a.label for a in full}) == len(full)  # every attack named apart
+    with pytest.raises(InputError, match="unknown relearning data 'V'"):
+        Attack(data="V")
+
+
+def test_the_retain_model_is_taught_every_kept_sentence_and_none_of_the_forget_sets(tokenizer, llama, monkeypatch):
+    import cir.finetune
+    from cir.benchmarks import teach
+
+    trained = {}
+    monkeypatch.setattr(cir.finetune, "finetune", lambda model, tokenizer, sentences, **_: trained.update(
+        sentences=list(sentences)))
+    forget, kept, _ = invented_people(TINY)
+    with pytest.raises(TeachingFellShort, match="kept cloze"):  # nothing trained: the kept set falls short
+        teach(llama, tokenizer, TINY, progress=False, retain=True)
+    forget_sentences = {s for item in forget for s in item.sentences()}
+    assert len(forget_sentences) > 0 and not forget_sentences & set(trained["sentences"])
+    assert trained["sentences"] == [s for item in kept for s in item.sentences()]
+
+
+def test_the_retain_model_knows_the_kept_people_not_the_forgotten_and_is_cached_apart(tokenizer, llama, cache):
+    taught, record = taught_model(llama, tokenizer, TINY, progress=False)
+    retain, retain_record = taught_model(llama, tokenizer, TINY, progress=False, retain=True)
+    assert retain_record["cached_at"] == record["cached_at"] + "-retain"
+    assert (record["taught"], retain_record["taught"]) == (["forget", "kept"], ["kept"])
+    after = retain_record["after"]
+    assert after["kept"]["cloze"] >= TINY.min_accuracy and after["forget"]["cloze"] < after["kept"]["cloze"]
+    assert record["after"]["forget"]["cloze"] >= TINY.min_accuracy
+    setting = make_setting("taught", llama, tokenizer, recipe=TINY, progress=False)
+    made = setting.retain()
+    assert made is setting.retain()  # made once
+    assert all(torch.equal(a, b) for a, b in zip(made.state_dict().values(), retain.state_dict().values()))
+    assert make_setting("capitals", llama, tokenizer).retain() is None
+
+
+def test_privleak_is_the_auc_change_relative_to_the_retain_models():
+    unlearned = {"auc": {"loss": 0.9, "zlib": 0.6, "min_k": 0.3}}
+    retain = {"auc": {"loss": 0.6, "zlib": 0.6, "min_k": 0.6}}
+    got = privleak(unlearned, retain)
+    assert set(got) == set(METRICS)
+    assert got["loss"] == pytest.approx(0.5) and got["zlib"] == 0 and got["min_k"] == pytest.approx(-0.5)
+
+
+def test_the_headline_names_the_worst_attack_and_its_residual_against_each_reference():
+    from cir.demo import headline, residuals
+
+    rows = {"before": {"V": 1.0, "V worst": 1.0}, "after unlearning": {"V": 0.3, "V worst": 0.4},
+            "after a": {"V": 0.4, "V worst": 0.5}, "after b": {"V": 0.5, "V worst": 0.7}}
+    never = {"before": {"V": 0.25, "V worst": 0.3}, "after a": {"V": 0.3, "V worst": 0.3},
+             "after b": {"V": 0.5, "V worst": 0.65}}
+    retain = {"before": {"V": 0.3, "V worst": 0.35}, "after a": {"V": 0.3, "V worst": 0.2},
+              "after b": {"V": 0.5, "V worst": 0.6}}
+    extra = {"never_taught": never, "retain": retain, "residual_never_taught": residuals(rows, never),
+             "residual_retain": residuals(rows, retain)}
+    head = headline(rows, extra)
+    assert head["worst_attack"] == "after b" and head["V worst"] == 0.7
+    assert head["never_taught"]["residual at the worst attack"] == pytest.approx(0.05)
+    # the largest residual of the grid may sit at another attack than the worst one
+    assert head["never_taught"]["largest residual"] == pytest.approx(0.2) and head["never_taught"]["largest at"] == "after a"
+    assert head["retain"]["residual at the worst attack"] == pytest.approx(0.1)
+    assert head["retain"]["largest residual"] == pytest.approx(0.3)
+
+
+def test_a_tie_after_the_attack_goes_to_the_trial_that_forgot_more_before_it():
+    from cir.comparison import best_trial
+
+    def trial(number, after_unlearning, after_relearning=1.0, cloze=1.0):
+        return {"number": number, "budgets": {"0": {"V_worst_after_relearning": after_relearning,
+                                                    "V_worst_after_unlearning": after_unlearning,
+                                                    "V_after_relearning": cloze}}}
+
+    trials = [trial(0, 1.0), trial(1, 0.4), trial(2, 0.6)]
+    assert best_trial(trials, 0)["number"] == 1  # the same after the attack: the larger drop before it
+    trials.append(trial(3, 0.9, after_relearning=0.8))
+    assert best_trial(trials, 0)["number"] == 3  # the attack's reading comes first
+    assert best_trial([trial(0, 0.5), trial(1, 0.5)], 0)["number"] == 0
