@@ -12,6 +12,7 @@ Seconds per fact of whole runs are printed by `cir demo` (README) and `cir compa
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
@@ -132,6 +133,8 @@ print(json.dumps({{"statistics": stats, "references": refs, "rss_growth": rss() 
 
 
 def main() -> None:
+    # no options: --help says what is measured, without measuring it
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     from cir.data import load_mcq
     from cir.models import load_model
 

@@ -3,12 +3,15 @@ multiple-choice evaluation: 200 questions x 4 choices on the bundled model."""
 
 from __future__ import annotations
 
+import argparse
 import time
 
 from _common import write_section
 
 
 def main() -> None:
+    # no options: --help says what is measured, without measuring it
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     from cir.data import builtin_topics, load_mcq
     from cir.evaluation import evaluate_cloze, evaluate_letters
     from cir.models import load_model, time_bundled_loads

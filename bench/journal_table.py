@@ -1,7 +1,8 @@
 """What an unfinished comparison has measured so far, from its journal: every finished search
 trial and every finished run on seeds 1..K, as tables in a section of a markdown file.
 
-    python bench/journal_table.py runs/compare-subjects/journal.jsonl --name subjects --markdown docs/results.md
+    python bench/journal_table.py runs/compare-subjects/journal.jsonl --name subjects \
+        --markdown docs/results/tables/compare-progress-subjects.md
 
 A comparison of seven methods at three seeds runs for many hours on a CPU; its journal is
 continued by running the same `cir compare` command again. The tables are the trials' own

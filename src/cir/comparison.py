@@ -219,7 +219,7 @@ class Evaluation:
 # the first, the method is given every fourth from the third to keep, and the tables report the
 # odd half. A method that keeps only the facts it was shown is then stopped by the budget (a
 # retain-aware collapse of the watched facts themselves left the budget blind to the loss of
-# 5 of 36 unwatched taught people's answers: docs/results.md)
+# 5 of 36 unwatched taught people's answers: docs/results/taught.md)
 WATCHED, PROTECTED, REPORTED = slice(0, None, 4), slice(2, None, 4), slice(1, None, 2)
 
 

@@ -18,7 +18,7 @@ def add_arguments(parser) -> None:
     what.add_argument("--forget", action="append", help="fact set(s) to forget (as for --mcq)")
     what.add_argument("--benchmark", choices=benchmark_names(),
                       help="a named benchmark's forget set and kept knowledge (capitals, subjects, taught: "
-                           "see docs/results.md); taught also reports the residual over the never-taught model")
+                           "see docs/results/); taught also reports the residual over the never-taught model")
     parser.add_argument("--methods", default=None,
                         help="comma-separated methods (default: cir,repselect,npo,simnpo,rmu,circuit_breakers,"
                              "gradient_difference; with --quick: cir,npo,gradient_difference)")

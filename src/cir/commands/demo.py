@@ -15,7 +15,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--benchmark", choices=benchmark_names(), default=None,
                         help=f"what to forget and keep: taught (invented people taught first, with a never-taught "
                              f"reference), subjects (everything about some countries), capitals (pretrained, the hard "
-                             f"case); see docs/results.md (default: {DEFAULT_BENCHMARK}, unless --topic is given)")
+                             f"case); see docs/results/ (default: {DEFAULT_BENCHMARK}, unless --topic is given)")
     parser.add_argument("--topic", default=None, help="one built-in topic to forget instead of a benchmark")
     from cir.attacks.suite import GRIDS
 
@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
                 overwrite={"default": True, "help": argparse.SUPPRESS})
 
 
-# the benchmark where CIR's forgetting holds against the attacks (docs/results.md)
+# the benchmark where CIR's forgetting holds against the attacks (docs/results/taught.md)
 DEFAULT_BENCHMARK = "taught"
 
 # one question of the smallest watched quarter (cir.loop.one_question): 0.1 where it has 11
