@@ -170,6 +170,8 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
         extra["mia"]["retain"] = membership(setting, references["retain"])
         extra["privleak"] = privleak(extra["mia"]["after unlearning"], extra["mia"]["retain"])
     extra["attacks"] = [attack.to_json() for attack in grid]
+    extra["unlearning"] = {"loss_ratio": result.kept["loss_ratio"], "seconds": result.seconds,
+                           "stop_reason": result.stop_reason}
     extra["headline"] = headline(rows, extra)
     table = demo_table(settings, rows, result, extra)
     write_demo(Path(out), settings, rows, table, extra)
