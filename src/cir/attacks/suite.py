@@ -17,6 +17,7 @@ import copy
 import hashlib
 import json
 import random
+import time
 from dataclasses import asdict, dataclass
 
 from tqdm.auto import tqdm
@@ -181,13 +182,15 @@ def attack_texts(train: list[MCQ], kept: list[MCQ] = (), general: list[str] = ()
 
 def run_attack(model, tokenizer, attack: Attack, data: dict[str, list], held_out: list[MCQ],
                topics: dict[str, list[MCQ]], seed: int = 0, progress: bool = False) -> dict:
-    """`attack` on a copy of `model` (left as it is): a row as `measure` makes it; relearning's V
-    is its best epoch (V worst at least that), its own result kept under "_relearn"."""
+    """`attack` on a copy of `model` (left as it is): a row as `measure` makes it, with the
+    attack's seconds under "_seconds"; relearning's V is its best epoch (V worst at least that),
+    its own result kept under "_relearn"."""
+    start = time.perf_counter()
     attacked = attack_copy(model)
     try:
         if attack.kind == "quantize":
             quantize_model(attacked, bits=attack.bits)
-            return measure(attacked, tokenizer, topics, held_out)
+            return measure(attacked, tokenizer, topics, held_out) | {"_seconds": time.perf_counter() - start}
         texts = data.get(attack.data) or []
         if not texts:
             raise InputError(f"the attack '{attack.label}' has no {RELEARN_DATA[attack.data]} to train on")
@@ -196,7 +199,8 @@ def run_attack(model, tokenizer, attack: Attack, data: dict[str, list], held_out
                          optimizer="adam", params=attack.params, seed=seed, texts=extra, progress=progress)
         best = result["max_accuracy"]
         return (accuracies(attacked, tokenizer, topics) | {"V": best}
-                | worst_probe(attacked, tokenizer, held_out, floor=best) | {"_relearn": result})
+                | worst_probe(attacked, tokenizer, held_out, floor=best) | {"_relearn": result}
+                | {"_seconds": time.perf_counter() - start})
     finally:
         del attacked
 
