@@ -146,6 +146,16 @@ def _relearning(data: str, params: str, lrs, epochs=(6, 12)) -> list[Attack]:
 # the whole grid
 GRIDS: dict[str, tuple[Attack, ...]] = {
     "suite": (Attack(), Attack("quantize", bits=4)),
+    # the strongest of the demo's attacks (docs/sweep.md, "The attack grid"): what the
+    # seeds that judge the target meet
+    "wide": (
+        Attack(lr=3e-4),
+        Attack(params="all", lr=1e-4, epochs=12),
+        Attack(params="lora", lr=1e-3),
+        Attack(data="general", params="all", lr=1e-4),
+        Attack(data="kept", params="mlp", lr=3e-4),
+        Attack("quantize", bits=4),
+    ),
     "default": (
         Attack(),
         Attack(lr=3e-4),
