@@ -91,9 +91,11 @@ def test_the_grids_hold_the_axes_the_issue_names():
     assert min(rates) <= 1e-5 and max(rates) >= 1e-3
     assert {a.params for a in full if a.kind == "relearn"} == {"mlp", "all", "lora"}
     assert {a.data for a in full if a.kind == "relearn"} == {"T", "general", "kept"}
-    assert {a.bits for a in full if a.kind == "quantize"} == {4, 8} == {a.bits for a in GRIDS["default"]
-                                                                       if a.kind == "quantize"}
-    assert len({a.epochs for a in full}) > 1 and set(GRIDS["default"]) <= set(full) | set(GRIDS["default"])
+    assert {a.bits for a in full if a.kind == "quantize"} == {4, 8}
+    assert len({a.epochs for a in full}) > 1
+    for name, attacks in GRIDS.items():  # every named grid is a part of the full one
+        assert set(attacks) <= set(full), name
+    assert set(GRIDS["default"]) < set(GRIDS["wide"]) < set(full)
     assert len({a.label for a in full}) == len(full)  # every attack named apart
     with pytest.raises(InputError, match="unknown relearning data 'V'"):
         Attack(data="V")

@@ -38,7 +38,7 @@ class DemoSettings(AttackConfig):
 
     topic: str = "capitals"
     benchmark: str | None = None  # capitals, subjects, taught (cir.benchmarks); overrides `topic`
-    attacks: str = "default"  # the attack grid (cir.attacks.suite.GRIDS): suite, default, full
+    attacks: str = "default"  # the attack grid (cir.attacks.suite.GRIDS): suite, default, wide, full
 
     def __post_init__(self):
         super().__post_init__()
