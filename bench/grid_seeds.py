@@ -109,7 +109,8 @@ def main() -> None:
             with RECORDS.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             print(json.dumps(record), flush=True)
-    write_table(records)
+    # the file, not this process's list: runs of other seeds may have appended meanwhile
+    write_table([json.loads(line) for line in RECORDS.read_text().splitlines()] if RECORDS.is_file() else records)
     print(TABLE.read_text())
 
 
