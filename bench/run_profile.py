@@ -92,7 +92,7 @@ def profiled_run(model, tokenizer, facts, epochs: int, options: dict) -> tuple[d
     profile = Profile()
     for target, part in PARTS:
         profile.wrap(target, part)
-    from cir.loop import make_configs
+    from cir.run_config import make_configs
     from cir.losses import FORGET_LOSSES
 
     _, method_config = make_configs(options.get("method"), options=options)

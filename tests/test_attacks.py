@@ -9,7 +9,7 @@ import torch
 
 from cir.attacks import (PROBE_FORMATS, auc, mia, probe_mcq, quantize_model, quantize_tensor, relearn,
                          split_forget)
-from cir.attacks.probes import kshot_prompts
+from cir.probes import kshot_prompts
 from cir.cli import build_parser, main
 from cir.data.synthetic import ATTRIBUTES, generate_people, write_mcq
 from cir.evaluation import pad, cloze_prompt, evaluate_mcq

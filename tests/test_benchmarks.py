@@ -98,7 +98,7 @@ def test_each_benchmarks_first_collateral_budget_is_one_question_of_its_smallest
 
 
 def test_update_at_the_subject_reads_exactly_its_tokens(tokenizer, llama):
-    from cir.loop import make_configs
+    from cir.run_config import make_configs
     from cir.methods import get_method
 
     items = generate_people(4, seed=1, question_form="cloze")

@@ -11,7 +11,8 @@ from cir.data.general import builtin_prompts
 from cir.evaluation import evaluate_cloze
 from cir.hooks import activations_require_grad, capture_acts_and_grads
 from cir.methods.cir import CIR, CIRConfig
-from cir.loop import RunConfig, run_unlearning
+from cir.loop import run_unlearning
+from cir.run_config import RunConfig
 
 # The tiny model's facts share every template and every answer. There the paper's update over
 # every token with negative cross-entropy is the selective setting; the defaults chosen on the

@@ -145,7 +145,7 @@ def test_relearning_attack_under_fsdp_matches_one_process(taught_dir, inputs, pe
 def test_fsdp_refuses_what_it_cannot_shard(tmp_path, capsys):
     from cir.errors import InputError
     from cir.commands.options import build_configs
-    from cir.loop import fsdp_limits
+    from cir.run_config import fsdp_limits
 
     for overrides, message in [(["disruption=kl"], "disruption=kl"), (["gu=true"], "gu=true"),
                                (["method=shred"], "method shred")]:

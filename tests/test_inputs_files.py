@@ -236,7 +236,7 @@ def test_sigterm_removes_the_staging_directory(tmp_path):
 
 
 def test_synth_never_trains_the_prompt_evaluation_reads(tmp_path, capsys):
-    from cir.attacks.probes import battery_prompts
+    from cir.probes import battery_prompts
     from cir.data import load_mcq
     from cir.evaluation import cloze_prompt
 

@@ -12,7 +12,8 @@ import torch
 
 from cir.data.general import builtin_prompts
 from cir.evaluation import text_loss
-from cir.loop import RunConfig, in_float32, run_unlearning
+from cir.loop import in_float32, run_unlearning
+from cir.run_config import RunConfig
 from cir.methods.cir import CIRConfig
 
 # A step of norm 0.02 over the tiny model's 8 trained projections moves a weight by ~3e-5 on

@@ -56,7 +56,8 @@ def test_cir_moves_the_real_model_on_a_few_facts(smollm, tmp_path):
     import torch
 
     from cir.data import load_mcq
-    from cir.loop import RunConfig, general_text_split, run_unlearning
+    from cir.loop import general_text_split, run_unlearning
+    from cir.run_config import RunConfig
     from cir.methods.cir import CIRConfig
 
     model, tokenizer = smollm

@@ -16,7 +16,8 @@ from cir.comparison import CompareSettings
 from cir.data import load_facts
 from cir.errors import DivergedError, InputError
 from cir.models import load_model, save_model
-from cir.loop import RunConfig, UnlearningResult
+from cir.loop import UnlearningResult
+from cir.run_config import RunConfig
 
 __all__ = ["CompareSettings", "DivergedError", "InputError", "RunConfig", "UnlearningResult", "attacks", "compare",
            "evaluate", "load_facts", "load_model", "save_model", "unlearn", "unlearn_to_dir"]

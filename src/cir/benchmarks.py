@@ -166,7 +166,7 @@ def invented_people(recipe: TeachRecipe) -> tuple[list[MCQ], list[MCQ], list[MCQ
 
 def knowledge(model, tokenizer, sets: dict[str, list[MCQ]]) -> dict[str, dict[str, float]]:
     """Per set, cloze and recall accuracy."""
-    from cir.attacks.probes import cloze_and_recall
+    from cir.probes import cloze_and_recall
 
     return {name: dict(zip(("cloze", "recall"), cloze_and_recall(model, tokenizer, items)))
             for name, items in sets.items()}

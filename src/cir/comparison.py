@@ -38,7 +38,8 @@ from cir.data.mcq import MCQ
 from cir.errors import InputError
 from cir.evaluation import evaluate_mcq
 from cir.fields import check_fields
-from cir.loop import make_configs, one_question, run_unlearning
+from cir.loop import one_question, run_unlearning
+from cir.run_config import make_configs
 from cir.methods import get_method, method_names
 from cir.models import restore, snapshot
 from cir.outputs import to_json

@@ -4,7 +4,7 @@ bring it back with a grid of attacks.
 Rows: before, after unlearning, after each attack of the grid (cir.attacks.suite: relearning at
 several learning rates, weights, epochs and texts; 4- and 8-bit quantisation). The topic's
 accuracy is read on the half of its questions (V) that no attack trains on, with the cloze
-prompt and in the worst of the held-out probes (the probe battery, cir.attacks.probes); the
+prompt and in the worst of the held-out probes (the probe battery, cir.probes); the
 other topics show collateral damage, on their reported half: the collateral budget watches a
 quarter of each and the method is given another quarter to keep, as in cir.comparison. The
 headline is the worst attack (the highest V in the worst probe). Where the benchmark has them,

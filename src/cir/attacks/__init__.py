@@ -12,7 +12,7 @@ relearn and quantize change the model they are given, in place; suite works on c
 """
 
 from cir.attacks.membership import auc, mia, mia_scores, privleak
-from cir.attacks.probes import PROBE_FORMATS, probe_mcq
+from cir.probes import PROBE_FORMATS, probe_mcq
 from cir.attacks.quantization import quantize, quantize_model, quantize_tensor
 from cir.attacks.relearning import relearn, split_forget
 from cir.attacks.suite import GRIDS, Attack, AttackConfig, grid, run_grid, suite, worst_attack

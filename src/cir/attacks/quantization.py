@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from cir.architecture import decoder_layers, is_transposed
-from cir.attacks.probes import probe_mcq
+from cir.probes import probe_mcq
 from cir.data import given
 from cir.errors import InputError
 

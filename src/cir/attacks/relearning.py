@@ -14,7 +14,7 @@ from cir.architecture import decoder_layers, is_transposed, mlp_projections
 from cir.data import given
 from cir.data.mcq import MCQ
 from cir.errors import InputError
-from cir.attacks.probes import probe_mcq
+from cir.probes import probe_mcq
 from cir.evaluation import evaluate_mcq
 from cir.finetune import check_schedule, finetune
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 from tqdm.auto import tqdm
 
-from cir.attacks.probes import evaluate_battery
+from cir.probes import evaluate_battery
 from cir.attacks.quantization import quantize_model
 from cir.attacks.relearning import relearn, split_forget
 from cir.data import given

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cir.attacks.probes import PROBE_FORMATS
+from cir.probes import PROBE_FORMATS
 from cir.commands.options import add_model_options, add_options, fsdp, load, max_choices
 from cir.errors import InputError
 from cir.outputs import to_json

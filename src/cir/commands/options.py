@@ -105,7 +105,7 @@ def build_configs(config_file: str | None = None, overrides: list[str] = (), met
     YAML: loop options at the top level, method options under a key named after the method.
     Overrides: `key=value` for a loop option, `METHOD.key=value` (or a bare key) for the method's.
     """
-    from cir.loop import RunConfig, make_configs
+    from cir.run_config import RunConfig, make_configs
 
     loaded = read_yaml(config_file) if config_file else {}
     later = [(key, value, "--set") for key, value in parse_overrides(overrides)]

@@ -24,7 +24,7 @@ def run(args) -> None:
     from cir.api import unlearn_to_dir
     from cir.data import load_facts, load_mcq, load_texts
     from cir.outputs import check_output_dir
-    from cir.loop import fsdp_limits
+    from cir.run_config import fsdp_limits
 
     # every input is read before the model loads
     run, method_config = run_configs(args)
