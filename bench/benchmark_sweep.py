@@ -49,8 +49,9 @@ def main() -> None:
     from cir.commands.options import build_configs
     from cir.data.general import fingerprint
     from cir.evaluation import evaluate_mcq
-    from cir.comparison import PROTECTED, REPORTED, WATCHED
-    from cir.loop import general_text_split, run_unlearning, watched_retain_sets
+    from cir.protocol import PROTECTED, REPORTED, WATCHED
+    from cir.loop import general_text_split, run_unlearning
+    from cir.protocol import watched_retain_sets
     from cir.models import load_model
 
     base, tokenizer = load_model(args.model)

@@ -29,9 +29,10 @@ def main() -> None:
 
     from cir.benchmarks import TeachRecipe, make_setting
     from cir.commands.options import build_configs
-    from cir.comparison import PROTECTED, REPORTED, WATCHED
+    from cir.protocol import PROTECTED, REPORTED, WATCHED
     from cir.evaluation import evaluate_mcq
-    from cir.loop import run_unlearning, watched_retain_sets
+    from cir.loop import run_unlearning
+    from cir.protocol import watched_retain_sets
     from cir.models import load_model
 
     base, tokenizer = load_model()

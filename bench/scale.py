@@ -144,7 +144,7 @@ def run_shape(shape: str, layers: int | None = None, n_facts: int = 48, statisti
     from cir.data.general import builtin_prompts
     from cir.evaluation import text_loss
     from cir.probes import cloze_and_recall
-    from cir.loop import in_float32
+    from cir.models import in_float32
     from cir.methods.cir import CIR
     from cir.models import DEFAULT_MODEL, resolve
 

@@ -83,8 +83,9 @@ def test_each_benchmarks_first_collateral_budget_is_one_question_of_its_smallest
     """subjects' currencies keep 8 questions in their quarter (0.13), capitals' 11 (0.1); the
     comparison's later budgets stay as they were, and one given is kept."""
     from cir.benchmarks import capitals, subjects
-    from cir.comparison import WATCHED, CompareSettings
-    from cir.loop import watched_retain_sets
+    from cir.comparison import CompareSettings
+    from cir.protocol import WATCHED
+    from cir.protocol import watched_retain_sets
 
     for make, first in ((subjects, 0.13), (capitals, 0.1)):
         setting = make(None, None)
@@ -255,7 +256,8 @@ def test_every_benchmark_runs_in_its_quick_form(benchmark, tokenizer, llama, cac
     """cir compare --quick's settings on each benchmark; taught with a never-taught model, whose
     attacked rows give the residual of every run."""
     from cir.api import compare
-    from cir.comparison import CompareSettings, RESIDUALS, markdown
+    from cir.comparison import CompareSettings, markdown
+    from cir.protocol import RESIDUALS
 
     texts = [f"Some general text number {i} about the weather and the sea." for i in range(8)]
     settings = CompareSettings.quick(methods=("cir",), max_facts=8, topic_questions=4)

@@ -164,7 +164,7 @@ def test_demo_runs_the_four_rows(taught_dir, tmp_path, tiny_cache, capsys):
     """The four rows of the `suite` grid, the worst of its attacks named; the kept topics in three
     parts: a quarter watched (one question of it is the collateral budget), a quarter given to
     the method, the reported half in the table."""
-    from cir.comparison import PROTECTED, REPORTED, WATCHED
+    from cir.protocol import PROTECTED, REPORTED, WATCHED
     from cir.data.mcq import load_mcq
     from cir.evaluation import evaluate_cloze
     from cir.models import load_model

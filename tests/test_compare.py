@@ -245,8 +245,8 @@ def test_a_journal_is_refused_when_the_kept_topics_changed(tmp_path):
 def test_compare_splits_each_kept_topic_into_three_parts_read_apart():
     """The budget's, the method's and the tables' questions of each kept topic: disjoint, and
     together the whole topic (a quarter, a quarter, a half)."""
-    from cir.comparison import PROTECTED, REPORTED, WATCHED
-    from cir.loop import watched_retain_sets
+    from cir.protocol import PROTECTED, REPORTED, WATCHED
+    from cir.protocol import watched_retain_sets
 
     from cir.data.mcq import MCQ
 

@@ -12,7 +12,8 @@ import torch
 
 from cir.data.general import builtin_prompts
 from cir.evaluation import text_loss
-from cir.loop import in_float32, run_unlearning
+from cir.loop import run_unlearning
+from cir.models import in_float32
 from cir.run_config import RunConfig
 from cir.methods.cir import CIRConfig
 

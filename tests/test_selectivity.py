@@ -13,7 +13,8 @@ from cir.collapse import common_basis
 from cir.data.general import builtin_prompts
 from cir.evaluation import evaluate_cloze
 from cir.methods.cir import CIR, CIRConfig
-from cir.loop import run_unlearning, watched_retain_sets
+from cir.loop import run_unlearning
+from cir.protocol import watched_retain_sets
 from cir.run_config import RunConfig
 
 TINY = dict(act_components=4, grad_components=4, unlearning_rate=0.3, forget_loss="neg_cross_entropy",

@@ -14,14 +14,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cir import distributed
-from cir.probes import evaluate_battery
-from cir.comparison import PROTECTED, REPORTED, WATCHED, CompareSettings, Comparison, Evaluation, Journal, \
-    journal_header
+from cir.comparison import CompareSettings, Comparison, Evaluation, Journal, journal_header
 from cir.data import MCQ, given, topic_sets
 from cir.evaluation import evaluate_mcq, text_kl, text_loss
-from cir.runs import run_directory, save_weights, write_run
-from cir.loop import UnlearningResult, general_text_split, resolve_collateral, run_unlearning, watched_retain_sets
+from cir.loop import UnlearningResult, general_text_split, resolve_collateral, run_unlearning
+from cir.probes import evaluate_battery
+from cir.protocol import PROTECTED, REPORTED, WATCHED, watched_retain_sets
 from cir.run_config import RunConfig, make_configs
+from cir.runs import run_directory, save_weights, write_run
 
 Facts = Sequence[MCQ] | str | Path | Sequence[str | Path]  # questions, or fact set specs (a file, a topic, hf:...)
 Texts = Sequence[str] | str | Path  # documents, or a corpus spec (a .txt or JSONL file, hf:...)

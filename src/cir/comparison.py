@@ -33,17 +33,18 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from cir.attacks.suite import AttackConfig, accuracies, suite, worst_probe
+from cir.attacks.suite import AttackConfig, suite
 from cir.data.mcq import MCQ
 from cir.errors import InputError
 from cir.evaluation import evaluate_mcq
 from cir.fields import check_fields
 from cir.loop import one_question, run_unlearning
-from cir.run_config import make_configs
 from cir.methods import get_method, method_names
 from cir.models import restore, snapshot
 from cir.outputs import to_json
+from cir.protocol import RESIDUALS, accuracies, residual_of, worst_probe
 from cir.report import markdown_table
+from cir.run_config import make_configs
 
 DEFAULT_METHODS = ("cir", "repselect", "npo", "simnpo", "rmu", "circuit_breakers", "gradient_difference")
 QUICK_METHODS = ("cir", "npo", "gradient_difference")
@@ -216,14 +217,6 @@ class Evaluation:
     protected: dict[str, list[MCQ]] | None = None
 
 
-# each kept topic's questions in three parts: the collateral budget watches every fourth from
-# the first, the method is given every fourth from the third to keep, and the tables report the
-# odd half. A method that keeps only the facts it was shown is then stopped by the budget (a
-# retain-aware collapse of the watched facts themselves left the budget blind to the loss of
-# 5 of 36 unwatched taught people's answers: docs/results/taught.md)
-WATCHED, PROTECTED, REPORTED = slice(0, None, 4), slice(2, None, 4), slice(1, None, 2)
-
-
 # ---------------------------------------------------------------- the journal
 class Journal:
     """The records of a comparison as they finish, one JSON line each, in `path`. The first line
@@ -359,7 +352,8 @@ class Comparison:
         """The original model's held-out text loss and watched accuracies, measured once for all runs."""
         if self._reference is None:
             from cir.evaluation import text_loss
-            from cir.loop import Collateral, in_float32
+            from cir.loop import Collateral
+            from cir.models import in_float32
 
             model = self._fresh()
             with in_float32(model):  # as the loop measures (RunConfig.measure_float32)
@@ -563,17 +557,6 @@ class Comparison:
                 "before": [self.before(k) for k in range(1, s.seeds + 1)], "methods": methods,
                 "never_taught": None if self.never_taught is None
                 else [self.never_taught_row(k) for k in range(1, s.seeds + 1)]}
-
-
-RESIDUALS = ("V_worst_after_relearning", "V_worst_after_quantisation")
-
-
-def residual_of(row: dict, never_taught: dict | None) -> dict:
-    """V in the worst probe after each attack minus the never-taught model's under the same attack
-    (0: as if never learned); {} without a never-taught model."""
-    if never_taught is None:
-        return {}
-    return {f"residual_{key}": row[key] - never_taught[key] for key in RESIDUALS}
 
 
 def objectives(trial: dict, n: int) -> list[float]:

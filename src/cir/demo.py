@@ -25,10 +25,10 @@ from cir.attacks.suite import GRIDS, Attack, AttackConfig, ReferenceRows, attack
 from cir.benchmarks import Setting, check_benchmark, make_setting, topic_setting
 from cir.data import builtin_topics
 from cir.errors import InputError
+from cir.loop import UnlearningResult, general_text_split
 from cir.outputs import stage, write_json
+from cir.protocol import PROTECTED, REPORTED, watched_retain_sets
 from cir.report import markdown_table
-from cir.comparison import PROTECTED, REPORTED
-from cir.loop import UnlearningResult, general_text_split, watched_retain_sets
 
 
 @dataclass

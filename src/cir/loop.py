@@ -3,11 +3,9 @@ last in-budget weights, metrics and seeds (cir.runs writes the run directory).""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import functools
-import itertools
 import math
 import time
 import typing
@@ -25,36 +23,13 @@ from cir.errors import InputError
 from cir.evaluation import evaluate_cloze, text_kl, text_loss
 from cir.methods import get_method
 from cir.methods.base import NonFiniteLoss
-from cir.models import restore, snapshot
+from cir.models import in_float32, restore, snapshot
 from cir.outputs import to_json
 from cir.probes import cloze_and_recall, evaluate_battery
 from cir.run_config import RunConfig
 
 
 # ---------------------------------------------------------------- the loop
-LOW_PRECISION = (torch.bfloat16, torch.float16)
-
-
-@contextlib.contextmanager
-def in_float32(model, on: bool = True):
-    """Within the block, the model's bfloat16 and float16 parameters and buffers in float32; cast
-    back after, exactly (float32 holds every bfloat16 and float16 value). Each tensor keeps its
-    identity (the method's references to the trained weights stay valid). Sharded weights stay
-    as they are."""
-    tensors = [t for t in itertools.chain(model.parameters(), model.buffers()) if t.dtype in LOW_PRECISION]
-    if not on or not tensors or distributed.is_sharded(model):
-        yield
-        return
-    dtypes = [t.dtype for t in tensors]
-    for t in tensors:
-        t.data = t.data.float()
-    try:
-        yield
-    finally:
-        for t, dtype in zip(tensors, dtypes):
-            t.data = t.data.to(dtype)
-
-
 @dataclass
 class UnlearningResult:
     """What a run did: a row of measurements per epoch (0 = the original model), the epoch whose
@@ -138,34 +113,6 @@ def resolve_collateral(run: RunConfig, sets: dict[str, list] | None) -> RunConfi
     if run.collateral_budget is not None:
         return run
     return dataclasses.replace(run, collateral_budget=one_question(sets) if sets else 0.0)
-
-
-def watched_retain_sets(forget: list[MCQ], sets: dict[str, list[MCQ]],
-                        half: int | slice | None = 0) -> dict[str, list[MCQ]]:
-    """The retain fact sets a run watches: each set's questions `half` (0: even, 1: odd
-    positions; a slice: those positions; None: all), without those that ask a forget question or state a forget fact
-    again: the same answer about the same subject, or where either has no subject, the same
-    answer (a user's own capitals file next to the built-in capitals). Facts about other
-    subjects that share an answer (two invented people born in Oslo) stay."""
-    def key(item: MCQ) -> tuple[str | None, str]:
-        return (item.subject.strip().casefold() if item.subject else None, item.answer_text.strip().lower())
-
-    stated = {key(item) for item in forget}
-    unattributed = {answer for subject, answer in stated if subject is None}
-    answers = {answer for _, answer in stated}
-    questions = {item.question.strip().lower() for item in forget}
-
-    def restates(item: MCQ) -> bool:
-        subject, answer = key(item)
-        return (subject, answer) in stated or answer in unattributed or (subject is None and answer in answers)
-
-    watched = {}
-    for name, items in sets.items():
-        chosen = items if half is None else items[half if isinstance(half, slice) else slice(half, None, 2)]
-        chosen = [item for item in chosen if not restates(item) and item.question.strip().lower() not in questions]
-        if chosen:
-            watched[name] = chosen
-    return watched
 
 
 def gradient_checkpointing(model, on: bool) -> None:

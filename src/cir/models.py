@@ -8,7 +8,9 @@ later load reads that copy.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import itertools
 import os
 import pickle
 import shutil
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from cir import distributed
 from cir.errors import DivergedError, InputError
 from cir.outputs import to_json
 
@@ -224,3 +227,26 @@ def time_bundled_loads(alias: str = DEFAULT_MODEL) -> dict:
             else:
                 os.environ["CIR_CACHE"] = previous
     return {"first_load_s": first, "cached_load_s": cached}
+
+
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+@contextlib.contextmanager
+def in_float32(model, on: bool = True):
+    """Within the block, the model's bfloat16 and float16 parameters and buffers in float32; cast
+    back after, exactly (float32 holds every bfloat16 and float16 value). Each tensor keeps its
+    identity (the method's references to the trained weights stay valid). Sharded weights stay
+    as they are."""
+    tensors = [t for t in itertools.chain(model.parameters(), model.buffers()) if t.dtype in LOW_PRECISION]
+    if not on or not tensors or distributed.is_sharded(model):
+        yield
+        return
+    dtypes = [t.dtype for t in tensors]
+    for t in tensors:
+        t.data = t.data.float()
+    try:
+        yield
+    finally:
+        for t, dtype in zip(tensors, dtypes):
+            t.data = t.data.to(dtype)

@@ -22,14 +22,13 @@ from dataclasses import asdict, dataclass
 
 from tqdm.auto import tqdm
 
-from cir.probes import evaluate_battery
 from cir.attacks.quantization import quantize_model
 from cir.attacks.relearning import relearn, split_forget
 from cir.data import given
 from cir.data.mcq import MCQ
 from cir.errors import InputError
-from cir.evaluation import evaluate_mcq
 from cir.fields import check_fields
+from cir.protocol import accuracies, measure, worst_probe
 
 ATTACKS = ("relearn", "quantize")
 
@@ -59,33 +58,11 @@ class AttackConfig:
         return split_forget(items, self.split_ratio, self.seed)
 
 
-def accuracies(model, tokenizer, sets: dict[str, list[MCQ]]) -> dict[str, float]:
-    return {name: evaluate_mcq(model, tokenizer, items).accuracy for name, items in sets.items()}
-
-
-def worst_probe(model, tokenizer, held_out: list[MCQ], floor: float = 0.0) -> dict:
-    """V in the worst held-out probe (at least `floor`: an attack's best cloze epoch)."""
-    battery = evaluate_battery(model, tokenizer, held_out)
-    return {"V worst": max(battery.worst_accuracy, floor), "_probes": battery.to_json()}
-
-
-def measure(model, tokenizer, topics: dict[str, list[MCQ]], held_out: list[MCQ]) -> dict:
-    """A row: each topic's accuracy, V's (cloze) and V in the worst held-out probe; a bfloat16 or
-    float16 model's weights are read in float32 (as the stop rule reads them), so a row is the
-    same whichever precision the model is held in."""
-    from cir.loop import in_float32
-
-    with in_float32(model):
-        row = accuracies(model, tokenizer, topics)
-        row["V"] = evaluate_mcq(model, tokenizer, held_out).accuracy
-        return row | worst_probe(model, tokenizer, held_out)
-
-
 def attack_copy(model):
     """A copy of `model` for an attack to change, in float32: the attacker trains in full
     precision (in bfloat16, Adam's small steps would round away and the attack would be
     weaker than the one a float32 model gets)."""
-    from cir.loop import LOW_PRECISION
+    from cir.models import LOW_PRECISION
 
     copied = copy.deepcopy(model)
     if any(p.dtype in LOW_PRECISION for p in copied.parameters()):
