@@ -44,7 +44,8 @@ def main() -> None:
     if not args.tries:
         parser.error("give at least one --try (or --table)")
 
-    from cir.attacks.suite import AttackConfig, accuracies, suite, worst_probe
+    from cir.attacks.suite import AttackConfig, suite
+    from cir.protocol import accuracies, residual, worst_probe
     from cir.benchmarks import make_setting
     from cir.commands.options import build_configs
     from cir.data.general import fingerprint
@@ -93,8 +94,7 @@ def main() -> None:
             "kept_epoch": result.kept_epoch, "stop": result.stop_reason, "loss_ratio": kept["loss_ratio"],
             "collateral": kept.get("collateral", 0.0), "before": before, "after": after, "attacked": attacked,
             "reported_worst_change": min(after["reported"][t] - before["reported"][t] for t in reported),
-            "residual": None if never is None else {name: {k: attacked[name][k] - never[name][k] for k in ("V", "V worst")}
-                                                    for name in attacked},
+            "residual": None if never is None else {name: residual(attacked[name], never[name]) for name in attacked},
             "epochs": [{k: m.get(k) for k in ("loss_ratio", "collateral", "forget_accuracy", "forget_recall")}
                        for m in result.metrics],
             "seconds": seconds, "n_facts": len(setting.forget),

@@ -27,7 +27,7 @@ from cir.data import builtin_topics
 from cir.errors import InputError
 from cir.loop import UnlearningResult, general_text_split
 from cir.outputs import stage, write_json
-from cir.protocol import PROTECTED, REPORTED, watched_retain_sets
+from cir.protocol import PROTECTED, REPORTED, residual, watched_retain_sets
 from cir.report import markdown_table
 
 
@@ -90,8 +90,7 @@ def residuals(rows: dict, reference: dict) -> dict:
     reference); the unlearned model is held against the reference unattacked."""
     against = {"after unlearning": "before"}  # otherwise a row meets the reference's row of its name
     paired = {name: against.get(name, name) for name in rows}
-    return {name: {key: rows[name][key] - reference[ref][key] for key in ("V", "V worst")}
-            for name, ref in paired.items() if ref in reference}
+    return {name: residual(rows[name], reference[ref]) for name, ref in paired.items() if ref in reference}
 
 
 def membership(setting: Setting, model) -> dict | None:

@@ -68,6 +68,12 @@ def measure(model, tokenizer, topics: dict[str, list[MCQ]], held_out: list[MCQ])
         return row | worst_probe(model, tokenizer, held_out)
 
 
+def residual(row: dict, reference: dict, keys=("V", "V worst")) -> dict:
+    """The residual: each of `keys` (V in cloze and in the worst probe) minus the reference
+    model's under the same attack; 0 is "as the reference", below 0 lower than it."""
+    return {key: row[key] - reference[key] for key in keys}
+
+
 RESIDUALS = ("V_worst_after_relearning", "V_worst_after_quantisation")
 
 
@@ -76,4 +82,4 @@ def residual_of(row: dict, never_taught: dict | None) -> dict:
     (0: as if never learned); {} without a never-taught model."""
     if never_taught is None:
         return {}
-    return {f"residual_{key}": row[key] - never_taught[key] for key in RESIDUALS}
+    return {f"residual_{key}": value for key, value in residual(row, never_taught, RESIDUALS).items()}
