@@ -1,0 +1,64 @@
+"""A comparison's statistics: a trial's value per budget, each budget's best trial (and its tie
+rule), and the mean and 95% interval over the seeds."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from cir.protocol import RESIDUALS
+
+
+STAGES = ("V_after_unlearning", "V_worst_after_unlearning", "V_after_relearning", "V_worst_after_relearning",
+          "V_after_quantisation", "V_worst_after_quantisation")
+
+
+def objectives(trial: dict, n: int) -> list[float]:
+    """A trial's value at each budget: V in the worst held-out probe after relearning."""
+    return [trial["budgets"][str(i)]["V_worst_after_relearning"] for i in range(n)]
+
+
+# ---------------------------------------------------------------- statistics and output
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+         20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+
+
+def best_trial(trials: list[dict], index: int) -> dict:
+    """Budget `index`'s best trial: the lowest V in the worst probe after relearning; of a tie, the
+    larger drop before the attack (the lower V in the worst probe after unlearning: what the
+    method can forget, within the budget), then the lower cloze V after relearning, then the
+    first trial."""
+    def key(trial: dict) -> tuple:
+        cell = trial["budgets"][str(index)]
+        return (cell["V_worst_after_relearning"], cell["V_worst_after_unlearning"], cell["V_after_relearning"],
+                trial["number"])
+
+    return min(trials, key=key)
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """(mean, half-width of the 95% t confidence interval); the half-width is nan for one value."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan
+    df = len(values) - 1
+    t = T_975[max(k for k in T_975 if k <= df)]  # the next tabulated df below: a slightly wider interval
+    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
+
+
+SUMMARY_KEYS = ("V_before", "V_worst_before") + STAGES + ("loss_ratio", "collateral", "seconds_per_fact")
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean and 95% interval over the seeds of every measurement, the drop that survives relearning
+    in the worst probe, and the worst reported topic's change."""
+    out = {key: mean_ci([r[key] for r in runs]) for key in SUMMARY_KEYS}
+    out["drop"] = mean_ci([r["V_worst_before"] - r["V_worst_after_relearning"] for r in runs])
+    out["drop_before_attack"] = mean_ci([r["V_worst_before"] - r["V_worst_after_unlearning"] for r in runs])
+    out["topics_worst_change"] = mean_ci([min(r["topics_change"].values(), default=0.0) for r in runs])
+    out["topics_change"] = {t: mean_ci([r["topics_change"][t] for r in runs]) for t in runs[0]["topics_change"]}
+    for key in RESIDUALS:
+        if f"residual_{key}" in runs[0]:
+            out[f"residual_{key}"] = mean_ci([r[f"residual_{key}"] for r in runs])
+    return out
