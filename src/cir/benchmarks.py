@@ -116,26 +116,27 @@ class TeachRecipe:
     strangers: int = 12  # never taught: membership inference's non-members
     attributes: tuple[str, ...] = ("profession", "city", "instrument")
     seed: int = 0
-    # no two people (taught or not) share a first or a last name: with names drawn from all pairs,
-    # 17 of the 24 kept people shared one with a forgotten person, and every kept answer CIR's
-    # updates at the forgotten people's names took was one of theirs (docs/sweep.md)
+    # no two people (taught or not) share a first or a last name: an update at a forgotten
+    # person's name reaches every kept person who shares a part of it (docs/sweep.md, "Benchmark
+    # `taught`", the people's names)
     distinct_names: bool = True
-    # the fifth epoch knows 0.97 of both sets; a sixth costs general text and topics (docs/sweep.md)
+    # the fewest epochs that teach both sets past min_accuracy; more cost general text and the
+    # topics (docs/sweep.md, "The `taught` benchmark's teaching")
     epochs: int = 5
     lr: float = 3e-4
     params: str = "mlp"  # the MLP projections carry what is taught
     batch_size: int = 16
     question_form: str = "held_out"  # never the probes' wording (cir.data.synthetic)
     # the retain half of the model's own general-text samples, trained beside the facts in every
-    # epoch (the held-out half, which the disruption budget reads, never is): without it the
-    # taught model answered "Africa" to 40 of 48 continent questions (docs/sweep.md)
+    # epoch (the held-out half, which the disruption budget reads, never is): without it teaching
+    # skews the built-in topics' answers (docs/sweep.md, "The `taught` benchmark's teaching")
     replay: bool = True
     # how the replayed text is trained: `kl` keeps the model's own next-token distributions there
     # (the model before teaching is the teacher); `tokens` learns the sampled tokens, which the
-    # model then repeats, and its loss on general text it never saw rose by a fifth (docs/sweep.md)
+    # model then repeats, and raises its loss on general text it never saw (docs/sweep.md, "The `taught` benchmark's teaching")
     replay_loss: str = "kl"
-    # batches of sentences of about one length (cir.finetune.index_batches): with replay, mixed
-    # batches padded the short facts to the passages' length, 2.6 positions computed per token
+    # batches of sentences of about one length (cir.finetune.index_batches): mixed batches pad
+    # the short facts to the replayed passages' length (docs/sweep.md, "The `taught` benchmark's teaching")
     batching: str = "by_length"
     min_accuracy: float = 0.9  # of every taught set, in cloze and in recall
 
@@ -269,11 +270,9 @@ BENCHMARKS: dict[str, Callable[..., Setting]] = {"capitals": capitals, "subjects
 METHOD_DEFAULTS: dict[str, dict] = {
     "capitals": {},
     "subjects": {},
-    # on seed 0's split the update from the people's own name tokens kept V's worst probe at 0.78
-    # after relearning within both budgets, where the answer positions left it at 1.00; on the
-    # people with distinct names (both readings of each probe) the saturating logit at step 1.5
-    # left it at 0.39 after relearning and 0.44 after 4-bit (residuals -0.06, -0.11), where the
-    # true-token logit at 1.5 pushed V below chance (cloze 0.00, read the other way 0.72-0.83)
+    # the update from the people's own name tokens, not the answer positions, and the saturating
+    # logit, which stops at a margin instead of pushing V below chance (a model that avoids the
+    # right answers still knows them): chosen on seed 0's split (docs/sweep.md, "Benchmark `taught`")
     "taught": {"cir.update_tokens": "subject", "cir.forget_loss": "saturating_logit", "cir.unlearning_rate": 1.5},
 }
 
