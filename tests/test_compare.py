@@ -145,6 +145,7 @@ def test_compare_refuses_to_let_set_change_the_shared_budget(tmp_path, capsys):
     (["--budgets", "0.001,x"], "--budgets takes comma-separated numbers"),
     (["--collateral", "0.1,0.05,0.2,0.3"], "--collateral must be one value or one per budget"),
     (["--collateral", "0.1,0.2"], "--collateral must be one value or one per budget (4)"),
+    (["--attacks", "strongest"], "--attacks must be one of suite, default, wide, full, got 'strongest'"),
 ])
 def test_compare_refuses_bad_budgets_before_loading(tmp_path, capsys, flags, message):
     code = main(["compare", "--model", "no/such-model", "--forget", "capitals", *flags, "--out", str(tmp_path / "x")])
@@ -315,3 +316,36 @@ def test_a_second_process_journal_merges_into_the_main_one(tmp_path):
         refused = merge(main_path, write("bad.jsonl", records))
         assert refused.returncode != 0 and message in refused.stderr
         assert main_path.read_text() == text
+
+
+def test_the_judging_runs_meet_the_grid_and_name_its_worst_attack(taught_dir, inputs, tmp_path, monkeypatch):
+    monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "cmp"
+    args = compare_args(taught_dir, inputs, out)
+    args[args.index("cir,gradient_ascent")] = "cir"
+    args[args.index("--trials") + 1] = args[args.index("--seeds") + 1] = "1"
+    assert main(args + ["--attacks", "suite"]) == 0
+    finals = [r for r in _journal(out) if r["kind"] == "final"]
+    assert finals
+    for record in finals:
+        for row in record["budgets"].values():
+            grid = row["grid_V_worst"]
+            assert row["grid"] == "suite" and len(grid) == 2  # relearning on T and 4-bit
+            assert row["V_worst_after_worst_attack"] == grid[row["worst_attack"]] == max(grid.values())
+    trials = [r for r in _journal(out) if r["kind"] == "trial"]
+    assert trials and all("worst_attack" not in row for t in trials for row in t["budgets"].values())  # the search reads the suite
+    summary = json.loads((out / "compare.json").read_text())["methods"]["cir"]["budgets"][0]["summary"]
+    assert summary["worst_attacks"] and "V_worst_after_worst_attack" in summary
+    assert "V worst probe after the worst attack of grid 'suite'" in (out / "compare.md").read_text()
+
+
+def test_the_residual_after_the_worst_attack_reads_the_reference_under_the_same_attack():
+    from cir.protocol import residual_of
+
+    row = {"V_worst_after_relearning": 0.5, "V_worst_after_quantisation": 0.4, "worst_attack": "a",
+           "V_worst_after_worst_attack": 0.5}
+    never = {"V_worst_after_relearning": 0.25, "V_worst_after_quantisation": 0.25, "grid_V_worst": {"a": 0.2, "b": 0.9}}
+    found = residual_of(row, never)
+    assert found["residual_V_worst_after_worst_attack"] == pytest.approx(0.3)  # not 0.5 - 0.9, the reference's own worst
+    assert "residual_V_worst_after_worst_attack" not in residual_of({k: v for k, v in row.items() if k != "worst_attack"},
+                                                                     never)

@@ -82,4 +82,8 @@ def residual_of(row: dict, never_taught: dict | None) -> dict:
     (0: as if never learned); {} without a never-taught model."""
     if never_taught is None:
         return {}
-    return {f"residual_{key}": value for key, value in residual(row, never_taught, RESIDUALS).items()}
+    out = {f"residual_{key}": value for key, value in residual(row, never_taught, RESIDUALS).items()}
+    if "worst_attack" in row and "grid_V_worst" in never_taught:  # the same attack on both models
+        out["residual_V_worst_after_worst_attack"] = (row["V_worst_after_worst_attack"]
+                                                      - never_taught["grid_V_worst"][row["worst_attack"]])
+    return out

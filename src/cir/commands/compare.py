@@ -6,7 +6,7 @@ from cir.commands.options import add_model_options, add_options, load, parse_ove
 from cir.errors import InputError
 
 FLAGS = {"options": "--set", "methods": "--methods", "budgets": "--budgets", "collateral": "--collateral",
-         "trials": "--trials", "seeds": "--seeds"}
+         "trials": "--trials", "seeds": "--seeds", "grid": "--attacks"}
 JOURNAL = "journal.jsonl"
 
 
@@ -36,6 +36,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="3 methods, the first 12 questions and 12 of each other topic, 1 trial and seed, 1 epoch of "
                              "unlearning and of relearning (a first look: about 6 min on 2 CPU cores)")
+    parser.add_argument("--attacks", default=None, metavar="GRID",
+                        help="an attack grid (cir.attacks.GRIDS: suite, default, wide, full) that each budget's runs on "
+                             "the judging seeds also meet; the tables add V after its worst attack (default: none)")
     parser.add_argument("--retain", help="general text for the retain step and the budget (default: sampled from the "
                                          "model)")
     parser.add_argument("--retain-mcq", action="append", default=[], metavar="FILE",
@@ -66,6 +69,8 @@ def settings_of(args):
         changes["budgets"] = _floats(args.budgets, "--budgets")
     if args.collateral:
         changes["collateral"] = _floats(args.collateral, "--collateral")
+    if args.attacks:
+        changes["grid"] = args.attacks
     from cir.comparison import benchmark_options
 
     options = benchmark_options(args.benchmark) | dict(parse_overrides(args.overrides))

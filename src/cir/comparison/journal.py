@@ -108,7 +108,10 @@ def journal_header(model, settings: CompareSettings, evaluation: Evaluation, ben
            for sets in (evaluation.watched, evaluation.reported)]
         + ([] if evaluation.protected is None else [{name: questions(items) for name, items in
                                                       evaluation.protected.items()}])).encode()).hexdigest()
-    header = {"kind": "header", "settings": dataclasses.asdict(settings),
+    values = dataclasses.asdict(settings)
+    if values.get("grid") is None:  # a journal made before grids continues
+        values.pop("grid", None)
+    header = {"kind": "header", "settings": values,
               "model": str(getattr(model.config, "name_or_path", "")), "inputs": digest[:16]}
     if benchmark is not None:
         header["benchmark"] = benchmark

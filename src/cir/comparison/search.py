@@ -79,7 +79,22 @@ class Comparison:
         if quantize:
             row |= {"V_after_quantisation": rows["quantize"]["V"],
                     "V_worst_after_quantisation": rows["quantize"]["V worst"]}
+        if quantize and self.settings.grid is not None:
+            row |= self.grid_row(model, seed)
         return row
+
+    def grid_row(self, model, seed: int) -> dict:
+        """Every attack of the settings' grid on seed `seed`'s split: V in the worst probe under
+        each, and the worst attack (the highest)."""
+        from cir.attacks.suite import attack_texts, grid, run_grid, worst_attack
+
+        train, held_out = self.splits[seed]
+        data = attack_texts(train, [item for items in self.evaluation.watched.values() for item in items],
+                            self.evaluation.retain_texts, seed)
+        rows = run_grid(model, self.tokenizer, grid(self.settings.grid), data, held_out, topics={}, seed=seed)
+        worst = worst_attack(rows)
+        return {"grid": self.settings.grid, "grid_V_worst": {label: row["V worst"] for label, row in rows.items()},
+                "worst_attack": worst, "V_worst_after_worst_attack": rows[worst]["V worst"]}
 
     def original_row(self, seed: int, quantize: bool) -> dict:
         """`measure` of the original weights (what a budget keeps when no epoch fits in it): the

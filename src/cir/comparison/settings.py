@@ -7,7 +7,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from cir.attacks.suite import AttackConfig
+from cir.attacks.suite import GRIDS, AttackConfig
 from cir.data.mcq import MCQ
 from cir.errors import InputError
 from cir.fields import check_fields
@@ -46,6 +46,9 @@ class CompareSettings:
     # options fixed for every run, by name (a loop option or a method's) or METHOD.name (one method's)
     options: dict = field(default_factory=dict)
     attacks: AttackConfig = field(default_factory=lambda: AttackConfig(relearn_epochs=2))  # seed k set per run
+    # an attack grid (cir.attacks.GRIDS) that each budget's runs on seeds 1..K, and the never-taught
+    # model, also meet: their rows then hold the worst attack's V (the search reads the suite only)
+    grid: str | None = None
 
     def __post_init__(self):
         check_fields(self)
@@ -76,6 +79,8 @@ class CompareSettings:
         if shared:
             raise ValueError(f"options cannot change {', '.join(shared)} in a comparison (the budgets, epochs and "
                              "seed are the comparison's own settings; the search sets the step)")
+        if self.grid is not None and self.grid not in GRIDS:
+            raise ValueError(f"grid must be one of {', '.join(GRIDS)}, got '{self.grid}'")
         for method in self.methods:  # every option must be valid for the methods it applies to
             make_configs(method, options=self.options_for(method))
 

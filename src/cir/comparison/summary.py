@@ -58,7 +58,10 @@ def summarise(runs: list[dict]) -> dict:
     out["drop_before_attack"] = mean_ci([r["V_worst_before"] - r["V_worst_after_unlearning"] for r in runs])
     out["topics_worst_change"] = mean_ci([min(r["topics_change"].values(), default=0.0) for r in runs])
     out["topics_change"] = {t: mean_ci([r["topics_change"][t] for r in runs]) for t in runs[0]["topics_change"]}
-    for key in RESIDUALS:
+    for key in RESIDUALS + ("V_worst_after_worst_attack",):
         if f"residual_{key}" in runs[0]:
             out[f"residual_{key}"] = mean_ci([r[f"residual_{key}"] for r in runs])
+    if "V_worst_after_worst_attack" in runs[0]:  # the runs met a grid: its worst attack, per seed
+        out["V_worst_after_worst_attack"] = mean_ci([r["V_worst_after_worst_attack"] for r in runs])
+        out["worst_attacks"] = sorted({r["worst_attack"] for r in runs})
     return out

@@ -30,6 +30,11 @@ def budget_table(result: dict, index: int) -> str:
     residual = result.get("never_taught") is not None
     if residual:  # beside the drop: what is left above the never-taught model under each attack
         header[8:8] = ["residual, worst probe after relearning", "residual, worst probe after 4-bit"]
+    grid = result["settings"].get("grid") is not None
+    if grid:  # the runs also met a grid: V worst after its worst attack (per seed), and the residual there
+        header[6:6] = [f"V worst probe after the worst attack of grid '{result['settings']['grid']}'"]
+        if residual:
+            header[11:11] = ["residual, worst probe after the worst attack"]
     rows = []
     for name, entry in result["methods"].items():
         cell = entry["budgets"][index]
@@ -42,6 +47,10 @@ def budget_table(result: dict, index: int) -> str:
                " ".join(f"`{o}`" for o in cell["best"]) + f" ({cell['best_trial'] + 1})" + _unlearned(cell)]
         if residual:
             row[8:8] = [_cell(s[f"residual_{key}"], sign=True) for key in RESIDUALS]
+        if grid:
+            row[6:6] = [_cell(s["V_worst_after_worst_attack"])]
+            if residual:
+                row[11:11] = [_cell(s["residual_V_worst_after_worst_attack"], sign=True)]
         rows.append(row)
     return markdown_table(header, rows)
 
