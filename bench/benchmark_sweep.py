@@ -44,15 +44,16 @@ def main() -> None:
     if not args.tries:
         parser.error("give at least one --try (or --table)")
 
-    from cir.attacks.suite import AttackConfig, suite
-    from cir.protocol import accuracies, residual, worst_probe
+    from cir.attacks.grids import AttackConfig, suite
+    from cir.evaluation.protocol import accuracies, residual, worst_probe
     from cir.benchmarks import make_setting
-    from cir.commands.options import build_configs
+    from cir.unlearning.overrides import build_configs
     from cir.data.general import fingerprint
-    from cir.evaluation import evaluate_mcq
-    from cir.protocol import PROTECTED, REPORTED, WATCHED
-    from cir.loop import general_text_split, run_unlearning
-    from cir.protocol import watched_retain_sets
+    from cir.evaluation.scoring import evaluate_mcq
+    from cir.evaluation.protocol import PROTECTED, REPORTED, WATCHED
+    from cir.unlearning.loop import run_unlearning
+    from cir.data.general import general_text_split
+    from cir.evaluation.protocol import watched_retain_sets
     from cir.models import load_model
 
     base, tokenizer = load_model(args.model)
@@ -66,12 +67,12 @@ def main() -> None:
     # a taught model's budget is read on the general text of the model before teaching (cir.benchmarks.Setting)
     retain, heldout = setting.general or general_text_split(model, tokenizer)
     before = {"V": evaluate_mcq(model, tokenizer, held_out).accuracy,
-              "V worst": worst_probe(model, tokenizer, held_out)["V worst"],
+              "V worst": worst_probe(model, tokenizer, held_out),
               "reported": accuracies(model, tokenizer, reported)}
     never = None
     if setting.reference is not None:
         rows = suite(setting.reference, tokenizer, train, held_out, config=attack)
-        never = {name: {"V": row["V"], "V worst": row["V worst"]} for name, row in rows.items()}
+        never = {name: {"V": row.V.accuracy, "V worst": row.V_worst.accuracy} for name, row in rows.items()}
         print(json.dumps({"never_taught": never}), flush=True)
     original = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for overrides in args.tries:
@@ -84,9 +85,9 @@ def main() -> None:
                                 progress=False, retain_sets=watched, protect_sets=protected)
         seconds = time.perf_counter() - start
         after = {"V": evaluate_mcq(model, tokenizer, held_out).accuracy,
-                 "V worst": worst_probe(model, tokenizer, held_out)["V worst"],
+                 "V worst": worst_probe(model, tokenizer, held_out),
                  "reported": accuracies(model, tokenizer, reported)}
-        attacked = {name: {"V": row["V"], "V worst": row["V worst"]}
+        attacked = {name: {"V": row.V.accuracy, "V worst": row.V_worst.accuracy}
                     for name, row in suite(model, tokenizer, train, held_out, config=attack).items()}
         kept = result.kept
         record = {
@@ -130,7 +131,7 @@ def _model(record: dict) -> str:
 def write_table(benchmark: str, records: Path, markdown: Path) -> None:
     """Every record of `benchmark` as one table, in the section `sweep-<benchmark>` of `markdown`."""
     from _common import replace_section
-    from cir.report import markdown_table
+    from cir.tables import markdown_table
 
     rows = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r["benchmark"] == benchmark]

@@ -48,8 +48,8 @@ def interleaved_ratio(slow, fast, repeats: int = 7) -> float:
 
 
 def step_times(model, tokenizer, items):
-    from cir.batches import forget_batches
-    from cir.finetune import causal_lm_loss
+    from cir.training.batches import forget_batches
+    from cir.training.finetune import causal_lm_loss
     from cir.methods.cir import CIR, CIRConfig
 
     batch = forget_batches(tokenizer, items, batch_size=32)[0]
@@ -86,7 +86,7 @@ def step_times(model, tokenizer, items):
 
 def truncation_speedup(model, tokenizer, items):
     from cir.architecture import forward_until
-    from cir.batches import forget_batches
+    from cir.training.batches import forget_batches
 
     batch = forget_batches(tokenizer, items, batch_size=32)[0]
 
@@ -112,7 +112,7 @@ def rss():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 from cir.models import load_model
 from cir.data import load_mcq, builtin_topics
-from cir.batches import forget_batches
+from cir.training.batches import forget_batches
 from cir.methods.cir import CIR, CIRConfig
 from cir.data.mcq import MCQ
 model, tok = load_model()

@@ -49,14 +49,14 @@ def cells(demo: dict) -> dict[str, dict[str, float]]:
     """Every row of the demo's table (the never-taught model's too), by its label."""
     rows = dict(demo["rows"])
     rows |= {f"never taught, {label}": row for label, row in (demo.get("never_taught") or {}).items()}
-    return rows
+    return {label: {"V": row["V"]["accuracy"], "V worst": row["V_worst"]["accuracy"], "V worst n": row["V_worst"]["n"]}
+            | {name: score["accuracy"] for name, score in row["sets"].items()} for label, row in rows.items()}
 
 
 def right(row: dict, column: str, questions: dict[str, int]) -> int:
     """How many questions a cell answers right: V's worst probe counts on that row's worst probe's
     own questions (a probe such as a rewording may exist for fewer of them than V has)."""
-    probes = row["_probes"]
-    n = probes["n"][probes["worst"]] if column == "V worst" else questions[column]
+    n = row["V worst n"] if column == "V worst" else questions[column]
     return round(row[column] * n)
 
 
@@ -67,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from _common import write_section
-    from cir.report import markdown_table
+    from cir.tables import markdown_table
 
     seconds, demos, results = {}, {}, {}
     for name in ("float32", "bfloat16"):

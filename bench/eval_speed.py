@@ -13,7 +13,7 @@ def main() -> None:
     # no options: --help says what is measured, without measuring it
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     from cir.data import builtin_topics, load_mcq
-    from cir.evaluation import evaluate_cloze, evaluate_letters
+    from cir.evaluation.scoring import evaluate_cloze, evaluate_letters
     from cir.models import load_model, time_bundled_loads
 
     loads = time_bundled_loads()

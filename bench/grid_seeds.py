@@ -6,7 +6,7 @@ T and V), its headline kept as one JSON line, and the table of every line in doc
     python bench/grid_seeds.py --table-only                              # rewrites the table
 
 A run already in the JSONL file (same tag, seed and grid) is not run again. The references'
-attacks are kept in the user cache per split (cir.attacks.suite.ReferenceRows), so a second
+attacks are kept in the user cache per split (cir.attacks.grids.ReferenceRows), so a second
 method or setting on a seed attacks only its own unlearned model.
 """
 
@@ -29,11 +29,10 @@ def summary(demo: dict) -> dict:
     largest residual of the grid, PrivLeak, the kept sets' worst change and the text loss."""
     rows, head = demo["rows"], demo["headline"]
     before, after = rows["before"], rows["after unlearning"]
-    kept = {name: after[name] - before[name] for name in before
-            if name not in ("V", "V worst", demo["benchmark"]) and not name.startswith("_")}
+    kept = {name: after.accuracy(name) - before.accuracy(name) for name in before.sets if name != demo["benchmark"]}
     worst_kept = min(kept, key=kept.get)
-    return {"worst_attack": head["worst_attack"].removeprefix("after "), "V_worst_before": before["V worst"],
-            "V_worst_after_unlearning": after["V worst"], "V_worst_after_attack": head["V worst"],
+    return {"worst_attack": head["worst_attack"], "V_worst_before": before.V_worst.accuracy,
+            "V_worst_after_unlearning": after.V_worst.accuracy, "V_worst_after_attack": head["V worst"],
             "residual_never_taught": head.get("never_taught"), "residual_retain": head.get("retain"),
             "privleak": demo.get("privleak"), "mia_after": (demo["mia"].get("after unlearning") or {}).get("auc"),
             "kept_worst": {"set": worst_kept, "change": kept[worst_kept],
@@ -49,7 +48,10 @@ def run(seed: int, args, out: Path) -> dict:
     for option in args.set:
         command += ["--set", option]
     subprocess.run(command, check=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    demo = json.loads((out / "demo.json").read_text())
+    from cir.demo import read_demo
+
+    rows, demo = read_demo(out / "demo.json")
+    demo["rows"] = rows
     loss = demo["unlearning"]["loss_ratio"]
     return {"tag": args.tag or args.method or "cir", "seed": seed, "attacks": args.attacks, "method": args.method or "cir",
             "options": args.set, "command": " ".join(["cir"] + command[3:]), "loss_ratio": loss} | summary(demo)
@@ -60,7 +62,7 @@ def _residual(found: dict | None, key: str) -> str:
 
 
 def table(records: list[dict]) -> str:
-    from cir.report import markdown_table
+    from cir.tables import markdown_table
 
     header = ["tag", "seed", "grid", "worst attack", "V worst: before / unlearned / after the worst attack",
               "residual vs retain (worst attack / largest)", "residual vs never taught (worst attack / largest)",

@@ -25,7 +25,7 @@ def main() -> None:
 
     from _common import replace_section
     from cir.comparison import read_journal, trials_table
-    from cir.report import markdown_table
+    from cir.tables import markdown_table
 
     header, *records = read_journal(Path(args.journal))
     settings = header["settings"]

@@ -28,11 +28,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from cir.benchmarks import TeachRecipe, make_setting
-    from cir.commands.options import build_configs
-    from cir.protocol import PROTECTED, REPORTED, WATCHED
-    from cir.evaluation import evaluate_mcq
-    from cir.loop import run_unlearning
-    from cir.protocol import watched_retain_sets
+    from cir.unlearning.overrides import build_configs
+    from cir.evaluation.protocol import PROTECTED, REPORTED, WATCHED
+    from cir.evaluation.scoring import evaluate_mcq
+    from cir.unlearning.loop import run_unlearning
+    from cir.evaluation.protocol import watched_retain_sets
     from cir.models import load_model
 
     base, tokenizer = load_model()

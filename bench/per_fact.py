@@ -22,11 +22,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import cir
-    from cir.probes import evaluate_battery
-    from cir.commands.options import parse_overrides
+    from cir.evaluation.probes import evaluate_battery
+    from cir.unlearning.overrides import parse_overrides
     from cir.errors import InputError
-    from cir.evaluation import evaluate_cloze
-    from cir.run_config import make_configs
+    from cir.evaluation.scoring import evaluate_cloze
+    from cir.unlearning.run_config import make_configs
 
     try:  # bad options and topics are refused in one line, before the model loads
         options = dict(parse_overrides(args.options))

@@ -36,7 +36,7 @@ def regions(tokenizer, sentence: str, name: str, answer: str) -> list[str]:
 
 def region_scores(model, tokenizer, items) -> dict[str, list[float]]:
     """Per region, each sentence's mean token log-probability there (sentences without it left out)."""
-    from cir.attacks.membership import token_logprobs
+    from cir.evaluation.membership import token_logprobs
 
     sentences = [(s, item.subject, item.answer_text) for item in items for s in item.sentences()]
     logprobs = token_logprobs(model, tokenizer, [s for s, _, _ in sentences])
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="an unlearned `taught` run directory (cir demo --out)")
     args = parser.parse_args()
 
-    from cir.attacks.membership import auc
+    from cir.evaluation.membership import auc
     from cir.benchmarks import TeachRecipe, invented_people, taught_model
     from cir.models import load_model
 

@@ -33,7 +33,7 @@ def main() -> None:
     from cir.attacks.suite import accuracies
     from cir.data.mcq import topic_sets
     from cir.models import load_model
-    from cir.report import markdown_table
+    from cir.tables import markdown_table
 
     model, tokenizer = load_model(args.model)
     topics = topic_sets()

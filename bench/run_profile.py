@@ -23,21 +23,21 @@ from _common import BENCHMARKS, machine, write_section
 
 # (object, attribute, part): the functions timed; the forget-loss forward is added per loss
 PARTS = [
-    ("cir.loop:Disruption.__init__", "measure before: text loss"),
-    ("cir.loop:Collateral.__init__", "measure before: watched topics"),
-    ("cir.loop:evaluate_battery", "probe battery (before and after)"),
+    ("cir.unlearning.loop:Disruption.__init__", "measure before: text loss"),
+    ("cir.unlearning.loop:Collateral.__init__", "measure before: watched topics"),
+    ("cir.unlearning.loop:evaluate_battery", "probe battery (before and after)"),
     ("cir.methods.base:Method.__init__", "loss references (once)"),
     ("cir.methods.cir:CIR._collect_retain_bases", "retain-aware bases (once)"),
     ("torch:Tensor.backward", "backward"),
-    ("cir.collapse:StreamingMoments.update", "statistics"),
+    ("cir.methods.collapse:StreamingMoments.update", "statistics"),
     ("cir.methods.cir:CIR._finish_stats", "decomposition"),
     ("cir.methods.cir:collapse", "update"),
     ("cir.methods.cir:weight_grad_from", "update"),
     ("cir.methods.base:Method.step", "update"),
     ("cir.methods.base:Method.retain_step", "retain step"),
-    ("cir.loop:cloze_and_recall", "forget-accuracy evaluation"),
-    ("cir.loop:Disruption.__call__", "disruption evaluation"),
-    ("cir.loop:Collateral.__call__", "collateral evaluation"),
+    ("cir.unlearning.loop:cloze_and_recall", "forget-accuracy evaluation"),
+    ("cir.unlearning.loop:Disruption.__call__", "disruption evaluation"),
+    ("cir.unlearning.loop:Collateral.__call__", "collateral evaluation"),
 ]
 EPOCH_PARTS = ["forward", "backward", "statistics", "decomposition", "update", "retain step",
                "forget-accuracy evaluation", "disruption evaluation", "collateral evaluation"]
@@ -92,8 +92,8 @@ def profiled_run(model, tokenizer, facts, epochs: int, options: dict) -> tuple[d
     profile = Profile()
     for target, part in PARTS:
         profile.wrap(target, part)
-    from cir.run_config import make_configs
-    from cir.losses import FORGET_LOSSES
+    from cir.unlearning.run_config import make_configs
+    from cir.methods.losses import FORGET_LOSSES
 
     _, method_config = make_configs(options.get("method"), options=options)
     loss = getattr(method_config, "forget_loss", None)
@@ -151,7 +151,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import cir
-    from cir.commands.options import parse_overrides
+    from cir.unlearning.overrides import parse_overrides
     from cir.distributed import device
 
     torch.manual_seed(0)

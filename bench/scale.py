@@ -109,7 +109,7 @@ def largest_angle(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def decompositions(method, k: int, device: torch.device) -> dict:
     """The widest statistics decomposed three ways: seconds each and the subspace against the first."""
-    from cir.collapse import StreamingMoments, rows_components, top_components
+    from cir.methods.collapse import StreamingMoments, rows_components, top_components
 
     stats = [s for s in method.stats.values()]
     moments = max((m for s in stats for m in (s.acts, s.grads)), key=lambda m: m.sum.numel())
@@ -139,11 +139,11 @@ def run_shape(shape: str, layers: int | None = None, n_facts: int = 48, statisti
     """One CIR epoch in bfloat16 on a random-weight model of `shape`; its figures."""
     from transformers import AutoTokenizer
 
-    from cir.batches import forget_batches, text_batches
+    from cir.training.batches import forget_batches, text_batches
     from cir.data import load_facts
     from cir.data.general import builtin_prompts
-    from cir.evaluation import text_loss
-    from cir.probes import cloze_and_recall
+    from cir.evaluation.scoring import text_loss
+    from cir.evaluation.probes import cloze_and_recall
     from cir.models import in_float32
     from cir.methods.cir import CIR
     from cir.models import DEFAULT_MODEL, resolve

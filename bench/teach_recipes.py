@@ -30,7 +30,7 @@ def parse_recipe(text: str):
     import typing
 
     from cir.benchmarks import TeachRecipe
-    from cir.commands.options import parse_overrides
+    from cir.unlearning.overrides import parse_overrides
     from cir.fields import typed_value
 
     hints = typing.get_type_hints(TeachRecipe)
@@ -60,8 +60,8 @@ def main() -> None:
     from cir.attacks.suite import accuracies
     from cir.benchmarks import invented_people, knowledge, taught_model
     from cir.data.mcq import topic_sets
-    from cir.evaluation import text_loss
-    from cir.loop import general_text_split
+    from cir.evaluation.scoring import text_loss
+    from cir.data.general import general_text_split
     from cir.models import load_model
 
     base, tokenizer = load_model(args.model)
@@ -106,7 +106,7 @@ FORMER = {"replay": False, "batching": "shuffled", "replay_loss": "tokens"}
 def write_table(records: Path, markdown: Path) -> None:
     """Every recipe's last epoch and its best epoch for the topics, one row each."""
     from _common import replace_section
-    from cir.report import markdown_table
+    from cir.tables import markdown_table
 
     from cir.benchmarks import TeachRecipe
 

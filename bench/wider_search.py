@@ -45,7 +45,7 @@ def main() -> None:
 
     import cir.api
     from cir.comparison import GRID, CompareSettings, Comparison, benchmark_options, markdown, read_journal, write
-    from cir.loop import general_text_split
+    from cir.data.general import general_text_split
     from cir.methods import get_method
     from cir.models import load_model
 

@@ -127,8 +127,8 @@ def taught_dir(tmp_path_factory, tokenizer, people):
     """A tiny Llama taught the synthetic facts, saved as an HF directory: 30 epochs, then more
     rounds of 10 until it answers at least 90% of them, whatever the draw of the fixtures
     (a draw that reaches 0.95 in 30 epochs, as the default one does, gets no more)."""
-    from cir.evaluation import evaluate_cloze
-    from cir.finetune import finetune
+    from cir.evaluation.scoring import evaluate_cloze
+    from cir.training.finetune import finetune
     from cir.models import save_model
 
     model = tiny_llama(len(tokenizer), seed=1)

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import cir
 from cir.cli import COMMANDS, build_parser, main
-from cir.evaluation import evaluate_cloze
+from cir.evaluation.scoring import evaluate_cloze
 from cir.models import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ def test_the_api_doc_runs_and_keeps_its_promises(taught_dir, people, tmp_path, m
     # the suite attacked copies: the model still answers V as it did after unlearning
     attacked, after = names["attacked"], names["after"]["mcq"]["V"]
     assert evaluate_cloze(model, tokenizer, names["held_out"]).accuracy == pytest.approx(after["accuracy"])
-    assert attacked["relearn"]["V"] == max(attacked["relearn"]["_relearn"]["per_epoch"])
+    assert attacked["relearn"].V.accuracy == max(attacked["relearn"].record["per_epoch"])
     assert after["probes"]["worst_accuracy"] == max(after["probes"]["probes"].values())
     assert "kept epoch" in capsys.readouterr().out
 

@@ -7,12 +7,13 @@ import json
 import pytest
 import torch
 
-from cir.attacks import (PROBE_FORMATS, auc, mia, probe_mcq, quantize_model, quantize_tensor, relearn,
+from cir.evaluation.probes import PROBE_FORMATS, probe_mcq
+from cir.attacks import (auc, mia, quantize_model, quantize_tensor, relearn,
                          split_forget)
-from cir.probes import kshot_prompts
+from cir.evaluation.probes import kshot_prompts
 from cir.cli import build_parser, main
 from cir.data.synthetic import ATTRIBUTES, generate_people, write_mcq
-from cir.evaluation import pad, cloze_prompt, evaluate_mcq
+from cir.evaluation.scoring import pad, cloze_prompt, evaluate_mcq
 
 
 def shallow_unlearn(model, tokenizer, items, lr=3e-2, max_steps=20, target=0.25):

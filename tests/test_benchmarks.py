@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 
-from cir.attacks.relearning import split_forget
-from cir.batches import forget_batches
+from cir.evaluation.splits import split_forget
+from cir.training.batches import forget_batches
 from cir.benchmarks import TeachRecipe, country_facts, invented_people, make_setting, taught_model
 from cir.data.synthetic import generate_people
 from cir.errors import InputError, TeachingFellShort
@@ -82,13 +82,13 @@ def test_subjects_benchmark_forgets_whole_countries_and_keeps_their_relations_fo
 def test_each_benchmarks_first_collateral_budget_is_one_question_of_its_smallest_watched_quarter():
     """subjects' currencies keep 8 questions in their quarter (0.13), capitals' 11 (0.1); the
     comparison's later budgets stay as they were, and one given is kept."""
-    from cir.benchmarks import capitals, subjects
+    from cir.benchmarks import make_setting
     from cir.comparison import CompareSettings
-    from cir.protocol import WATCHED
-    from cir.protocol import watched_retain_sets
+    from cir.evaluation.protocol import WATCHED
+    from cir.evaluation.protocol import watched_retain_sets
 
-    for make, first in ((subjects, 0.13), (capitals, 0.1)):
-        setting = make(None, None)
+    for name, first in (("subjects", 0.13), ("capitals", 0.1)):
+        setting = make_setting(name, None, None)
         quarters = watched_retain_sets(setting.forget, setting.topics, WATCHED)
         assert CompareSettings().for_watched(quarters).collateral == (first, 0.15, 0.2, 0.25)
         # the demo's: unlearn_to_dir watches the even half of the even half it is given
@@ -99,7 +99,7 @@ def test_each_benchmarks_first_collateral_budget_is_one_question_of_its_smallest
 
 
 def test_update_at_the_subject_reads_exactly_its_tokens(tokenizer, llama):
-    from cir.run_config import make_configs
+    from cir.unlearning.run_config import make_configs
     from cir.methods import get_method
 
     items = generate_people(4, seed=1, question_form="cloze")
@@ -119,7 +119,7 @@ def test_update_at_the_subject_reads_exactly_its_tokens(tokenizer, llama):
 
 
 def test_teaching_reaches_the_knowledge_and_the_cache_is_reused(tokenizer, llama, cache, monkeypatch, capsys):
-    import cir.benchmarks as benchmarks
+    import cir.benchmarks.taught as benchmarks
 
     before = {n: p.detach().clone() for n, p in llama.named_parameters()}
     taught, record = taught_model(llama, tokenizer, TINY, progress=True)
@@ -157,7 +157,7 @@ def test_a_taught_benchmark_reads_the_budget_on_general_text_the_teaching_never_
     import cir.api
     import cir.demo
     from cir.demo import DemoSettings, run_demo
-    from cir.loop import general_text_split
+    from cir.data.general import general_text_split
 
     setting = make_setting("taught", llama, tokenizer, recipe=TINY, progress=False)
     base = general_text_split(llama, tokenizer)
@@ -203,17 +203,17 @@ def test_teaching_that_falls_short_is_refused_and_caches_nothing(tokenizer, llam
 def test_replay_trains_the_retain_half_of_the_general_text_beside_the_facts(tokenizer, llama, monkeypatch):
     """Replay trains exactly the retain half beside the facts: as text to keep the model's own
     predictions on (`kl`, the model before teaching as the teacher) or as tokens to learn."""
-    import cir.finetune
+    import cir.training.finetune
     from cir.benchmarks import teach
 
     retain, heldout = ["a retained sample of general text"] * 3, ["a held-out sample the budget reads"] * 3
-    monkeypatch.setattr("cir.loop.general_text_split", lambda model, tokenizer, spec=None: (retain, heldout))
+    monkeypatch.setattr("cir.data.general.general_text_split", lambda model, tokenizer, spec=None: (retain, heldout))
     trained = {}
 
     def finetune(model, tokenizer, sentences, keep=(), teacher=None, **_):
         trained.update(sentences=list(sentences), keep=list(keep), teacher=teacher)
 
-    monkeypatch.setattr(cir.finetune, "finetune", finetune)
+    monkeypatch.setattr(cir.training.finetune, "finetune", finetune)
     forget, kept, _ = invented_people(TINY)
     facts = [s for item in forget + kept for s in item.sentences()]
     for replay, loss, sentences, keep in ((False, "kl", facts, []), (True, "tokens", facts + retain, []),
@@ -234,13 +234,17 @@ def test_replay_trains_the_retain_half_of_the_general_text_beside_the_facts(toke
 def test_residual_is_taken_against_the_never_taught_model_under_the_same_attack():
     from cir.demo import residuals
 
-    rows = {"before": {"V": 1.0, "V worst": 1.0}, "after unlearning": {"V": 0.4, "V worst": 0.5},
-            "after relearning on T": {"V": 0.6, "V worst": 0.7}, "after 4-bit quantisation": {"V": 0.5, "V worst": 0.5}}
-    never = {"before": {"V": 0.25, "V worst": 0.3}, "after relearning on T": {"V": 0.3, "V worst": 0.35},
-             "after 4-bit quantisation": {"V": 0.2, "V worst": 0.25}}
+    from cir.evaluation.rows import Row, Score
+
+    def row(v, v_worst, stage="attack"):
+        return Row(stage, V=Score(v), V_worst=Score(v_worst))
+
+    rows = {"before": row(1.0, 1.0, "before"), "after unlearning": row(0.4, 0.5, "after unlearning"),
+            "relearning on T": row(0.6, 0.7), "4-bit quantisation": row(0.5, 0.5)}
+    never = {"before": row(0.25, 0.3, "before"), "relearning on T": row(0.3, 0.35), "4-bit quantisation": row(0.2, 0.25)}
     got = residuals(rows, never)
-    assert got["after relearning on T"] == pytest.approx({"V": 0.3, "V worst": 0.35})
-    assert got["after 4-bit quantisation"] == pytest.approx({"V": 0.3, "V worst": 0.25})
+    assert got["relearning on T"] == pytest.approx({"V": 0.3, "V worst": 0.35})
+    assert got["4-bit quantisation"] == pytest.approx({"V": 0.3, "V worst": 0.25})
     assert got["after unlearning"] == pytest.approx({"V": 0.15, "V worst": 0.2})  # against the unattacked
     assert got["before"] == pytest.approx({"V": 0.75, "V worst": 0.7})
     assert list(got) == list(rows)  # in the table's order
@@ -257,7 +261,7 @@ def test_every_benchmark_runs_in_its_quick_form(benchmark, tokenizer, llama, cac
     attacked rows give the residual of every run."""
     from cir.api import compare
     from cir.comparison import CompareSettings, markdown
-    from cir.protocol import RESIDUALS
+    from cir.evaluation.protocol import RESIDUALS
 
     texts = [f"Some general text number {i} about the weather and the sea." for i in range(8)]
     settings = CompareSettings.quick(methods=("cir",), max_facts=8, topic_questions=4)
@@ -307,7 +311,7 @@ def test_a_taught_comparison_continues_from_its_journal(tokenizer, llama, cache,
 
 
 def test_a_benchmarks_own_defaults_sit_under_the_users_options():
-    from cir.commands.options import build_configs
+    from cir.unlearning.overrides import build_configs
 
     base = {"cir.update_tokens": "subject", "cir.unlearning_rate": 0.25}
     _, config = build_configs(base=base)
@@ -332,8 +336,8 @@ def test_a_benchmarks_own_defaults_sit_under_the_users_options():
 def test_batches_by_length_pad_less_and_hold_every_sentence_once(tokenizer):
     import random
 
-    from cir.evaluation import encode_texts
-    from cir.finetune import MAX_LENGTH, index_batches
+    from cir.evaluation.scoring import encode_texts
+    from cir.training.finetune import MAX_LENGTH, index_batches
 
     facts = [f"Person {i} plays the violin." for i in range(40)]
     passages = [f"Passage {i}: " + "the river ran on past the old mill and the fields " * 3 for i in range(8)]
@@ -364,8 +368,8 @@ def test_batches_by_length_pad_less_and_hold_every_sentence_once(tokenizer):
 def test_kept_predictions_loss_is_the_kl_to_the_teacher_there_and_cross_entropy_elsewhere(tokenizer, llama):
     import copy
 
-    from cir.evaluation import pad
-    from cir.finetune import causal_lm_loss, kept_prediction_loss, next_token_distributions
+    from cir.evaluation.scoring import pad
+    from cir.training.finetune import causal_lm_loss, kept_prediction_loss, next_token_distributions
 
     texts = ["The river ran past the mill.", "Ada plays the violin in Oslo every spring."]
     ids, mask = pad([tokenizer(t)["input_ids"] for t in texts], tokenizer.pad_token_id, "cpu")
@@ -401,8 +405,8 @@ def test_the_teacher_reads_each_kept_text_once_and_its_predictions_are_reused(to
     import copy
     import random
 
-    from cir.evaluation import pad
-    from cir.finetune import TeacherPredictions, finetune, index_batches, next_token_distributions
+    from cir.evaluation.scoring import pad
+    from cir.training.finetune import TeacherPredictions, finetune, index_batches, next_token_distributions
 
     kept = [f"The weather on day {i} was {'mild and calm' * (i % 3 + 1)} near the harbour." for i in range(6)]
     encoded = [tokenizer(t)["input_ids"] for t in kept]
@@ -445,8 +449,8 @@ def test_texts_kept_beside_the_facts_keep_the_models_predictions_there(tokenizer
     text towards the model's own earlier predictions keeps them, learning its tokens does not."""
     import copy
 
-    from cir.evaluation import pad
-    from cir.finetune import finetune, kept_prediction_loss, next_token_distributions
+    from cir.evaluation.scoring import pad
+    from cir.training.finetune import finetune, kept_prediction_loss, next_token_distributions
 
     facts = [f"Person {i} was born in city {i % 5} and plays instrument {i % 3}." for i in range(24)]
     kept = [f"The weather on day {i} was mild and the sea was calm near the harbour." for i in range(8)]

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cir.batches import forget_batches
+from cir.training.batches import forget_batches
 from cir.data.general import builtin_prompts
-from cir.evaluation import evaluate_cloze
-from cir.hooks import activations_require_grad, capture_acts_and_grads
+from cir.evaluation.scoring import evaluate_cloze
+from cir.training.hooks import activations_require_grad, capture_acts_and_grads
 from cir.methods.cir import CIR, CIRConfig
-from cir.loop import run_unlearning
-from cir.run_config import RunConfig
+from cir.unlearning.loop import run_unlearning
+from cir.unlearning.run_config import RunConfig
 
 # The tiny model's facts share every template and every answer. There the paper's update over
 # every token with negative cross-entropy is the selective setting; the defaults chosen on the
@@ -45,7 +45,7 @@ def unlearn(model, tokenizer, people, max_epochs=8, budget=100.0, seed=0, forget
 def trajectory(taught_dir, forget, keep, max_epochs, monkeypatch, **options):
     """(forget accuracy, kept accuracy) before unlearning and after every epoch."""
     from cir.models import load_model
-    from cir.loop import Disruption
+    from cir.evaluation.budgets import Disruption
 
     model, tokenizer = load_model(str(taught_dir))
     measure = Disruption.__call__  # called after every epoch (epoch 0 reuses what was measured before)
@@ -134,7 +134,7 @@ def test_rollback_keeps_the_last_in_budget_weights(taught_dir, people, monkeypat
     """The disruption trajectory is scripted (epoch 3 is the first past the budget), so the test
     does not hope for one the CPU happens to give; the weights are the method's own."""
     from cir.models import load_model
-    from cir.loop import Disruption
+    from cir.evaluation.budgets import Disruption
 
     one, tokenizer = load_model(str(taught_dir))
     unlearn(one, tokenizer, people, max_epochs=2)  # the weights after two epochs, unconstrained
@@ -169,7 +169,7 @@ def test_same_seed_same_weights(taught_dir, people):
 
 
 def test_non_finite_loss_stops_with_the_last_good_weights(taught_dir, people, monkeypatch):
-    from cir.losses import NegativeCrossEntropy
+    from cir.methods.losses import NegativeCrossEntropy
     from cir.models import load_model
 
     good, tokenizer = load_model(str(taught_dir))
@@ -204,7 +204,7 @@ def test_trained_layers_past_the_loss_layers_get_no_forget_update(taught, people
 
 def test_gradient_checkpointing_gives_the_same_update(taught, people):
     """Recomputing the layers in backward fires the capture hooks again; the update must not change."""
-    from cir.loop import gradient_checkpointing
+    from cir.unlearning.loop import gradient_checkpointing
 
     model, tokenizer = taught
     batches = forget_batches(tokenizer, split(people)[0], batch_size=16)
@@ -237,7 +237,7 @@ def test_statistics_kept_as_rows_take_the_same_step(tokenizer, people, monkeypat
     does; so does auto, which holds the sides at least ROWS_FROM_WIDTH wide as rows (here the
     tiny model's 128-wide MLP side, its 64-wide side as covariance)."""
     import cir.methods.cir as cir_method
-    from cir.collapse import RowMoments
+    from cir.methods.collapse import RowMoments
     from conftest import tiny_llama
 
     monkeypatch.setattr(cir_method, "ROWS_FROM_WIDTH", 128)

@@ -111,8 +111,8 @@ def test_teach_with_kept_text_keeps_the_models_predictions_there(tmp_path, token
     import torch
     from conftest import tiny_llama
 
-    from cir.evaluation import pad
-    from cir.finetune import kept_prediction_loss, next_token_distributions
+    from cir.evaluation.scoring import pad
+    from cir.training.finetune import kept_prediction_loss, next_token_distributions
     from cir.models import load_model, save_model
 
     base = tmp_path / "base"
@@ -164,9 +164,9 @@ def test_demo_runs_the_four_rows(taught_dir, tmp_path, tiny_cache, capsys):
     """The four rows of the `suite` grid, the worst of its attacks named; the kept topics in three
     parts: a quarter watched (one question of it is the collateral budget), a quarter given to
     the method, the reported half in the table."""
-    from cir.protocol import PROTECTED, REPORTED, WATCHED
+    from cir.evaluation.protocol import PROTECTED, REPORTED, WATCHED
     from cir.data.mcq import load_mcq
-    from cir.evaluation import evaluate_cloze
+    from cir.evaluation.scoring import evaluate_cloze
     from cir.models import load_model
 
     out = tmp_path / "demo"
@@ -180,14 +180,14 @@ def test_demo_runs_the_four_rows(taught_dir, tmp_path, tiny_cache, capsys):
         assert f"| {row}" in printed
     demo = json.loads((out / "demo.json").read_text())
     rows = demo["rows"]
-    attacked = {label: rows[f"after {label}"]["V worst"] for label in (relearning, "4-bit quantisation")}
-    assert demo["headline"]["worst_attack"] == f"after {max(attacked, key=attacked.get)}"
+    attacked = {label: rows[label]["V_worst"]["accuracy"] for label in (relearning, "4-bit quantisation")}
+    assert demo["headline"]["worst_attack"] == max(attacked, key=attacked.get)
     assert f"the worst attack: {max(attacked, key=attacked.get)}" in printed
-    assert set(rows["before"]) >= {"V", "capitals", "languages"}
+    assert set(rows["before"]["sets"]) >= {"capitals", "languages"} and rows["before"]["stage"] == "before"
     # each column's question count: V is half the topic (T/V), a kept topic its reported half
     assert demo["questions"]["V"] == len(load_mcq("capitals")) // 2
     assert demo["questions"]["languages"] == len(load_mcq("languages")[REPORTED])
-    probes = rows["before"]["_probes"]["n"]  # V in every probe: the cloze prompt asks every question
+    probes = {name: probe["n"] for name, probe in rows["before"]["probes"].items()}  # V in every probe
     assert probes["cloze"] == demo["questions"]["V"] and max(probes.values()) == demo["questions"]["V"]
     config = yaml.safe_load((out / "config.yaml").read_text())
     languages = load_mcq("languages")
@@ -195,7 +195,7 @@ def test_demo_runs_the_four_rows(taught_dir, tmp_path, tiny_cache, capsys):
     assert config["sources"]["retain_mcq"]["languages"] == len(languages[WATCHED]) == 12
     assert config["sources"]["protect_mcq"]["languages"] == len(languages[PROTECTED]) == 12
     model, tokenizer = load_model(str(taught_dir))
-    assert rows["before"]["languages"] == evaluate_cloze(model, tokenizer, languages[REPORTED]).accuracy
+    assert rows["before"]["sets"]["languages"]["accuracy"] == evaluate_cloze(model, tokenizer, languages[REPORTED]).accuracy
     assert len(json.loads((out / "attacks.json").read_text())["relearn:T:mlp:3e-05:6"]["per_epoch"]) == 6
     assert (out / "report.md").is_file() and (out / "demo.md").is_file()
 
@@ -247,7 +247,7 @@ def test_demo_takes_a_benchmark(taught_dir, tmp_path, tiny_cache, capsys, monkey
     assert "| subjects V |" in printed and "| after the worst attack |" in printed
     demo = json.loads((out / "demo.json").read_text())
     assert demo["benchmark"] == "subjects" and len(demo["notes"]["countries"]) == 12
-    assert len(demo["rows"]["before"]) > 2 and "capitals" in demo["rows"]["before"]  # the kept relations
+    assert len(demo["rows"]["before"]["sets"]) > 2 and "capitals" in demo["rows"]["before"]["sets"]  # the kept relations
     # --quiet names no step, not even the sampling of the general text (into another empty cache)
     monkeypatch.setenv("CIR_CACHE", str(tmp_path / "another-cache"))
     assert main(["demo", "--benchmark", "subjects", "--model", str(taught_dir), "--out", str(tmp_path / "quiet"),

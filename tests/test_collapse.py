@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from cir.collapse import StreamingMoments, collapse, common_basis, orthonormal_rows, soft_basis, soft_collapse
+from cir.methods.collapse import StreamingMoments, collapse, common_basis, orthonormal_rows, soft_basis, soft_collapse
 
 
 def svd_projector(directions: torch.Tensor) -> torch.Tensor:
@@ -88,7 +88,7 @@ def projector(basis: torch.Tensor) -> torch.Tensor:
 def test_rows_give_the_subspace_of_the_covariance():
     """Kept as rows (fewer than d) and decomposed by a randomized SVD, the statistics span the
     same mean-plus-components subspace as the d x d sums, for the paper's collapse and the soft one."""
-    from cir.collapse import RowMoments
+    from cir.methods.collapse import RowMoments
 
     d = 1536  # wider than top_components' exact threshold: both sides randomized
     x = planted(300, d)
@@ -106,7 +106,7 @@ def test_rows_give_the_subspace_of_the_covariance():
 
 
 def test_rows_past_the_width_fold_into_the_covariance():
-    from cir.collapse import RowMoments
+    from cir.methods.collapse import RowMoments
 
     d = 48
     x = planted(200, d)

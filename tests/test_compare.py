@@ -246,8 +246,8 @@ def test_a_journal_is_refused_when_the_kept_topics_changed(tmp_path):
 def test_compare_splits_each_kept_topic_into_three_parts_read_apart():
     """The budget's, the method's and the tables' questions of each kept topic: disjoint, and
     together the whole topic (a quarter, a quarter, a half)."""
-    from cir.protocol import PROTECTED, REPORTED, WATCHED
-    from cir.protocol import watched_retain_sets
+    from cir.evaluation.protocol import PROTECTED, REPORTED, WATCHED
+    from cir.evaluation.protocol import watched_retain_sets
 
     from cir.data.mcq import MCQ
 
@@ -262,7 +262,7 @@ def test_a_benchmarks_compare_leaves_the_step_and_the_loss_to_the_search():
     rest (the search sets those two), so its journal's settings do not change with them."""
     import argparse
 
-    from cir.commands import compare as command
+    from cir.cli import compare as command
 
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
@@ -340,7 +340,7 @@ def test_the_judging_runs_meet_the_grid_and_name_its_worst_attack(taught_dir, in
 
 
 def test_the_residual_after_the_worst_attack_reads_the_reference_under_the_same_attack():
-    from cir.protocol import residual_of
+    from cir.evaluation.protocol import residual_of
 
     row = {"V_worst_after_relearning": 0.5, "V_worst_after_quantisation": 0.4, "worst_attack": "a",
            "V_worst_after_worst_attack": 0.5}

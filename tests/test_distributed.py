@@ -109,7 +109,7 @@ def test_two_processes_teach_to_the_same_weights_as_one(sharding, taught_dir, in
 
 
 def test_a_last_batch_too_small_to_shard_joins_the_one_before():
-    from cir.batches import chunks
+    from cir.training.batches import chunks
 
     assert chunks(10, 4) == [slice(0, 4), slice(4, 8), slice(8, 10)]
     assert chunks(9, 4, min_size=2) == [slice(0, 4), slice(4, 9)]  # 1 row cannot feed 2 processes
@@ -144,8 +144,8 @@ def test_relearning_attack_under_fsdp_matches_one_process(taught_dir, inputs, pe
 
 def test_fsdp_refuses_what_it_cannot_shard(tmp_path, capsys):
     from cir.errors import InputError
-    from cir.commands.options import build_configs
-    from cir.run_config import fsdp_limits
+    from cir.unlearning.overrides import build_configs
+    from cir.unlearning.run_config import fsdp_limits
 
     for overrides, message in [(["disruption=kl"], "disruption=kl"), (["gu=true"], "gu=true"),
                                (["method=shred"], "method shred")]:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-import cir.evaluation
-import cir.losses
+import cir.evaluation.scoring
+import cir.methods.losses
 from cir import unlearn
-from cir.batches import forget_batches
-from cir.evaluation import continuation_logprobs
-from cir.losses import FORGET_LOSSES
+from cir.training.batches import forget_batches
+from cir.evaluation.scoring import continuation_logprobs
+from cir.methods.losses import FORGET_LOSSES
 
 
 def plain_logits_at(model, batch, positions):
@@ -64,7 +64,7 @@ def test_head_at_answer_positions_gives_the_whole_heads_loss_and_gradient(arch, 
     results = {}
     for path in ("fast", "plain"):
         if path == "plain":
-            monkeypatch.setattr(cir.losses, "logits_at", plain_logits_at)
+            monkeypatch.setattr(cir.methods.losses, "logits_at", plain_logits_at)
         model.zero_grad()
         value = loss(model, batch, reference)
         value.backward()
@@ -84,8 +84,8 @@ def test_two_epochs_give_the_plain_paths_weights(method, taught_dir, people, mon
     weights, accuracies = {}, {}
     for path in ("fast", "plain"):
         if path == "plain":
-            monkeypatch.setattr(cir.losses, "logits_at", plain_logits_at)
-            monkeypatch.setattr(cir.evaluation, "continuation_logprobs",
+            monkeypatch.setattr(cir.methods.losses, "logits_at", plain_logits_at)
+            monkeypatch.setattr(cir.evaluation.scoring, "continuation_logprobs",
                                 lambda model, tokenizer, pairs, batch_size=64, first_token=None:
                                 plain_continuation_logprobs(model, tokenizer, pairs, first_token))
         model, tokenizer = load_model(str(taught_dir))

@@ -7,9 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cir.attacks.membership import METRICS, privleak
-from cir.attacks.relearning import split_forget
-from cir.attacks.suite import GRIDS, Attack, ReferenceRows, attack_texts, run_grid, worst_attack
+from cir.evaluation.membership import METRICS, privleak
+from cir.evaluation.splits import split_forget
+from cir.attacks import GRIDS, Quantization, Relearning, attack_texts, run_grid, worst_attack
+from cir.attacks.base import Attack
+from cir.attacks.grids import ReferenceRows
+from cir.evaluation.rows import Row, Score
 from cir.benchmarks import TeachRecipe, invented_people, make_setting, taught_model
 from cir.errors import InputError, TeachingFellShort
 
@@ -26,9 +29,9 @@ def cache(tmp_path, monkeypatch):
 
 
 def small_grid() -> tuple[Attack, ...]:
-    return (Attack(lr=1e-5, epochs=1), Attack(params="all", lr=3e-3, epochs=3),
-            Attack(data="general", params="all", lr=1e-3, epochs=2), Attack(data="kept", params="lora", lr=1e-3, epochs=1),
-            Attack("quantize", bits=8))
+    return (Relearning(lr=1e-5, epochs=1), Relearning(params="all", lr=3e-3, epochs=3),
+            Relearning(data="general", params="all", lr=1e-3, epochs=2),
+            Relearning(data="kept", params="lora", lr=1e-3, epochs=1), Quantization(bits=8))
 
 
 def test_every_attack_of_the_grid_runs_on_its_own_copy_and_the_worst_is_their_maximum(taught, people, cache):
@@ -42,22 +45,32 @@ def test_every_attack_of_the_grid_runs_on_its_own_copy_and_the_worst_is_their_ma
     assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())  # the model is left as it is
     for attack in grid:
         row = rows[attack.label]
-        assert set(row) >= {"V", "V worst", "others"} and row["V worst"] >= row["V"] - 1e-9
+        assert set(row.sets) == {"others"} and row.V_worst.accuracy >= row.V.accuracy - 1e-9
+        assert (row.stage, row.attack, row.label) == ("attack", attack.key, attack.label) and row.seconds > 0
+        assert len(row.V.correct) == len(held_out) and set(row.probes) >= {"cloze", "qa", "kshot"}
         if attack.kind == "relearn":  # V at the best epoch, the attack's own record beside it
-            result = row["_relearn"]
-            assert len(result["per_epoch"]) == attack.epochs and row["V"] == max(result["per_epoch"])
+            result = row.record
+            assert len(result["per_epoch"]) == attack.epochs and row.V.accuracy == max(result["per_epoch"])
             assert result["params"] == attack.params and result["lr"] == attack.lr
     # each relearning trained on its own text: T's facts, general text, as many kept facts as T
-    assert rows[grid[1].label]["_relearn"]["n_train"] == len(train)
-    assert (rows[grid[2].label]["_relearn"]["n_train"], rows[grid[2].label]["_relearn"]["n_texts"]) == (0, len(GENERAL))
-    assert rows[grid[3].label]["_relearn"]["n_train"] == len(train)
+    assert rows[grid[1].label].record["n_train"] == len(train)
+    assert (rows[grid[2].label].record["n_train"], rows[grid[2].label].record["n_texts"]) == (0, len(GENERAL))
+    assert rows[grid[3].label].record["n_train"] == len(train)
     worst = worst_attack(rows)
-    assert rows[worst]["V worst"] == max(row["V worst"] for row in rows.values())
+    assert rows[worst].V_worst.accuracy == max(row.V_worst.accuracy for row in rows.values())
+    again = Row.from_json(rows[worst].to_json())  # a row read back from JSON is the row
+    assert again == rows[worst]
+
+
+def row(v: float, v_worst: float, stage: str = "attack") -> Row:
+    return Row(stage, V=Score(v), V_worst=Score(v_worst))
 
 
 def test_the_worst_attack_is_the_highest_v_in_the_worst_probe_and_a_tie_goes_to_the_first():
-    rows = {"a": {"V worst": 0.3, "V": 0.9}, "b": {"V worst": 0.6, "V": 0.2}, "c": {"V worst": 0.6, "V": 0.1}}
+    rows = {"a": row(0.9, 0.3), "b": row(0.2, 0.6), "c": row(0.1, 0.6)}
     assert worst_attack(rows) == "b"
+    rows["b"].broken = "the attack broke the model"  # not counted: the next highest is the worst
+    assert worst_attack(rows) == "c"
 
 
 def test_a_references_rows_are_kept_and_read_back_for_the_same_split_only(taught, people, cache, monkeypatch):
@@ -66,19 +79,18 @@ def test_a_references_rows_are_kept_and_read_back_for_the_same_split_only(taught
     model, tokenizer = taught
     train, held_out = split_forget(people[:40], 0.5, seed=0)
     data, topics = {"T": train}, {"others": people[40:60]}
-    grid = (Attack(lr=1e-4, epochs=1), Attack("quantize", bits=4))
+    grid = (Relearning(lr=1e-4, epochs=1), Quantization(bits=4))
     kept = ReferenceRows(model, data, held_out, topics, seed=0)
     first = run_grid(model, tokenizer, grid, data, held_out, topics=topics, cache=kept)
 
     def refuse(*args, **kwargs):
         raise AssertionError("a kept row was attacked again")
 
-    monkeypatch.setattr(sys.modules["cir.attacks.suite"], "run_attack", refuse)  # (cir.attacks.suite: the function)
+    monkeypatch.setattr(sys.modules["cir.attacks.grids"], "run_attack", refuse)
     again = run_grid(model, tokenizer, grid, data, held_out, topics=topics,
                      cache=ReferenceRows(model, data, held_out, topics, seed=0))
     assert list(again) == list(first)
-    assert [(row["V"], row["V worst"], row["others"]) for row in again.values()] == \
-        [(row["V"], row["V worst"], row["others"]) for row in first.values()]
+    assert list(again.values()) == list(first.values())
     other = ReferenceRows(model, data, held_out[1:], topics, seed=0)  # another V: another file
     assert other.path != kept.path and other.get(grid[0]) is None
     with pytest.raises(AssertionError, match="attacked again"):
@@ -92,21 +104,21 @@ def test_the_grids_hold_the_axes_the_issue_names():
     assert {a.params for a in full if a.kind == "relearn"} == {"mlp", "all", "lora"}
     assert {a.data for a in full if a.kind == "relearn"} == {"T", "general", "kept"}
     assert {a.bits for a in full if a.kind == "quantize"} == {4, 8}
-    assert len({a.epochs for a in full}) > 1
+    assert len({a.epochs for a in full if a.kind == "relearn"}) > 1
     for name, attacks in GRIDS.items():  # every named grid is a part of the full one
         assert set(attacks) <= set(full), name
     assert set(GRIDS["default"]) < set(GRIDS["wide"]) < set(full)
     assert len({a.label for a in full}) == len(full)  # every attack named apart
     with pytest.raises(InputError, match="unknown relearning data 'V'"):
-        Attack(data="V")
+        Relearning(data="V")
 
 
 def test_the_retain_model_is_taught_every_kept_sentence_and_none_of_the_forget_sets(tokenizer, llama, monkeypatch):
-    import cir.finetune
+    import cir.training.finetune
     from cir.benchmarks import teach
 
     trained = {}
-    monkeypatch.setattr(cir.finetune, "finetune", lambda model, tokenizer, sentences, **_: trained.update(
+    monkeypatch.setattr(cir.training.finetune, "finetune", lambda model, tokenizer, sentences, **_: trained.update(
         sentences=list(sentences)))
     forget, kept, _ = invented_people(TINY)
     with pytest.raises(TeachingFellShort, match="kept cloze"):  # nothing trained: the kept set falls short
@@ -142,19 +154,17 @@ def test_privleak_is_the_auc_change_relative_to_the_retain_models():
 def test_the_headline_names_the_worst_attack_and_its_residual_against_each_reference():
     from cir.demo import headline, residuals
 
-    rows = {"before": {"V": 1.0, "V worst": 1.0}, "after unlearning": {"V": 0.3, "V worst": 0.4},
-            "after a": {"V": 0.4, "V worst": 0.5}, "after b": {"V": 0.5, "V worst": 0.7}}
-    never = {"before": {"V": 0.25, "V worst": 0.3}, "after a": {"V": 0.3, "V worst": 0.3},
-             "after b": {"V": 0.5, "V worst": 0.65}}
-    retain = {"before": {"V": 0.3, "V worst": 0.35}, "after a": {"V": 0.3, "V worst": 0.2},
-              "after b": {"V": 0.5, "V worst": 0.6}}
+    rows = {"before": row(1.0, 1.0, "before"), "after unlearning": row(0.3, 0.4, "after unlearning"),
+            "a": row(0.4, 0.5), "b": row(0.5, 0.7)}
+    never = {"before": row(0.25, 0.3, "before"), "a": row(0.3, 0.3), "b": row(0.5, 0.65)}
+    retain = {"before": row(0.3, 0.35, "before"), "a": row(0.3, 0.2), "b": row(0.5, 0.6)}
     extra = {"never_taught": never, "retain": retain, "residual_never_taught": residuals(rows, never),
              "residual_retain": residuals(rows, retain)}
     head = headline(rows, extra)
-    assert head["worst_attack"] == "after b" and head["V worst"] == 0.7
+    assert head["worst_attack"] == "b" and head["V worst"] == 0.7
     assert head["never_taught"]["residual at the worst attack"] == pytest.approx(0.05)
     # the largest residual of the grid may sit at another attack than the worst one
-    assert head["never_taught"]["largest residual"] == pytest.approx(0.2) and head["never_taught"]["largest at"] == "after a"
+    assert head["never_taught"]["largest residual"] == pytest.approx(0.2) and head["never_taught"]["largest at"] == "a"
     assert head["retain"]["residual at the worst attack"] == pytest.approx(0.1)
     assert head["retain"]["largest residual"] == pytest.approx(0.3)
 

@@ -73,7 +73,7 @@ def test_letters_format_refuses_more_than_26_choices(tmp_path, capsys):
 
 def test_utf8_byte_order_mark_is_accepted(tmp_path):
     from cir.data import load_mcq, load_texts
-    from cir.commands.options import build_configs
+    from cir.unlearning.overrides import build_configs
 
     bom = "\ufeff"
     (tmp_path / "facts.jsonl").write_text(bom + json.dumps(GOOD) + "\n", encoding="utf-8")
@@ -192,7 +192,7 @@ def test_malformed_yaml(tmp_path, capsys):
 
 
 def test_numbers_in_options_are_typed(tmp_path):
-    from cir.commands.options import build_configs
+    from cir.unlearning.overrides import build_configs
 
     config = write(tmp_path / "c.yaml", ["budget: 2", "cir:", "  unlearning_rate: 1e-3"])  # YAML reads 1e-3 as text
     run, method = build_configs(config, ["retain_rate=1e-4"])

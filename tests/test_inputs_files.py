@@ -143,7 +143,7 @@ def test_report_json_has_null_for_nan(tmp_path, capsys):
 
 
 def test_markdown_table_escapes_pipes():
-    from cir.report import markdown_table
+    from cir.tables import markdown_table
 
     assert markdown_table(["set"], [["a|b"]]).splitlines()[-1] == "| a\\|b |"
 
@@ -236,9 +236,9 @@ def test_sigterm_removes_the_staging_directory(tmp_path):
 
 
 def test_synth_never_trains_the_prompt_evaluation_reads(tmp_path, capsys):
-    from cir.probes import battery_prompts
+    from cir.evaluation.probes import battery_prompts
     from cir.data import load_mcq
-    from cir.evaluation import cloze_prompt
+    from cir.evaluation.scoring import cloze_prompt
 
     out = tmp_path / "people.jsonl"
     assert run_cli(capsys, "synth", "--people", "6", "--out", out)[0] == 0

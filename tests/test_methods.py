@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cir.batches import Batch, forget_batches, text_batches
+from cir.training.batches import Batch, forget_batches, text_batches
 from cir.methods import get_method, method_names
 from cir.methods.base import RetainSubspace
 

@@ -7,7 +7,7 @@ import torch
 
 from cir.architecture import decoder_layers, forward_until, mlp_projections, weight_grad_from
 from cir.errors import InputError
-from cir.hooks import record_outputs
+from cir.training.hooks import record_outputs
 from cir.models import load_model, save_model
 
 

@@ -8,11 +8,11 @@ import re
 import pytest
 import torch
 
-from cir.probes import battery_prompts, evaluate_battery, recall_rows
-from cir.batches import draw_phrasings, encode, forget_batches
+from cir.evaluation.probes import battery_prompts, evaluate_battery, recall_rows
+from cir.training.batches import draw_phrasings, encode, forget_batches
 from cir.data import builtin_topics, load_mcq
 from cir.data.mcq import MCQ
-from cir.evaluation import cloze_prompt, evaluate_prompts
+from cir.evaluation.scoring import cloze_prompt, evaluate_prompts
 
 
 def normalise(text: str) -> str:
@@ -64,8 +64,8 @@ def test_phrasings_are_drawn_per_seed_from_the_bank(people):
 
 
 def test_each_epoch_trains_on_its_own_draw(tokenizer, people):
-    from cir.loop import _forget_schedule
-    from cir.run_config import RunConfig
+    from cir.unlearning.loop import _forget_schedule
+    from cir.unlearning.run_config import RunConfig
 
     run = RunConfig(max_epochs=3, phrasings=2, batch_size=8)
     batches, schedule = _forget_schedule(tokenizer, people[:8], run, 1)
@@ -136,8 +136,8 @@ def test_first_token_marks_only_the_answers_first_token(tokenizer):
 
 
 def test_runs_with_first_token_answers_train_on_the_first_token_only(tokenizer):
-    from cir.loop import _forget_schedule
-    from cir.run_config import RunConfig
+    from cir.unlearning.loop import _forget_schedule
+    from cir.unlearning.run_config import RunConfig
 
     items = [MCQ(f"Which town is the capital of {country}?", (city, "Zagreb"), 0)
              for country, city in [("Slovenia", "Ljubljana"), ("Iceland", "Reykjavik"), ("Ethiopia", "Addis Ababa")]]
@@ -165,7 +165,7 @@ def test_recall_asks_the_questions_whose_choices_begin_differently(tokenizer):
 def test_every_epoch_row_has_cloze_and_recall_accuracy(taught, people):
     """The loop's per-epoch forget accuracy in recall too, from the cloze prompts' own passes."""
     from cir import unlearn
-    from cir.probes import cloze_and_recall
+    from cir.evaluation.probes import cloze_and_recall
 
     model, tokenizer = taught
     facts = people[:24]
@@ -189,8 +189,8 @@ def test_a_model_that_avoids_the_right_answers_still_shows_them_in_the_worst_rea
     worst reading says so (an answer avoided is an answer known)."""
     import torch
 
-    import cir.probes
-    from cir.evaluation import _result
+    import cir.evaluation.probes
+    from cir.evaluation.scoring import _result
 
     model, tokenizer = taught
     items = people[:8]
@@ -199,7 +199,7 @@ def test_a_model_that_avoids_the_right_answers_still_shows_them_in_the_worst_rea
         return _result([torch.tensor([-5.0 if c == item.answer else -1.0 - 0.1 * c for c in range(len(item.choices))])
                         for item in asked], asked)
 
-    monkeypatch.setattr(cir.probes, "evaluate_prompts", avoiding)
+    monkeypatch.setattr(cir.evaluation.probes, "evaluate_prompts", avoiding)
     result = evaluate_battery(model, tokenizer, items)
     assert all(r.accuracy == 0.0 for name, r in result.per_probe.items() if "least likely" not in name)
     assert result.worst == "cloze, least likely" and result.worst_accuracy == 1.0

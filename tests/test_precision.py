@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from cir.data.general import builtin_prompts
-from cir.evaluation import text_loss
-from cir.loop import run_unlearning
+from cir.evaluation.scoring import text_loss
+from cir.unlearning.loop import run_unlearning
 from cir.models import in_float32
-from cir.run_config import RunConfig
+from cir.unlearning.run_config import RunConfig
 from cir.methods.cir import CIRConfig
 
 # A step of norm 0.02 over the tiny model's 8 trained projections moves a weight by ~3e-5 on
@@ -108,7 +108,8 @@ def test_attacks_on_a_bfloat16_model_train_and_read_in_float32(taught, people):
     """The relearning attacker trains a float32 copy (in bfloat16 its small Adam steps round
     away and the attack is weaker), and the rows are read in float32: a bfloat16 model gets the
     same rows as a float32 copy of its weights, and is itself left in bfloat16."""
-    from cir.attacks.suite import AttackConfig, measure, suite
+    from cir.attacks.grids import AttackConfig, suite
+    from cir.evaluation.protocol import measure
 
     model, tokenizer = taught
     low = copy.deepcopy(model).to(torch.bfloat16)
@@ -118,10 +119,11 @@ def test_attacks_on_a_bfloat16_model_train_and_read_in_float32(taught, people):
     topics = {"others": people[40:60]}
     rows_low = suite(low, tokenizer, train, held_out, topics=topics, config=config)
     rows_high = suite(high, tokenizer, train, held_out, topics=topics, config=config)
-    assert rows_low["relearn"]["_relearn"]["per_epoch"] == rows_high["relearn"]["_relearn"]["per_epoch"]
+    assert rows_low["relearn"].record["per_epoch"] == rows_high["relearn"].record["per_epoch"]
     for attack in ("relearn", "quantize"):
-        assert {k: v for k, v in rows_low[attack].items() if not k.startswith("_")} == \
-            {k: v for k, v in rows_high[attack].items() if not k.startswith("_")}
+        low_row, high_row = rows_low[attack].to_json(), rows_high[attack].to_json()
+        low_row.pop("seconds"), high_row.pop("seconds")
+        assert low_row == high_row
     assert measure(low, tokenizer, topics, held_out) == measure(high, tokenizer, topics, held_out)
     assert all(p.dtype == torch.bfloat16 for p in low.parameters())
 
@@ -134,7 +136,7 @@ def test_fine_tuning_a_bfloat16_model_follows_float32(tokenizer, people, device)
     bfloat16, 30% of the weights moved and the step was 0.84 of float32's away from it (cosine
     0.54); through master copies, 94% and 0.11-0.12 (cosine 0.993), on three fixture seeds."""
     from conftest import tiny_llama
-    from cir.finetune import finetune, select_parameters
+    from cir.training.finetune import finetune, select_parameters
 
     low = tiny_llama(len(tokenizer)).to(device=device, dtype=torch.bfloat16)
     high = copy.deepcopy(low).float()  # the same start, held in float32

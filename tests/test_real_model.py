@@ -56,8 +56,9 @@ def test_cir_moves_the_real_model_on_a_few_facts(smollm, tmp_path):
     import torch
 
     from cir.data import load_mcq
-    from cir.loop import general_text_split, run_unlearning
-    from cir.run_config import RunConfig
+    from cir.unlearning.loop import run_unlearning
+    from cir.data.general import general_text_split
+    from cir.unlearning.run_config import RunConfig
     from cir.methods.cir import CIRConfig
 
     model, tokenizer = smollm
@@ -78,7 +79,7 @@ def test_capitals_need_the_question(smollm):
     """The capitals' wrong choices are other capitals, so the answer alone does not give it away:
     leaving the question out scores near chance, asking it scores high."""
     from cir.data import load_mcq
-    from cir.evaluation import evaluate_mcq
+    from cir.evaluation.scoring import evaluate_mcq
 
     model, tokenizer = smollm
     items = load_mcq("capitals")

@@ -73,7 +73,7 @@ def test_overwrite_replaces_an_output_directory_written_meanwhile(tmp_path):
 
 
 def test_teach_refuses_an_out_written_while_it_trained(model_dir, tmp_path, monkeypatch, capsys):
-    import cir.finetune
+    import cir.training.finetune
 
     out = tmp_path / "taught"
 
@@ -81,7 +81,7 @@ def test_teach_refuses_an_out_written_while_it_trained(model_dir, tmp_path, monk
         out.mkdir()
         (out / "config.json").write_text("{}")
 
-    monkeypatch.setattr(cir.finetune, "finetune", another_run_finishes)
+    monkeypatch.setattr(cir.training.finetune, "finetune", another_run_finishes)
     code, err = run_cli(capsys, "teach", "--model", model_dir, "--facts", facts_file(tmp_path), "--out", out)
     kept = _kept_beside(out)
     assert code == 2 and err == (f"cir: error: {out} appeared while this run was working; rerun with --overwrite, "

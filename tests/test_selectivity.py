@@ -8,14 +8,14 @@ import dataclasses
 import pytest
 import torch
 
-from cir.batches import forget_batches
-from cir.collapse import common_basis
+from cir.training.batches import forget_batches
+from cir.methods.collapse import common_basis
 from cir.data.general import builtin_prompts
-from cir.evaluation import evaluate_cloze
+from cir.evaluation.scoring import evaluate_cloze
 from cir.methods.cir import CIR, CIRConfig
-from cir.loop import run_unlearning
-from cir.protocol import watched_retain_sets
-from cir.run_config import RunConfig
+from cir.unlearning.loop import run_unlearning
+from cir.evaluation.protocol import watched_retain_sets
+from cir.unlearning.run_config import RunConfig
 
 TINY = dict(act_components=4, grad_components=4, unlearning_rate=0.3, forget_loss="neg_cross_entropy",
             update_tokens="all")
@@ -134,7 +134,7 @@ def test_retain_bases_are_the_retain_facts_statistics(tokens, taught, people):
 
 
 def test_saturating_logit_gradient_shrinks_as_the_true_logit_falls(monkeypatch):
-    from cir.losses import SaturatingLogit
+    from cir.methods.losses import SaturatingLogit
 
     falls = torch.tensor([0.0, -2.0, -6.0])  # m - m0: not yet moved, fallen by 2, fallen by 6
     margins = torch.nn.Parameter(torch.tensor([1.0, 3.0, -1.5]))  # m
@@ -153,7 +153,7 @@ def test_saturating_losses_start_at_their_reference(taught, people):
     and NPO's -(2/beta) log sigmoid(0) = 2 log 2 per sentence."""
     import math
 
-    from cir.losses import SaturatingLogit, SaturatingSequence
+    from cir.methods.losses import SaturatingLogit, SaturatingSequence
 
     model, tokenizer = taught
     batch = forget_batches(tokenizer, people[:8], batch_size=32)[0]
@@ -214,7 +214,7 @@ def test_measurements_given_as_reference_replace_measuring_the_original(taught_d
     """A caller that already measured the original model (cir compare, once for all its runs)
     gets the same run as one that lets the loop measure it; a wrong reference shows up in every
     ratio, so the reference is what the loop used."""
-    from cir.evaluation import text_loss
+    from cir.evaluation.scoring import text_loss
     from cir.models import load_model
 
     forget, keep = split(people)
@@ -248,7 +248,7 @@ def test_the_method_is_given_the_protected_facts_and_the_budget_watches_the_othe
             given["ids"] = [b.input_ids for b in retain_facts]
             super().__init__(model, tokenizer, config, forget, retain, retain_facts)
 
-    monkeypatch.setattr("cir.loop.get_method", lambda name: Recording)
+    monkeypatch.setattr("cir.unlearning.loop.get_method", lambda name: Recording)
     forget, keep = split(people)
     watched, protected = {"kept": keep[0::2]}, {"kept": keep[1::2]}
     run = RunConfig(max_epochs=1, budget=100.0, collateral_budget=1.0)
@@ -270,7 +270,7 @@ def test_the_method_is_given_the_protected_facts_and_the_budget_watches_the_othe
 def test_one_question_lets_the_smallest_set_lose_one_question_and_not_two(n):
     """For every size, with the drops computed as the collateral budget computes them (the
     difference of two accuracies), from any starting count."""
-    from cir.loop import one_question
+    from cir.evaluation.budgets import one_question
 
     budget = one_question({"small": [None] * n, "large": [None] * (3 * n)})
     assert 0 < budget <= 1
@@ -281,7 +281,7 @@ def test_one_question_lets_the_smallest_set_lose_one_question_and_not_two(n):
 
 
 def test_one_question_reads_round_figures_for_the_benchmarks_quarters():
-    from cir.loop import one_question
+    from cir.evaluation.budgets import one_question
 
     assert [one_question({"a": [None] * n}) for n in (8, 9, 11, 12, 18)] == [0.13, 0.12, 0.1, 0.09, 0.06]
     with pytest.raises(ValueError, match="non-empty"):

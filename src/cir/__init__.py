@@ -7,7 +7,7 @@ the facts being forgotten.
 
 The Python API (docs/api.md): load_model, load_facts, unlearn (in place) or unlearn_to_dir
 (a run directory), evaluate, compare, and the attacks in cir.attacks (relearn, quantize, mia,
-suite). The training loop and its options (RunConfig) are in cir.loop.
+suite). The training loop and its options (RunConfig) are in cir.unlearning.loop.
 """
 
 from cir import attacks
@@ -16,8 +16,8 @@ from cir.comparison import CompareSettings
 from cir.data import load_facts
 from cir.errors import DivergedError, InputError
 from cir.models import load_model, save_model
-from cir.loop import UnlearningResult
-from cir.run_config import RunConfig
+from cir.unlearning.loop import UnlearningResult
+from cir.unlearning.run_config import RunConfig
 
 __all__ = ["CompareSettings", "DivergedError", "InputError", "RunConfig", "UnlearningResult", "attacks", "compare",
            "evaluate", "load_facts", "load_model", "save_model", "unlearn", "unlearn_to_dir"]

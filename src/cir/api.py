@@ -16,11 +16,13 @@ from pathlib import Path
 from cir import distributed
 from cir.comparison import CompareSettings, Comparison, Evaluation, Journal, journal_header
 from cir.data import MCQ, given, topic_sets
-from cir.evaluation import evaluate_mcq, text_kl, text_loss
-from cir.loop import UnlearningResult, general_text_split, resolve_collateral, run_unlearning
-from cir.probes import evaluate_battery
-from cir.protocol import PROTECTED, REPORTED, WATCHED, watched_retain_sets
-from cir.run_config import RunConfig, make_configs
+from cir.evaluation.scoring import evaluate_mcq, text_kl, text_loss
+from cir.unlearning.loop import UnlearningResult, run_unlearning
+from cir.data.general import general_text_split
+from cir.evaluation.budgets import resolve_collateral
+from cir.evaluation.probes import evaluate_battery
+from cir.evaluation.protocol import PROTECTED, REPORTED, WATCHED, watched_retain_sets
+from cir.unlearning.run_config import RunConfig, make_configs
 from cir.runs import run_directory, save_weights, write_run
 
 Facts = Sequence[MCQ] | str | Path | Sequence[str | Path]  # questions, or fact set specs (a file, a topic, hf:...)

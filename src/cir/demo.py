@@ -1,10 +1,10 @@
 """The demo: unlearn a benchmark's forget set (or one built-in topic) from a model, then try to
 bring it back with a grid of attacks.
 
-Rows: before, after unlearning, after each attack of the grid (cir.attacks.suite: relearning at
+Rows: before, after unlearning, after each attack of the grid (cir.attacks.grids: relearning at
 several learning rates, weights, epochs and texts; 4- and 8-bit quantisation). The topic's
 accuracy is read on the half of its questions (V) that no attack trains on, with the cloze
-prompt and in the worst of the held-out probes (the probe battery, cir.probes); the
+prompt and in the worst of the held-out probes (the probe battery, cir.evaluation.probes); the
 other topics show collateral damage, on their reported half: the collateral budget watches a
 quarter of each and the method is given another quarter to keep, as in cir.comparison. The
 headline is the worst attack (the highest V in the worst probe). Where the benchmark has them,
@@ -19,45 +19,48 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cir.api import unlearn_to_dir
-from cir.attacks.membership import mia, privleak
+from cir.attacks.grids import GRIDS, AttackConfig, ReferenceRows, attack_texts, grid, run_grid, worst_attack
 from cir.attacks.record import record_attack
-from cir.attacks.suite import GRIDS, Attack, AttackConfig, ReferenceRows, attack_texts, measure, run_grid, worst_attack
 from cir.benchmarks import Setting, check_benchmark, make_setting, topic_setting
 from cir.data import builtin_topics
+from cir.data.general import general_text_split
 from cir.errors import InputError
-from cir.loop import UnlearningResult, general_text_split
+from cir.evaluation.membership import mia, privleak
+from cir.evaluation.protocol import PROTECTED, REPORTED, WATCHED, kept_for_attack, measure, residual, watched_retain_sets
+from cir.evaluation.rows import Row
 from cir.outputs import stage, write_json
-from cir.protocol import PROTECTED, REPORTED, residual, watched_retain_sets
-from cir.report import markdown_table
+from cir.tables import markdown_table
+from cir.unlearning.loop import UnlearningResult
 
 
 @dataclass
-class DemoSettings(AttackConfig):
-    """What to forget (a named benchmark, or a built-in topic), the attack grid, and the attack
-    suite's settings (its seed also draws T and V; its relearning and bits make the `suite` grid)."""
+class DemoSettings:
+    """What to forget (a named benchmark, or a built-in topic), the attack grid, and the seed that
+    draws T and V and seeds the attacks."""
 
     topic: str = "capitals"
     benchmark: str | None = None  # capitals, subjects, taught (cir.benchmarks); overrides `topic`
-    attacks: str = "default"  # the attack grid (cir.attacks.suite.GRIDS): suite, default, wide, full
+    attacks: str = "default"  # the attack grid (cir.attacks.grids.GRIDS): suite, default, wide, full
+    seed: int = 0
+    split_ratio: float = 0.5  # share of the forget questions the attacker trains on (T); the rest is V
 
     def __post_init__(self):
-        super().__post_init__()
         if self.benchmark is not None:
             check_benchmark(self.benchmark)
         elif self.topic not in builtin_topics():
             raise InputError(f"unknown built-in topic '{self.topic}' (known: {', '.join(builtin_topics())})")
-        if self.attacks not in GRIDS:
-            raise InputError(f"unknown attack grid '{self.attacks}' (known: {', '.join(GRIDS)})")
+        grid(self.attacks)
+        self.attack_config = AttackConfig(split_ratio=self.split_ratio, seed=self.seed)
 
     @property
     def name(self) -> str:
         return self.benchmark or self.topic
 
-    def grid(self) -> tuple[Attack, ...]:
-        """The attacks: the named grid; `suite` is this config's relearning and quantisation."""
-        if self.attacks == "suite":
-            return (Attack(lr=self.relearn_lr, epochs=self.relearn_epochs), Attack("quantize", bits=self.quantize_bits))
+    def grid(self):
         return GRIDS[self.attacks]
+
+    def split(self, items: list):
+        return self.attack_config.split(items)
 
     def setting(self, model, tokenizer, progress: bool = True) -> Setting:
         if self.benchmark is not None:
@@ -66,26 +69,25 @@ class DemoSettings(AttackConfig):
 
 
 def attacked(model, tokenizer, topics: dict, data: dict, held_out: list, settings: DemoSettings, show: bool,
-             cache: bool = False) -> dict:
-    """The grid's rows (each attack on its own copy), labelled as the demo shows them; `cache`: the
-    model is a reference, its rows kept for later runs on the same split."""
+             cache: bool = False) -> dict[str, Row]:
+    """The grid's rows (each attack on its own copy), by the attack's label; `cache`: the model is
+    a reference, its rows kept for later runs on the same split."""
     rows_cache = ReferenceRows(model, data, held_out, topics, settings.seed) if cache else None
-    rows = run_grid(model, tokenizer, settings.grid(), data, held_out, topics=topics, seed=settings.seed,
+    return run_grid(model, tokenizer, settings.grid(), data, held_out, topics=topics, seed=settings.seed,
                     progress=show, cache=rows_cache)
-    return {f"after {label}": row for label, row in rows.items()}
 
 
 def reference_rows(model, tokenizer, topics: dict, data: dict, held_out: list, settings: DemoSettings,
-                   show: bool) -> dict:
+                   show: bool) -> dict[str, Row]:
     """A reference model (never taught, or the retain model) measured and attacked as the unlearned one."""
     rows = {"before": measure(model, tokenizer, topics, held_out)}
     rows |= attacked(model, tokenizer, topics, data, held_out, settings, show, cache=True)
     for row in rows.values():
-        row.pop("_relearn", None)
+        row.record = None
     return rows
 
 
-def residuals(rows: dict, reference: dict) -> dict:
+def residuals(rows: dict[str, Row], reference: dict[str, Row]) -> dict[str, dict]:
     """Per row, V and V worst minus the reference model's under the same attack (0: as the
     reference); the unlearned model is held against the reference unattacked."""
     against = {"after unlearning": "before"}  # otherwise a row meets the reference's row of its name
@@ -101,14 +103,18 @@ def membership(setting: Setting, model) -> dict | None:
     return mia(model, setting.tokenizer, members, setting.nonmembers)
 
 
-def headline(rows: dict, extra: dict) -> dict:
+def attack_rows(rows: dict[str, Row]) -> dict[str, Row]:
+    return {name: row for name, row in rows.items() if row.stage == "attack"}
+
+
+def headline(rows: dict[str, Row], extra: dict) -> dict:
     """The worst attack (highest V in the worst probe on the unlearned model), its residual against
     each reference, and the largest residual of the grid against each."""
-    attacks = {name: row for name, row in rows.items() if name.startswith("after ") and name != "after unlearning"}
+    attacks = attack_rows(rows)
     worst = worst_attack(attacks)
-    found = {"worst_attack": worst, "V worst": rows[worst]["V worst"]}
+    found = {"worst_attack": worst, "V worst": None if worst is None else rows[worst].V_worst.accuracy}
     for ref in ("never_taught", "retain"):
-        if ref in extra:
+        if ref in extra and worst is not None:
             residual = {name: r for name, r in extra[f"residual_{ref}"].items() if name in attacks}
             largest = max(residual, key=lambda name: residual[name]["V worst"])
             found[ref] = {"residual at the worst attack": residual[worst]["V worst"],
@@ -121,7 +127,7 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
     `out` (`unlearning`: as for cir.unlearn_to_dir), measure again, attack with the grid; where
     the benchmark has a never-taught reference and a retain model, attack those too and report
     the residuals and PrivLeak. Writes demo.md, demo.json and the relearning attacks
-    (attacks.json) into `out`; returns (table, rows, unlearning result)."""
+    (attacks.json) into `out`; returns (table, {name: row} with the rest under "_extra", unlearning result)."""
     show = unlearning.get("progress", True)
     setting = settings.setting(model, tokenizer, progress=show)
     model = setting.model
@@ -148,16 +154,14 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
     general = setting.general[0] if setting.general is not None else general_text_split(model, tokenizer)[0]
     result = unlearn_to_dir(model, tokenizer, setting.forget, out, watch=watch, protect=protect, **unlearning)
     stage("measuring the unlearned model", show)
-    rows["after unlearning"] = measure(model, tokenizer, topics, held_out)
+    rows["after unlearning"] = measure(model, tokenizer, topics, held_out, stage="after unlearning")
     extra["mia"]["after unlearning"] = membership(setting, model)
-    grid = settings.grid()
-    kept = next(iter(setting.topics.values()), [])
-    # the attacker's texts: T, general text, and kept facts of the first kept set (the benchmark's
-    # knowledge of F's kind) from outside the reported half
-    data = attack_texts(train, [item for i, item in enumerate(kept) if i % 2 == 0], general, settings.seed)
-    stage(f"attacking it: {len(grid)} attacks (grid '{settings.attacks}'), each on its own copy", show)
+    attacks = settings.grid()
+    # the attacker's texts: T, general text, and kept facts (the first kept set's watched quarter)
+    data = attack_texts(train, kept_for_attack({name: items[WATCHED] for name, items in setting.topics.items()}),
+                        general, settings.seed)
+    stage(f"attacking it: {len(attacks)} attacks (grid '{settings.attacks}'), each on its own copy", show)
     rows |= attacked(model, tokenizer, topics, data, held_out, settings, show)
-    relearning = {name: row.pop("_relearn") for name, row in rows.items() if "_relearn" in row}
     references = {"never_taught": setting.reference, "retain": setting.retain()}
     for ref, reference in references.items():
         if reference is None:
@@ -168,31 +172,32 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
     if references["retain"] is not None and extra["mia"]["after unlearning"]:
         extra["mia"]["retain"] = membership(setting, references["retain"])
         extra["privleak"] = privleak(extra["mia"]["after unlearning"], extra["mia"]["retain"])
-    extra["attacks"] = [attack.to_json() for attack in grid]
+    extra["attacks"] = [attack.to_json() for attack in attacks]
     extra["unlearning"] = {"loss_ratio": result.kept["loss_ratio"], "seconds": result.seconds,
                            "stop_reason": result.stop_reason}
     extra["headline"] = headline(rows, extra)
     table = demo_table(settings, rows, result, extra)
     write_demo(Path(out), settings, rows, table, extra)
-    for attack in grid:
-        if f"after {attack.label}" in relearning:
-            record_attack(out, attack.key, relearning[f"after {attack.label}"])
+    for row in attack_rows(rows).values():
+        if row.record is not None:
+            record_attack(out, row.attack, row.record)
     return table, rows | {"_extra": extra}, result
 
 
-def demo_table(settings: DemoSettings, rows: dict[str, dict], result: UnlearningResult, extra: dict | None = None) -> str:
+def demo_table(settings: DemoSettings, rows: dict[str, Row], result: UnlearningResult, extra: dict | None = None) -> str:
     """demo.md's body: the main table (before, after unlearning, after the worst attack, and the
     references under the same), the grid's table, and the notes."""
     extra = extra or {}
     name = settings.name
-    others = [t for t in next(iter(rows.values())) if t not in ("V", "V worst", name) and not t.startswith("_")]
+    others = [t for t in rows["before"].sets if t != name]
     head = extra.get("headline") or {"worst_attack": None}
     worst = head["worst_attack"]
     shown = ["before", "after unlearning"] + ([worst] if worst else [])
     header = ["", f"{name} V", "V, worst probe", f"{name} (all)"] + others
 
-    def line(label: str, row: dict) -> list[str]:
-        return [label, f"{row['V']:.3f}", f"{row['V worst']:.3f}", f"{row[name]:.3f}"] + [f"{row[t]:.3f}" for t in others]
+    def line(label: str, row: Row) -> list[str]:
+        return ([label, f"{row.V.accuracy:.3f}", f"{row.V_worst.accuracy:.3f}", f"{row.accuracy(name):.3f}"]
+                + [f"{row.accuracy(t):.3f}" for t in others])
 
     table = [line(label if label != worst else "after the worst attack", rows[label]) for label in shown]
     names = {"never_taught": "never taught", "retain": "retain model"}
@@ -201,10 +206,10 @@ def demo_table(settings: DemoSettings, rows: dict[str, dict], result: Unlearning
             table += [line(f"{title}, {'the worst attack' if label == worst else label}", extra[ref][label])
                       for label in shown if label in extra[ref] and label != "after unlearning"]
     before, after = rows["before"], rows["after unlearning"]
-    drop = min(after[t] - before[t] for t in others)
+    drop = min(after.accuracy(t) - before.accuracy(t) for t in others)
     lines = [markdown_table(header, table), ""]
     if worst:
-        lines.append(f"- the worst attack: {worst.removeprefix('after ')} (the highest V in the worst probe of "
+        lines.append(f"- the worst attack: {worst} (the highest V in the worst probe of "
                      f"the {len(extra.get('attacks', ()))} attacks of grid '{settings.attacks}'; every attack below)")
     lines += [
         f"- V: the held-out part of `{name}` (its own subjects) that no attack trains on (relearning reports "
@@ -224,7 +229,7 @@ def demo_table(settings: DemoSettings, rows: dict[str, dict], result: Unlearning
             h = head[ref]
             lines.append(f"- residual against the {title} (V in the worst probe minus its under the same attack; "
                          f"0 = as the {title}): {h['residual at the worst attack']:+.3f} after the worst attack; "
-                         f"the largest of the grid {h['largest residual']:+.3f} ({h['largest at'].removeprefix('after ')})")
+                         f"the largest of the grid {h['largest residual']:+.3f} ({h['largest at']})")
     mia_rows = {k: v for k, v in extra.get("mia", {}).items() if v}
     if mia_rows:
         lines.append("- membership inference, F's sentences against never-taught people's (AUC, min-k% / zlib / "
@@ -235,20 +240,39 @@ def demo_table(settings: DemoSettings, rows: dict[str, dict], result: Unlearning
         lines.append("- PrivLeak (AUC on the unlearned model minus the retain model's, over the retain model's; "
                      "0 = as private as the retain model): " + ", ".join(
                          f"{m} {extra['privleak'][m]:+.3f}" for m in ("min_k", "zlib", "loss")))
-    grid_rows = [label for label in rows if label not in ("before", "after unlearning")]
+    grid_rows = list(attack_rows(rows))
     if grid_rows:
         refs = [ref for ref in names if ref in extra]
         header = (["attack", "V worst: unlearned"] + [names[ref] for ref in refs]
                   + [f"residual vs {names[ref]}" for ref in refs] + [f"{name} V"])
-        body = [[label.removeprefix("after ") + (" (worst)" if label == worst else ""), f"{rows[label]['V worst']:.3f}"]
-                + [f"{extra[ref][label]['V worst']:.3f}" for ref in refs]
-                + [f"{extra[f'residual_{ref}'][label]['V worst']:+.3f}" for ref in refs] + [f"{rows[label]['V']:.3f}"]
+        body = [[label + (" (worst)" if label == worst else ""), f"{rows[label].V_worst.accuracy:.3f}"]
+                + [f"{extra[ref][label].V_worst.accuracy:.3f}" for ref in refs]
+                + [f"{extra[f'residual_{ref}'][label]['V worst']:+.3f}" for ref in refs] + [f"{rows[label].V.accuracy:.3f}"]
                 for label in grid_rows]
         lines += ["", "Every attack of the grid (V in the worst probe; residual: the unlearned model's minus the "
                   "reference's under the same attack):", "", markdown_table(header, body)]
     return "\n".join(lines)
 
 
-def write_demo(out: Path, settings: DemoSettings, rows: dict, table: str, extra: dict | None = None) -> None:
+def write_demo(out: Path, settings: DemoSettings, rows: dict[str, Row], table: str, extra: dict | None = None) -> None:
+    """demo.md (the tables) and demo.json: every row by name, the references' rows, and the rest."""
+    extra = dict(extra or {})
+    for ref in ("never_taught", "retain"):
+        if ref in extra:
+            extra[ref] = {name: row.to_json() for name, row in extra[ref].items()}
+    settings_json = {key: value for key, value in settings.__dict__.items() if key != "attack_config"}
     (out / "demo.md").write_text(f"# Demo: forgetting `{settings.name}`\n\n{table}\n")
-    write_json(out / "demo.json", {"settings": settings.__dict__, "rows": rows} | (extra or {}))
+    write_json(out / "demo.json", {"settings": settings_json, "rows": {name: row.to_json() for name, row in rows.items()}}
+               | extra)
+
+
+def read_demo(path: str | Path) -> tuple[dict[str, Row], dict]:
+    """demo.json's rows back as Rows, and the rest (the references' rows as Rows too)."""
+    import json
+
+    data = json.loads(Path(path).read_text())
+    rows = {name: Row.from_json(row) for name, row in data.pop("rows").items()}
+    for ref in ("never_taught", "retain"):
+        if ref in data:
+            data[ref] = {name: Row.from_json(row) for name, row in data[ref].items()}
+    return rows, data

@@ -17,8 +17,8 @@ from cir import distributed
 from cir.models import save_model
 from cir.outputs import staged_output, write_json
 from cir.report import run_report
-from cir.loop import UnlearningResult
-from cir.run_config import RunConfig, config_dict
+from cir.unlearning.loop import UnlearningResult
+from cir.unlearning.run_config import RunConfig, config_dict
 
 
 @contextlib.contextmanager

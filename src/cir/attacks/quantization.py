@@ -9,11 +9,15 @@ of each weight is at most scale / 2.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+
 from cir.architecture import decoder_layers, is_transposed
-from cir.probes import probe_mcq
+from cir.evaluation.probes import probe_mcq
+from cir.attacks.base import Attack, AttackInputs, AttackOutcome, register_attack
 from cir.data import given
 from cir.errors import InputError
 
@@ -91,3 +95,28 @@ def quantize(model, tokenizer, fact_sets, bits: int = 4, group_size: int = 128, 
     after = accuracies()
     return {"attack": "quantize", "format": fmt, "mcq": {name: r.to_json() for name, r in after.items()}, "text": {},
             "before": {name: r.accuracy for name, r in before.items()}, "quantization": stats}
+
+
+@register_attack("quantize")
+@dataclass(frozen=True)
+class Quantization(Attack):
+    """Round-to-nearest quantisation of the decoder layers' weights to `bits` (what a user who
+    serves the model in 4 or 8 bits does to it)."""
+
+    bits: int = 4
+
+    def __post_init__(self):
+        if self.bits not in (4, 8):
+            raise InputError(f"quantisation bits must be 4 or 8, got {self.bits}")
+
+    @property
+    def label(self) -> str:
+        return f"{self.bits}-bit quantisation"
+
+    @property
+    def key(self) -> str:
+        return f"quantize:{self.bits}bit"
+
+    def apply(self, model, tokenizer, inputs: AttackInputs) -> AttackOutcome:
+        quantize_model(model, bits=self.bits)
+        return AttackOutcome()

@@ -6,57 +6,18 @@ the same kind restores them; robust unlearning keeps V near chance.
 
 from __future__ import annotations
 
-import random
+from dataclasses import dataclass
 
 import torch
 
+
 from cir.architecture import decoder_layers, is_transposed, mlp_projections
+from cir.attacks.base import Attack, AttackInputs, AttackOutcome, register_attack
 from cir.data import given
 from cir.data.mcq import MCQ
 from cir.errors import InputError
-from cir.probes import probe_mcq
-from cir.evaluation import evaluate_mcq
-from cir.finetune import check_schedule, finetune
-
-
-def split_forget(items: list[MCQ], ratio: float = 0.5, seed: int = 0, model=None, tokenizer=None,
-                 drop_wrong: bool = False) -> tuple[list[MCQ], list[MCQ]]:
-    """(T, V): a seeded `ratio` of the questions to attack with, the rest to evaluate. Questions
-    with the same `subject` go to the same side (no subject is in both); a question without one
-    is a subject of its own. Subjects are drawn in a seeded order until T holds its share.
-
-    With `drop_wrong`, questions `model` (the base model) answers wrongly are dropped first:
-    they cannot be "restored"."""
-    if not 0 < ratio < 1:
-        raise InputError(f"the T/V ratio must be between 0 and 1, got {ratio}")
-    if drop_wrong:
-        if model is None:
-            raise ValueError("drop_wrong needs the base model and tokenizer")
-        correct = evaluate_mcq(model, tokenizer, items).correct
-        items = [item for item, ok in zip(items, correct) if ok]
-    groups = subject_groups(items)
-    order = list(range(len(groups)))
-    random.Random(seed).shuffle(order)
-    n_train, train = round(len(items) * ratio), []
-    for group in order:
-        if len(train) >= n_train:
-            break
-        train += groups[group]
-    if not train or len(train) == len(items):
-        raise InputError(f"cannot split {len(items)} questions ({len(groups)} subjects) into non-empty T and V "
-                         f"at ratio {ratio}")
-    chosen = set(train)
-    return [items[i] for i in sorted(chosen)], [items[i] for i in range(len(items)) if i not in chosen]
-
-
-def subject_groups(items: list[MCQ]) -> list[list[int]]:
-    """Indices of `items` grouped by subject (case-insensitive), in order of first appearance;
-    an item without a subject is a group of its own."""
-    groups: dict = {}
-    for i, item in enumerate(items):
-        key = item.subject.strip().casefold() if item.subject else ("item", i)
-        groups.setdefault(key, []).append(i)
-    return list(groups.values())
+from cir.evaluation.probes import probe_mcq
+from cir.training.finetune import check_schedule, finetune
 
 
 def _lora_parameters(model, rank: int):
@@ -70,14 +31,14 @@ def _lora_parameters(model, rank: int):
     return wrapped, [p for n, p in wrapped.named_parameters() if "lora_" in n]
 
 
-def relearn(model, tokenizer, train_items: list[MCQ], eval_items: list[MCQ], epochs: int = 5, lr: float = 1e-4,
+def _relearn(model, tokenizer, train_items: list[MCQ], eval_items: list[MCQ], epochs: int = 5, lr: float = 1e-4,
             optimizer: str = "adam", params: str = "mlp", *, batch_size: int = 16, seed: int = 0,
             fmt: str = "cloze", shots: int = 3, lora_rank: int = 8, texts: list[str] | None = None,
-            progress: bool = False) -> dict:
+            progress: bool = False) -> tuple[object, dict]:
     """Fine-tune `model` in place on the fact sentences of `train_items` (or on `texts`: other
     text, such as general text, with `train_items` empty); accuracy on `eval_items` (scored with
     the probe format `fmt`) before and after every epoch. LoRA adapters are merged into the
-    weights at the end."""
+    weights at the end. Returns (V's reading at the best epoch, the attack's record)."""
     if params not in ("mlp", "all", "lora"):
         raise InputError(f"unknown parameter set '{params}' (mlp, all, lora)")
     if optimizer not in ("adam", "sgd"):
@@ -86,13 +47,16 @@ def relearn(model, tokenizer, train_items: list[MCQ], eval_items: list[MCQ], epo
     train_items = given.questions(train_items, "train_items") if train_items or texts is None else []
     eval_items = given.questions(eval_items, "eval_items")
 
-    def accuracy() -> float:
-        return probe_mcq(model, tokenizer, eval_items, fmt, k=shots, seed=seed).accuracy
+    def reading():
+        return probe_mcq(model, tokenizer, eval_items, fmt, k=shots, seed=seed)
 
-    before, per_epoch = accuracy(), []
+    before, per_epoch, best = reading().accuracy, [], []
 
     def on_epoch(epoch: int, loss: float) -> None:
-        per_epoch.append(accuracy())
+        now = reading()
+        per_epoch.append(now.accuracy)
+        if not best or now.accuracy > best[0].accuracy:  # the first of the best epochs
+            best[:] = [now]
 
     trained, trainable = model, params
     if params == "lora":
@@ -105,6 +69,57 @@ def relearn(model, tokenizer, train_items: list[MCQ], eval_items: list[MCQ], epo
                       batch_size=batch_size, seed=seed, on_epoch=on_epoch, progress=progress)
     if params == "lora":
         trained.merge_and_unload()
-    return {"attack": "relearn", "before": before, "per_epoch": per_epoch, "max_accuracy": max(per_epoch),
+    return best[0], {"attack": "relearn", "before": before, "per_epoch": per_epoch, "max_accuracy": max(per_epoch),
             "losses": losses, "epochs": epochs, "lr": lr, "optimizer": optimizer, "params": params,
             "n_train": len(train_items), "n_texts": len(texts or ()), "n_eval": len(eval_items), "format": fmt}
+
+
+def relearn(model, tokenizer, train_items: list[MCQ], eval_items: list[MCQ], epochs: int = 5, lr: float = 1e-4,
+            optimizer: str = "adam", params: str = "mlp", **options) -> dict:
+    """Fine-tune `model` in place on the fact sentences of `train_items` (or on `texts`: other
+    text, such as general text, with `train_items` empty); accuracy on `eval_items` (scored with
+    the probe format `fmt`) before and after every epoch ("per_epoch", the best "max_accuracy").
+    LoRA adapters are merged into the weights at the end. `options`: batch_size, seed, fmt,
+    shots, lora_rank, texts, progress."""
+    return _relearn(model, tokenizer, train_items, eval_items, epochs, lr, optimizer, params, **options)[1]
+
+
+RELEARN_DATA = {"T": "T", "general": "general text", "kept": "kept facts"}
+PARAMS = {"mlp": "MLP", "all": "all weights", "lora": "LoRA r8"}
+
+
+@register_attack("relearn")
+@dataclass(frozen=True)
+class Relearning(Attack):
+    """Relearning: Adam at `lr` for `epochs` on `data` (T's fact sentences, general text, or kept
+    facts as many as T), training `params` (the MLPs, all weights, LoRA r8 adapters); V is read
+    every epoch and the best epoch counts."""
+
+    data: str = "T"
+    params: str = "mlp"
+    lr: float = 3e-5
+    epochs: int = 6
+
+    def __post_init__(self):
+        if self.data not in RELEARN_DATA or self.params not in PARAMS:
+            raise InputError(f"unknown relearning data '{self.data}' or parameters '{self.params}' "
+                             f"(data: {', '.join(RELEARN_DATA)}; parameters: {', '.join(PARAMS)})")
+        check_schedule(self.epochs, self.lr)
+
+    @property
+    def label(self) -> str:
+        return f"relearning on {RELEARN_DATA[self.data]} ({PARAMS[self.params]}, lr {self.lr:g}, {self.epochs} epochs)"
+
+    @property
+    def key(self) -> str:
+        return f"relearn:{self.data}:{self.params}:{self.lr:g}:{self.epochs}"
+
+    def apply(self, model, tokenizer, inputs: AttackInputs) -> AttackOutcome:
+        texts = inputs.texts.get(self.data) or []
+        if not texts:
+            raise InputError(f"the attack '{self.label}' has no {RELEARN_DATA[self.data]} to train on")
+        items, extra = (texts, None) if self.data != "general" else ([], texts)
+        best, record = _relearn(model, tokenizer, items, inputs.held_out, epochs=self.epochs, lr=self.lr,
+                                optimizer="adam", params=self.params, seed=inputs.seed, texts=extra,
+                                progress=inputs.progress)
+        return AttackOutcome(best=best, record=record)

@@ -9,15 +9,15 @@ import time
 
 from tqdm.auto import tqdm
 
-from cir.attacks.suite import suite
+from cir.attacks.grids import attack_texts, grid, run_grid, suite, worst_attack
 from cir.comparison.journal import Journal, _Memory
 from cir.comparison.settings import CompareSettings, Evaluation, GRID, as_overrides, distributions, grid_trial, options_of
 from cir.comparison.summary import best_trial, objectives, summarise
-from cir.evaluation import evaluate_mcq
-from cir.loop import run_unlearning
+from cir.evaluation.scoring import evaluate_mcq
+from cir.unlearning.loop import run_unlearning
 from cir.models import restore, snapshot
-from cir.protocol import accuracies, residual_of, worst_probe
-from cir.run_config import make_configs
+from cir.evaluation.protocol import accuracies, kept_for_attack, measure, residual_of, worst_probe
+from cir.unlearning.run_config import make_configs
 
 
 # ---------------------------------------------------------------- the comparison
@@ -39,8 +39,8 @@ class Comparison:
     def reference(self) -> dict:
         """The original model's held-out text loss and watched accuracies, measured once for all runs."""
         if self._reference is None:
-            from cir.evaluation import text_loss
-            from cir.loop import Collateral
+            from cir.evaluation.scoring import text_loss
+            from cir.evaluation.budgets import Collateral
             from cir.models import in_float32
 
             model = self._fresh()
@@ -61,7 +61,7 @@ class Comparison:
             model = self._fresh()
             held_out = self.splits[seed][1]
             found = {"kind": "before", "seed": seed, "V_before": evaluate_mcq(model, self.tokenizer, held_out).accuracy,
-                     "V_worst_before": worst_probe(model, self.tokenizer, held_out)["V worst"],
+                     "V_worst_before": worst_probe(model, self.tokenizer, held_out),
                      "topics": accuracies(model, self.tokenizer, self.evaluation.reported)}
             self.journal.add(found)
         return found
@@ -70,31 +70,33 @@ class Comparison:
         """The current weights on seed `seed`'s split: V after unlearning (cloze and worst probe),
         the reported topics, and the attacks (relearning; with `quantize` also 4-bit)."""
         train, held_out = self.splits[seed]
-        row = {"V_after_unlearning": evaluate_mcq(model, self.tokenizer, held_out).accuracy,
-               "V_worst_after_unlearning": worst_probe(model, self.tokenizer, held_out)["V worst"],
-               "topics": accuracies(model, self.tokenizer, self.evaluation.reported)}
+        unlearned = measure(model, self.tokenizer, self.evaluation.reported, held_out, stage="after unlearning")
+        row = {"V_after_unlearning": unlearned.V.accuracy, "V_worst_after_unlearning": unlearned.V_worst.accuracy,
+               "topics": {name: score.accuracy for name, score in unlearned.sets.items()}}
         attacks = ("relearn", "quantize") if quantize else ("relearn",)
         rows = suite(model, self.tokenizer, train, held_out, config=self.settings.attack_config(seed), attacks=attacks)
-        row |= {"V_after_relearning": rows["relearn"]["V"], "V_worst_after_relearning": rows["relearn"]["V worst"]}
+        row |= {"V_after_relearning": rows["relearn"].V.accuracy, "V_worst_after_relearning": rows["relearn"].V_worst.accuracy}
         if quantize:
-            row |= {"V_after_quantisation": rows["quantize"]["V"],
-                    "V_worst_after_quantisation": rows["quantize"]["V worst"]}
+            row |= {"V_after_quantisation": rows["quantize"].V.accuracy,
+                    "V_worst_after_quantisation": rows["quantize"].V_worst.accuracy}
         if quantize and self.settings.grid is not None:
-            row |= self.grid_row(model, seed)
+            row |= self.grid_row(model, seed, done=rows.values())
         return row
 
-    def grid_row(self, model, seed: int) -> dict:
+    def grid_row(self, model, seed: int, done=()) -> dict:
         """Every attack of the settings' grid on seed `seed`'s split: V in the worst probe under
-        each, and the worst attack (the highest)."""
-        from cir.attacks.suite import attack_texts, grid, run_grid, worst_attack
-
+        each, and the worst attack (the highest). `done`: rows of attacks already run on these
+        weights and this split (the suite's), which the grid reads instead of running them again."""
         train, held_out = self.splits[seed]
-        data = attack_texts(train, [item for items in self.evaluation.watched.values() for item in items],
-                            self.evaluation.retain_texts, seed)
-        rows = run_grid(model, self.tokenizer, grid(self.settings.grid), data, held_out, topics={}, seed=seed)
+        data = attack_texts(train, kept_for_attack(self.evaluation.watched), self.evaluation.retain_texts, seed)
+        attacks = grid(self.settings.grid)
+        known = {row.attack: row for row in done}
+        rows = run_grid(model, self.tokenizer, tuple(a for a in attacks if a.key not in known), data, held_out,
+                        topics={}, seed=seed)
+        rows = {attack.label: rows.get(attack.label) or known[attack.key] for attack in attacks}
         worst = worst_attack(rows)
-        return {"grid": self.settings.grid, "grid_V_worst": {label: row["V worst"] for label, row in rows.items()},
-                "worst_attack": worst, "V_worst_after_worst_attack": rows[worst]["V worst"]}
+        return {"grid": self.settings.grid, "grid_V_worst": {label: row.V_worst.accuracy for label, row in rows.items()},
+                "worst_attack": worst, "V_worst_after_worst_attack": rows[worst].V_worst.accuracy}
 
     def original_row(self, seed: int, quantize: bool) -> dict:
         """`measure` of the original weights (what a budget keeps when no epoch fits in it): the

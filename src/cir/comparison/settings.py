@@ -7,20 +7,20 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from cir.attacks.suite import GRIDS, AttackConfig
+from cir.attacks.grids import GRIDS, AttackConfig
 from cir.data.mcq import MCQ
 from cir.errors import InputError
 from cir.fields import check_fields
-from cir.loop import one_question
+from cir.evaluation.budgets import one_question
 from cir.methods import get_method, method_names
-from cir.run_config import make_configs
+from cir.unlearning.run_config import make_configs
 
 
 DEFAULT_METHODS = ("cir", "repselect", "npo", "simnpo", "rmu", "circuit_breakers", "gradient_difference")
 QUICK_METHODS = ("cir", "npo", "gradient_difference")
 DEFAULT_BUDGETS = (0.001, 0.003, 0.01, 0.03)  # rise of the held-out general-text loss: 0.1% ... 3%
 # the watched topics' largest accuracy drop beside each budget, by default: at the first, one
-# question of the smallest watched quarter (cir.loop.one_question: 0.1 for 11 questions, as 44
+# question of the smallest watched quarter (cir.evaluation.budgets.one_question: 0.1 for 11 questions, as 44
 # currencies questions give; 0.13 for 8, subjects' currencies), then these, never below the first
 LATER_COLLATERAL = (0.15, 0.2, 0.25)
 # what every run of a comparison shares: no option may change them (the search sets the step)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from cir.protocol import RESIDUALS
+from cir.evaluation.protocol import RESIDUALS
 
 
 STAGES = ("V_after_unlearning", "V_worst_after_unlearning", "V_after_relearning", "V_worst_after_relearning",

@@ -7,8 +7,8 @@ import statistics
 from pathlib import Path
 
 from cir.comparison.settings import GRID
-from cir.protocol import RESIDUALS
-from cir.report import markdown_table
+from cir.evaluation.protocol import RESIDUALS
+from cir.tables import markdown_table
 
 
 def _cell(value, digits: int = 3, sign: bool = False) -> str:

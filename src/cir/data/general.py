@@ -1,4 +1,5 @@
-"""The default general-text corpus: text sampled from the original model itself.
+"""General text: the default corpus, text sampled from the original model itself, and its split
+into the retain half a run trains on and the held-out half its disruption is read on.
 
 Disruption is measured on text the original model finds natural, so it works offline and
 for any model. Samples are seeded and cached under the user cache, keyed by a fingerprint
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from cir.errors import InputError
 from cir.models import cache_dir
 from cir.outputs import stage
 
@@ -79,3 +81,15 @@ def split_general_text(texts: list[str], samples_per_prompt: int = 2) -> tuple[l
     retain = [t for i, t in enumerate(texts) if (i // samples_per_prompt) % 2 == 0]
     held_out = [t for i, t in enumerate(texts) if (i // samples_per_prompt) % 2 == 1]
     return retain, held_out
+
+
+def general_text_split(model, tokenizer, spec: str | None = None) -> tuple[list[str], list[str]]:
+    """(retain, held-out) general text: a user corpus split in two, or the model's own samples."""
+    from cir.data.text import load_texts
+
+    if spec:
+        texts = load_texts(spec)
+        if len(texts) < 2:
+            raise InputError("need at least 2 documents to split into retain and held-out halves", path=spec)
+        return texts[0::2], texts[1::2]
+    return split_general_text(sample_general_text(model, tokenizer))

@@ -27,7 +27,7 @@ FACTS_DIR = Path(__file__).parent / "facts"
 MAX_CHARS = 20_000
 
 # Training phrasings for fact sets without `facts`. None of them is a way the evaluation or
-# the probes ask (cir.probes): not the cloze prompt "Question: ...\nAnswer:", not
+# the probes ask (cir.evaluation.probes): not the cloze prompt "Question: ...\nAnswer:", not
 # "Q: ...\nA:", not 'The answer to the question "..." is'.
 FACT_TEMPLATES = (
     "{question} The correct answer is {answer}.",

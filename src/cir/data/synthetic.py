@@ -49,7 +49,7 @@ ATTRIBUTES = {
 
 # how a fact is also stated as a question and its answer: `cloze` is the evaluation's own prompt
 # (the form tiny models trained from scratch need to answer it at all); `held_out` is none of
-# the probes' wordings (cir.probes), so evaluation asks in a way never trained on
+# the probes' wordings (cir.evaluation.probes), so evaluation asks in a way never trained on
 QUESTION_FORMS = {
     "cloze": "Question: {question}\nAnswer: {value}",
     "held_out": "{question} The correct answer is {value}.",

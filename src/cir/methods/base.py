@@ -1,7 +1,7 @@
 """What every unlearning method shares: layers defaulted by depth, the normalised forget
 step, the retain step, references from the original model, and geometric disentanglement.
 
-A method owns its loss and setup; the loop (cir.loop) owns epochs, stopping, rollback,
+A method owns its loss and setup; the loop (cir.unlearning.loop) owns epochs, stopping, rollback,
 outputs and seeds.
 
 Geometric disentanglement (GU; Zhou et al. 2025, arXiv 2511.17100), for any method with
@@ -24,9 +24,9 @@ import torch
 
 from cir import distributed
 from cir.architecture import decoder_layers, mlp_projections
-from cir.batches import Batch
+from cir.training.batches import Batch
 from cir.fields import check_fields
-from cir.losses import FORGET_LOSSES, HiddenStateRetain, make_forget_loss, terms
+from cir.methods.losses import FORGET_LOSSES, HiddenStateRetain, make_forget_loss, terms
 from cir.models import master_copies
 
 

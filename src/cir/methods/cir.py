@@ -31,10 +31,10 @@ import torch
 
 from cir import distributed
 from cir.architecture import weight_grad_from
-from cir.collapse import RowMoments, StreamingMoments, collapse, common_basis, orthonormal_rows, soft_basis, soft_collapse
-from cir.hooks import activations_require_grad, capture_acts_and_grads
+from cir.methods.collapse import RowMoments, StreamingMoments, collapse, common_basis, orthonormal_rows, soft_basis, soft_collapse
+from cir.training.hooks import activations_require_grad, capture_acts_and_grads
 from cir.methods import register
-from cir.losses import predicting, terms
+from cir.methods.losses import predicting, terms
 from cir.methods.base import Method, MethodConfig
 
 

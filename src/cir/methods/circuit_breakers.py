@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-from cir.losses import HiddenStateRetain
+from cir.methods.losses import HiddenStateRetain
 from cir.methods import register
 from cir.methods.base import Method, MethodConfig
 

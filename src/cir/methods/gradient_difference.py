@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from cir.losses import CrossEntropyRetain
+from cir.methods.losses import CrossEntropyRetain
 from cir.methods import register
 from cir.methods.base import Method, MethodConfig
 

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import torch
 
-from cir.losses import npo_loss, sentences, sequence_logprob
+from cir.methods.losses import npo_loss, sentences, sequence_logprob
 from cir.methods import register
 from cir.methods.base import Method, MethodConfig
 

@@ -30,10 +30,10 @@ import torch
 
 from cir import distributed
 from cir.architecture import is_transposed, weight_grad_from
-from cir.finetune import finetune
-from cir.collapse import StreamingMoments, soft_basis, soft_collapse
-from cir.hooks import activations_require_grad, capture_acts_and_grads
-from cir.losses import predicting, terms
+from cir.training.finetune import finetune
+from cir.methods.collapse import StreamingMoments, soft_basis, soft_collapse
+from cir.training.hooks import activations_require_grad, capture_acts_and_grads
+from cir.methods.losses import predicting, terms
 from cir.methods import register
 from cir.methods.base import Method, MethodConfig
 

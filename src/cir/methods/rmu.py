@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from cir.distributed import global_mean
-from cir.losses import ResidualStreamLoss
+from cir.methods.losses import ResidualStreamLoss
 from cir.methods import register
 from cir.methods.base import Method, MethodConfig, scaled_layers
 

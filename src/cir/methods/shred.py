@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from cir.losses import next_token_targets
+from cir.methods.losses import next_token_targets
 from cir.methods import register
 from cir.methods.base import Method, MethodConfig, frozen_copy
 

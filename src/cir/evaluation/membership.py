@@ -22,7 +22,7 @@ import torch
 
 from cir.data.text import where
 from cir.errors import InputError
-from cir.evaluation import pad
+from cir.evaluation.scoring import pad
 
 METRICS = ("loss", "zlib", "min_k")
 

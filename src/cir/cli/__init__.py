@@ -1,6 +1,9 @@
 """cir: make a language model forget chosen facts, and attack it to check they are gone.
 
-The command line is a shell over the library (cir.api), one module per command in cir.commands.
+The command line is a shell over the library (cir.api): one module per command in this package
+(`attack` holds its subcommands), each with a docstring whose first line is the command's help,
+`add_arguments(parser)` and `run(args)`; this module lists them, parses and dispatches. A command
+reads its arguments into the library's objects and prints; the work is the library's.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ import argparse
 import sys
 
 from cir import distributed, outputs
-from cir.commands import attack, compare, demo, evaluate, methods, mia, report, synth, teach, topics, unlearn
+from cir.cli import attack, compare, demo, evaluate, methods, mia, report, synth, teach, topics, unlearn
 from cir.errors import InputError
 
 # every command, in the order `cir --help` lists them; each module has add_arguments and run
@@ -52,6 +55,3 @@ def main(argv: list[str] | None = None) -> int:
     distributed.shutdown()
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

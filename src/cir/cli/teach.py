@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cir.commands.options import add_model_options, add_options, fsdp, load
+from cir.cli.options import add_model_options, add_options, fsdp, load
 
 
 def add_arguments(parser) -> None:
@@ -28,8 +28,8 @@ def run(args) -> None:
     from cir.data import load_facts
     from cir.data.text import load_texts
     from cir.errors import InputError
-    from cir.evaluation import evaluate_mcq
-    from cir.finetune import check_schedule, finetune
+    from cir.evaluation.scoring import evaluate_mcq
+    from cir.training.finetune import check_schedule, finetune
     from cir.outputs import check_output_dir, write_json
     from cir.runs import run_directory, save_weights
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cir.commands.options import add_model_options, add_options, load
+from cir.cli.options import add_model_options, add_options, load
 from cir.errors import InputError
 from cir.outputs import to_json
 
@@ -17,9 +17,9 @@ def add_arguments(parser) -> None:
 
 def run(args) -> None:
     from cir.attacks import mia
-    from cir.attacks.membership import METRICS, load_sentences
+    from cir.evaluation.membership import METRICS, load_sentences
     from cir.attacks.record import check_record_dir, record_attack
-    from cir.report import format_table
+    from cir.tables import format_table
 
     check_record_dir(args.record)
     if not 0 < args.min_k <= 1:

@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from cir.architecture import body_and_head, decoder_layers, forward_until, head_logits, mlp_of
-from cir.batches import Batch
+from cir.training.batches import Batch
 from cir.distributed import global_mean, is_sharded
-from cir.hooks import record_outputs
+from cir.training.hooks import record_outputs
 from cir.registry import registrar
 
 FORGET_LOSSES = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cir.commands.options import add_model_options, add_options, load, max_choices
+from cir.cli.options import add_model_options, add_options, load, max_choices
 from cir.errors import InputError
 from cir.outputs import to_json
 
@@ -43,7 +43,7 @@ def run(args) -> None:
 
 
 def tables(result: dict) -> str:
-    from cir.report import format_table
+    from cir.tables import format_table
 
     lines = []
     rows = [[spec, f"{r['accuracy']:.3f}", r["n"], f"{r['correct_prob']:.3f}"] for spec, r in result["mcq"].items()]

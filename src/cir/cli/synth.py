@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cir.commands.options import add_options
+from cir.cli.options import add_options
 from cir.errors import InputError
 
 

@@ -3,7 +3,7 @@
 cloze:       "Question: {q}\\nAnswer:" (the default evaluation)
 qa:          "Q: {q}\\nA:"
 declarative: "The answer to the question \\"{q}\\" is"
-letters:     the lettered multiple-choice prompt (cir.evaluation.evaluate_letters)
+letters:     the lettered multiple-choice prompt (cir.evaluation.scoring.evaluate_letters)
 kshot:       k solved examples drawn (seeded) from *other* questions of the set, then the cloze prompt
 
 The probe battery (`evaluate_battery`) asks every question in every way held out from
@@ -28,7 +28,7 @@ import random
 from dataclasses import dataclass
 
 from cir.data.mcq import MCQ
-from cir.evaluation import MCQResult, cloze_prompt, evaluate_letters, evaluate_prompts
+from cir.evaluation.scoring import MCQResult, cloze_prompt, evaluate_letters, evaluate_prompts
 
 TEMPLATES = {
     "cloze": cloze_prompt,

@@ -3,8 +3,6 @@ last in-budget weights, metrics and seeds (cir.runs writes the run directory).""
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import functools
 import math
 import time
@@ -17,16 +15,15 @@ from tqdm.auto import tqdm
 
 from cir import distributed
 from cir.architecture import decoder_layers
-from cir.batches import forget_batches, text_batches
+from cir.training.batches import forget_batches, text_batches
 from cir.data.mcq import MCQ
-from cir.errors import InputError
-from cir.evaluation import evaluate_cloze, text_kl, text_loss
+from cir.evaluation.budgets import Collateral, Disruption, resolve_collateral
 from cir.methods import get_method
 from cir.methods.base import NonFiniteLoss
 from cir.models import in_float32, restore, snapshot
 from cir.outputs import to_json
-from cir.probes import cloze_and_recall, evaluate_battery
-from cir.run_config import RunConfig
+from cir.evaluation.probes import cloze_and_recall, evaluate_battery
+from cir.unlearning.run_config import RunConfig
 
 
 # ---------------------------------------------------------------- the loop
@@ -52,67 +49,6 @@ class UnlearningResult:
     @property
     def seconds_per_fact(self) -> float:
         return self.seconds / max(self.n_facts, 1)
-
-
-class Disruption:
-    """Held-out general-text disruption: loss ratio to the original, or KL(original || model)."""
-
-    def __init__(self, model, tokenizer, texts: list[str], kind: str, original_loss: float | None = None):
-        self.tokenizer, self.texts, self.kind = tokenizer, texts, kind
-        self.original_loss = text_loss(model, tokenizer, texts) if original_loss is None else original_loss
-        self.original = copy.deepcopy(model) if kind == "kl" else None
-
-    def original_row(self) -> dict:
-        """The measurements of the original model, already taken: epoch 0's row."""
-        values = {"text_loss": self.original_loss, "loss_ratio": 1.0} | ({"kl": 0.0} if self.original is not None else {})
-        return values | {"disruption": values[self.kind]}
-
-    def __call__(self, model) -> dict:
-        loss = text_loss(model, self.tokenizer, self.texts)
-        values = {"text_loss": loss, "loss_ratio": loss / self.original_loss}
-        if self.original is not None:
-            values["kl"] = text_kl(self.original, model, self.tokenizer, self.texts)
-        values["disruption"] = values[self.kind]
-        return values
-
-
-class Collateral:
-    """Other knowledge as the model is asked it: cloze accuracy on each retain fact set, and
-    the largest drop from the original model's over the sets."""
-
-    def __init__(self, model, tokenizer, sets: dict[str, list[MCQ]], original: dict[str, float] | None = None):
-        self.tokenizer, self.sets = tokenizer, sets
-        self.original = self.accuracies(model) if original is None else dict(original)
-
-    def accuracies(self, model) -> dict[str, float]:
-        return {name: evaluate_cloze(model, self.tokenizer, items).accuracy for name, items in self.sets.items()}
-
-    def original_row(self) -> dict:
-        return {"collateral": 0.0, "retain_accuracy": dict(self.original)}
-
-    def __call__(self, model) -> dict:
-        now = self.accuracies(model)
-        drop = max(self.original[name] - now[name] for name in now)
-        return {"collateral": drop, "retain_accuracy": now}
-
-
-def one_question(sets: dict[str, list]) -> float:
-    """The collateral budget that lets the smallest of `sets` (n questions) lose one question and
-    not two (a larger set may lose more, in proportion): the first hundredth above 1/n (0.13 for 8
-    questions, 0.1 for 11, 0.09 for 12) where that is below 1.5/n (under 100 questions), else
-    1.5/n; at most 1."""
-    if not sets or not all(sets.values()):
-        raise ValueError("one question of a watched set needs at least one non-empty set")
-    n = min(len(items) for items in sets.values())
-    return min((math.floor(100 / n) + 1) / 100, 1.5 / n, 1.0)
-
-
-def resolve_collateral(run: RunConfig, sets: dict[str, list] | None) -> RunConfig:
-    """`run` with a collateral budget of None made one question of the smallest watched set
-    (0 where nothing is watched: the budget reads nothing then)."""
-    if run.collateral_budget is not None:
-        return run
-    return dataclasses.replace(run, collateral_budget=one_question(sets) if sets else 0.0)
 
 
 def gradient_checkpointing(model, on: bool) -> None:
@@ -287,17 +223,3 @@ def nothing_unlearned(failure: str, method_config) -> str:
     """What a run that kept the original weights says: why epoch 1 was not kept, and what to try."""
     return (f"nothing was unlearned: epoch 1 already {failure}, so the original weights were kept; "
             f"try a smaller step (unlearning_rate={method_config.unlearning_rate / 2:g})")
-
-
-# ---------------------------------------------------------------- general text
-def general_text_split(model, tokenizer, spec: str | None = None) -> tuple[list[str], list[str]]:
-    """(retain, held-out) general text: a user corpus split in two, or the model's own samples."""
-    from cir.data.general import sample_general_text, split_general_text
-    from cir.data.text import load_texts
-
-    if spec:
-        texts = load_texts(spec)
-        if len(texts) < 2:
-            raise InputError("need at least 2 documents to split into retain and held-out halves", path=spec)
-        return texts[0::2], texts[1::2]
-    return split_general_text(sample_general_text(model, tokenizer))

@@ -1,9 +1,9 @@
-"""attacks that try to bring forgotten facts back: relearn, quantize"""
+"""attacks that try to bring forgotten facts back: relearn, quantize, and every other registered kind"""
 
 from __future__ import annotations
 
-from cir.probes import PROBE_FORMATS
-from cir.commands.options import add_model_options, add_options, fsdp, load, max_choices
+from cir.evaluation.probes import PROBE_FORMATS
+from cir.cli.options import add_model_options, add_options, fsdp, load, max_choices
 from cir.errors import InputError
 from cir.outputs import to_json
 
@@ -26,6 +26,33 @@ def add_arguments(parser) -> None:
     quantize.add_argument("--group-size", type=int, default=128)
     quantize.add_argument("--backend", choices=["rtn", "bnb"], default="rtn", help="bnb: bitsandbytes, CUDA only")
     quantize.add_argument("--mcq", action="append", required=True, help="fact set to evaluate (as for cir eval)")
+    _add_registered(sub)
+
+
+SPECIAL = ("relearn", "quantize")  # kinds with subcommands of their own above; every other kind is generic
+
+
+def _add_registered(sub) -> None:
+    """A subcommand for every other registered attack kind: its fields as options, V to read."""
+    import dataclasses
+
+    from cir.attacks.base import ATTACKS
+
+    for kind, cls in ATTACKS.items():
+        if kind in SPECIAL:
+            continue
+        doc = (cls.__doc__ or kind).strip().splitlines()[0]
+        parser = sub.add_parser(kind, help=doc, description=doc)
+        add_model_options(parser)
+        parser.add_argument("--eval", required=True, dest="eval_set", help="fact set V, read before and after")
+        parser.add_argument("--train", default=None, help="fact set T that a training attack may train on")
+        parser.add_argument("--text", default=None, help="general text that a training attack may train on")
+        for field in dataclasses.fields(cls):
+            if field.name == "seed":  # the common --seed sets it
+                continue
+            parser.add_argument(f"--{field.name.replace('_', '-')}", dest=f"option_{field.name}", default=field.default,
+                                help=f"the attack's {field.name} (default: {field.default})")
+        add_options(parser, "seed", "json", seed={"default": 0})
 
 
 def _add_common(parser) -> None:
@@ -40,11 +67,11 @@ def run(args) -> None:
     from cir import distributed
     from cir.attacks.record import check_record_dir, record_attack
 
-    check_record_dir(args.record)
-    key, result, summary = {"relearn": relearn, "quantize": quantize}[args.attack](args)
+    check_record_dir(getattr(args, "record", None))
+    key, result, summary = {"relearn": relearn, "quantize": quantize}.get(args.attack, registered)(args)
     if not distributed.is_main():  # under a launcher (relearning): the main process reports
         return
-    if args.record:
+    if getattr(args, "record", None):
         record_attack(args.record, key, result)
     print(to_json(result) if args.json else summary)
 
@@ -58,7 +85,7 @@ def _check_positive(**values) -> None:
 def relearn(args) -> tuple[str, dict, str]:
     from cir import attacks, distributed
     from cir.data import load_mcq
-    from cir.finetune import check_schedule
+    from cir.training.finetune import check_schedule
 
     check_schedule(args.epochs, args.lr, ("--epochs", "--lr"))
     _check_positive(lora_rank=args.lora_rank, shots=args.shots)
@@ -91,3 +118,49 @@ def quantize(args) -> tuple[str, dict, str]:
     lines = [f"{spec}: accuracy {result['before'][spec]:.3f} -> {result['mcq'][spec]['accuracy']:.3f} after "
              f"{args.bits}-bit quantisation" for spec in fact_sets]
     return f"quantize:{args.bits}bit", result, "\n".join(lines)
+
+
+def registered(args) -> tuple[str, dict, str]:
+    """Any registered attack kind: V (and its worst probe) before, and after the attack on a copy."""
+    import typing
+
+    from cir.attacks.base import ATTACKS, make_attack
+    from cir.attacks.grids import run_attack
+    from cir.data import load_mcq, load_texts
+    from cir.evaluation.protocol import measure
+    from cir.fields import typed_value
+
+    cls = ATTACKS[args.attack]
+    hints = typing.get_type_hints(cls)
+    options = {}
+    for name, value in vars(args).items():
+        if name.startswith("option_"):
+            field = name.removeprefix("option_")
+            try:
+                options[field] = typed_value(value if not isinstance(value, str) or hints[field] is str
+                                             else _number_or_text(value), hints[field])
+            except ValueError as error:
+                raise InputError(f"--{field.replace('_', '-')} {error}, got {value!r}") from None
+    if "seed" in hints:
+        options["seed"] = args.seed
+    attack = make_attack(args.attack, **options)
+    held_out = load_mcq(args.eval_set)
+    texts = {"T": load_mcq(args.train) if args.train else [], "general": load_texts(args.text) if args.text else []}
+    model, tokenizer = load(args)
+    before = measure(model, tokenizer, {}, held_out)
+    after = run_attack(model, tokenizer, attack, texts, held_out, {}, seed=args.seed)
+    result = {"model": args.model, "attack": attack.to_json(), "before": before.to_json(per_question=False),
+              "after": after.to_json(per_question=False)}
+    return attack.key, result, (f"{attack.label}: V {before.V.accuracy:.3f} -> {after.V.accuracy:.3f}, worst probe "
+                                f"{before.V_worst.accuracy:.3f} -> {after.V_worst.accuracy:.3f} ({len(held_out)} questions)")
+
+
+def _number_or_text(value: str):
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value

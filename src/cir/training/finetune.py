@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from cir import distributed
 from cir.architecture import mlp_projections, decoder_layers
 from cir.errors import DivergedError, InputError
-from cir.evaluation import encode_texts, pad
+from cir.evaluation.scoring import encode_texts, pad
 from cir.models import master_copies, non_finite_count
 
 

@@ -1,110 +1,24 @@
-"""Named benchmarks: what is forgotten, what must be kept, and what "never learned" looks like.
-
-Every benchmark has a forget set F (split into T and V by subject: no subject on both sides), the
-other knowledge the collateral budget watches and the tables report, and the attacks of the
-demo. They differ in how the model came to know F:
-
-- `capitals`: the capital cities of 48 countries, pretrained knowledge among the most frequent
-  of the web, whose subjects the other country topics share (their language, currency and
-  continent are kept). No "never learned" reference exists: the hard case.
-- `subjects`: everything the built-in topics say about a set of countries (capital, language,
-  currency, continent), as RWKU forgets whole entities; the same relations for the other
-  countries, and the other topics, are kept. T and V hold different countries.
-- `taught`: invented people x attributes (TOFU-like), taught to the model by fine-tuning
-  (cached, keyed by the recipe and the model). A third of the taught people are forgotten,
-  the rest are kept (knowledge of the same kind, learnt the same way). The model before
-  teaching is the exact "never learned" reference: the residual of an attack is V on the
-  unlearned model minus V on the never-taught one under the same attack. The exact reference
-  (TOFU's retain model) is the model taught only the kept people, by the same recipe and
-  replay: what unlearning should have produced. The never-taught people's sentences are the
-  non-members of membership inference.
-"""
+"""`taught`: invented people x attributes (TOFU-like), taught to the model by fine-tuning (cached,
+keyed by the recipe and the model). A third of the taught people are forgotten, the rest are
+kept (knowledge of the same kind, learnt the same way). The model before teaching is the exact
+"never learned" reference; the model taught only the kept people, by the same recipe and
+replay, is TOFU's retain model: what unlearning should have produced. The never-taught people's
+sentences are the non-members of membership inference."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
-import random
 import shutil
 import tempfile
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cir.data.mcq import MCQ, load_mcq, topic_sets
-from cir.errors import InputError, TeachingFellShort
+from cir.benchmarks.base import Setting, register_benchmark
+from cir.data.mcq import MCQ, topic_sets
+from cir.errors import TeachingFellShort
 
-COUNTRY_TOPICS = ("capitals", "languages", "currencies", "continents")
-
-
-@dataclass
-class Setting:
-    """A benchmark made concrete on a model."""
-
-    name: str
-    model: object
-    tokenizer: object
-    forget: list[MCQ]
-    topics: dict[str, list[MCQ]]  # other knowledge: reported in the tables, its even half watched
-    reference: object | None = None  # the never-taught model, where one exists
-    nonmembers: list[str] = field(default_factory=list)  # sentences of facts never taught
-    notes: dict = field(default_factory=dict)  # what the benchmark records of itself (teaching)
-    # (retain, held-out) general text of the unlearning runs where it is not the model's own
-    # samples: a taught model's are those of the model before teaching, whose retain half the
-    # teaching replayed and whose held-out half nothing trained on (the taught model's own samples
-    # repeat the passages it replayed: its loss on them is far below any other text's)
-    general: tuple[list[str], list[str]] | None = None
-    # makes the retain model (taught everything but F), where one exists: made on first use
-    retain_maker: Callable[[], object] | None = None
-    _retain: object | None = field(default=None, repr=False)
-
-    def retain(self):
-        """The retain model (None where the benchmark has none), made or loaded on first call."""
-        if self._retain is None and self.retain_maker is not None:
-            self._retain = self.retain_maker()
-        return self._retain
-
-
-# ---------------------------------------------------------------- capitals
-def topic_setting(topic: str, model, tokenizer) -> Setting:
-    """One built-in topic forgotten, the others kept."""
-    forget = load_mcq(topic)
-    return Setting(topic, model, tokenizer, forget, topic_sets(excluding=forget))
-
-
-def capitals(model, tokenizer, **_) -> Setting:
-    return topic_setting("capitals", model, tokenizer)
-
-
-# ---------------------------------------------------------------- subjects
-# Bulgaria is left out: its currency question asks about the lev, which the euro replaced on
-# 2026-01-01, so its facts are not all of the present tense the other countries' are
-SUBJECT_COUNTRIES = 12
-
-
-def country_facts() -> dict[str, list[MCQ]]:
-    """Each country asked about in every one of the country topics: its questions, in topic order."""
-    by_topic = {topic: load_mcq(topic) for topic in COUNTRY_TOPICS}
-    subjects = [{item.subject for item in items} for items in by_topic.values()]
-    common = sorted(set.intersection(*subjects) - {"Bulgaria"})
-    return {country: [item for items in by_topic.values() for item in items if item.subject == country]
-            for country in common}
-
-
-def subjects(model, tokenizer, countries: int = SUBJECT_COUNTRIES, seed: int = 0, **_) -> Setting:
-    """F: every country-topic fact about `countries` countries drawn with `seed`; the other
-    countries' facts (per topic) and the other built-in topics are kept."""
-    facts = country_facts()
-    chosen = set(random.Random(seed).sample(sorted(facts), countries))
-    forget = [item for country in sorted(chosen) for item in facts[country]]
-    asked = {item.question for item in forget}
-    topics = {topic: [item for item in items if item.question not in asked]
-              for topic, items in topic_sets().items()}
-    return Setting("subjects", model, tokenizer, forget, topics, notes={"countries": sorted(chosen)})
-
-
-# ---------------------------------------------------------------- taught
 REPLAY_LOSSES = ("kl", "tokens")
 
 
@@ -135,14 +49,14 @@ class TeachRecipe:
     # (the model before teaching is the teacher); `tokens` learns the sampled tokens, which the
     # model then repeats, and raises its loss on general text it never saw (docs/sweep.md, "The `taught` benchmark's teaching")
     replay_loss: str = "kl"
-    # batches of sentences of about one length (cir.finetune.index_batches): mixed batches pad
+    # batches of sentences of about one length (cir.training.finetune.index_batches): mixed batches pad
     # the short facts to the replayed passages' length (docs/sweep.md, "The `taught` benchmark's teaching")
     batching: str = "by_length"
     min_accuracy: float = 0.9  # of every taught set, in cloze and in recall
 
     def __post_init__(self):
         from cir.data.synthetic import QUESTION_FORMS
-        from cir.finetune import BATCHING
+        from cir.training.finetune import BATCHING
 
         for name, known in (("question_form", QUESTION_FORMS), ("batching", BATCHING), ("replay_loss", REPLAY_LOSSES)):
             if getattr(self, name) not in known:
@@ -167,7 +81,7 @@ def invented_people(recipe: TeachRecipe) -> tuple[list[MCQ], list[MCQ], list[MCQ
 
 def knowledge(model, tokenizer, sets: dict[str, list[MCQ]]) -> dict[str, dict[str, float]]:
     """Per set, cloze and recall accuracy."""
-    from cir.probes import cloze_and_recall
+    from cir.evaluation.probes import cloze_and_recall
 
     return {name: dict(zip(("cloze", "recall"), cloze_and_recall(model, tokenizer, items)))
             for name, items in sets.items()}
@@ -179,11 +93,11 @@ def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch
     kept people's: the retain model); returns what it knows of each taught set before and after.
     Refuses a model that does not reach the recipe's `min_accuracy` on every set it was taught,
     in cloze and in recall. `on_epoch(epoch, loss)`: called after
-    each epoch (cir.finetune). `teacher`: the model before teaching, whose predictions the replayed
+    each epoch (cir.training.finetune). `teacher`: the model before teaching, whose predictions the replayed
     text is trained towards (not trained itself; default: a copy of `model` as it is now)."""
-    from cir.evaluation import text_loss
-    from cir.finetune import finetune
-    from cir.loop import general_text_split
+    from cir.evaluation.scoring import text_loss
+    from cir.training.finetune import finetune
+    from cir.data.general import general_text_split
 
     forget, kept, _ = invented_people(recipe)
     sets = {"forget": forget, "kept": kept}
@@ -208,7 +122,7 @@ def teach(model, tokenizer, recipe: TeachRecipe, progress: bool = True, on_epoch
         raise TeachingFellShort(
             f"teaching the invented people reached less than {recipe.min_accuracy} ({', '.join(short)}) in "
             f"{recipe.epochs} epochs at lr {recipe.lr:g}: this model needs another recipe "
-            "(cir.benchmarks.taught(model, tokenizer, recipe=TeachRecipe(epochs=..., lr=...)))")
+            "(cir.benchmarks.make_setting('taught', model, tokenizer, recipe=TeachRecipe(epochs=..., lr=...)))")
     # the held-out general text, never trained on: what teaching cost the model beyond the facts
     loss = {"before": loss_before, "after": text_loss(model, tokenizer, heldout)}
     return {"before": before, "after": after, "taught": taught_sets, "sentences": len(sentences),
@@ -250,10 +164,15 @@ def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True,
     return taught, json.loads(record_path.read_text()) | {"cached_at": str(target)}
 
 
+# the update from the people's own name tokens, not the answer positions, and the saturating
+# logit, which stops at a margin instead of pushing V below chance (a model that avoids the
+# right answers still knows them): chosen on seed 0's split (docs/sweep.md, "Benchmark `taught`")
+@register_benchmark("taught", method_defaults={"cir.update_tokens": "subject", "cir.forget_loss": "saturating_logit",
+                                               "cir.unlearning_rate": 1.5})
 def taught(model, tokenizer, recipe: TeachRecipe | None = None, progress: bool = True, **_) -> Setting:
     recipe = recipe or TeachRecipe()
     forget, kept, strangers = invented_people(recipe)
-    from cir.loop import general_text_split
+    from cir.data.general import general_text_split
 
     student, record = taught_model(model, tokenizer, recipe, progress)
     topics = {"people (kept)": kept} | topic_sets()
@@ -261,37 +180,3 @@ def taught(model, tokenizer, recipe: TeachRecipe | None = None, progress: bool =
                    nonmembers=[s for item in strangers for s in item.sentences()], notes={"teaching": record},
                    general=general_text_split(model, tokenizer),
                    retain_maker=lambda: taught_model(model, tokenizer, recipe, progress, retain=True)[0])
-
-
-# ---------------------------------------------------------------- registry
-BENCHMARKS: dict[str, Callable[..., Setting]] = {"capitals": capitals, "subjects": subjects, "taught": taught}
-# each benchmark's own defaults for a method, as `METHOD.option` (under any --config and --set):
-# the settings its sweep chose on seeds that do not judge them (docs/sweep.md)
-METHOD_DEFAULTS: dict[str, dict] = {
-    "capitals": {},
-    "subjects": {},
-    # the update from the people's own name tokens, not the answer positions, and the saturating
-    # logit, which stops at a margin instead of pushing V below chance (a model that avoids the
-    # right answers still knows them): chosen on seed 0's split (docs/sweep.md, "Benchmark `taught`")
-    "taught": {"cir.update_tokens": "subject", "cir.forget_loss": "saturating_logit", "cir.unlearning_rate": 1.5},
-}
-
-
-def method_defaults(name: str | None) -> dict:
-    return dict(METHOD_DEFAULTS.get(name, {})) if name else {}
-
-
-def benchmark_names() -> list[str]:
-    return list(BENCHMARKS)
-
-
-def check_benchmark(name: str) -> str:
-    if name not in BENCHMARKS:
-        raise InputError(f"unknown benchmark '{name}' (known: {', '.join(BENCHMARKS)})")
-    return name
-
-
-def make_setting(name: str, model, tokenizer, **options) -> Setting:
-    """The benchmark `name` on `(model, tokenizer)`; `options` go to its maker (a TeachRecipe as
-    `recipe=` for taught, `countries=` and `seed=` for subjects)."""
-    return BENCHMARKS[check_benchmark(name)](model, tokenizer, **options)

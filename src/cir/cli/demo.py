@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cir.commands.options import add_model_options, add_options, load, run_configs
+from cir.cli.options import add_model_options, add_options, load, run_configs
 from cir.errors import InputError
 
 
@@ -17,7 +17,7 @@ def add_arguments(parser) -> None:
                              f"reference), subjects (everything about some countries), capitals (pretrained, the hard "
                              f"case); see docs/results/ (default: {DEFAULT_BENCHMARK}, unless --topic is given)")
     parser.add_argument("--topic", default=None, help="one built-in topic to forget instead of a benchmark")
-    from cir.attacks.suite import GRIDS
+    from cir.attacks.grids import GRIDS
 
     parser.add_argument("--attacks", choices=list(GRIDS), default="default",
                         help="the attack grid: suite (relearning on T at 3e-5 and 4-bit), default (one attack per "
@@ -31,7 +31,7 @@ def add_arguments(parser) -> None:
 # the benchmark where CIR's forgetting holds against the attacks (docs/results/taught.md)
 DEFAULT_BENCHMARK = "taught"
 
-# one question of the smallest watched quarter (cir.loop.one_question): 0.1 where it has 11
+# one question of the smallest watched quarter (cir.evaluation.budgets.one_question): 0.1 where it has 11
 # questions (a built-in topic's quarter: capitals, taught), 0.13 where 8 (subjects' currencies)
 DEMO_COLLATERAL = None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cir.commands.options import add_model_options, add_options, fsdp, load, run_configs
+from cir.cli.options import add_model_options, add_options, fsdp, load, run_configs
 
 
 def add_arguments(parser) -> None:
@@ -24,7 +24,7 @@ def run(args) -> None:
     from cir.api import unlearn_to_dir
     from cir.data import load_facts, load_mcq, load_texts
     from cir.outputs import check_output_dir
-    from cir.run_config import fsdp_limits
+    from cir.unlearning.run_config import fsdp_limits
 
     # every input is read before the model loads
     run, method_config = run_configs(args)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from cir.commands.options import add_model_options, add_options, load, parse_overrides
+from cir.cli.options import add_model_options, add_options, load
+from cir.unlearning.overrides import parse_overrides
 from cir.errors import InputError
 
 FLAGS = {"options": "--set", "methods": "--methods", "budgets": "--budgets", "collateral": "--collateral",
@@ -110,7 +111,7 @@ def run(args) -> None:
     from cir.api import compare
     from cir.comparison import markdown, write
     from cir.data import load_facts, load_mcq
-    from cir.loop import general_text_split
+    from cir.data.general import general_text_split
 
     if distributed.launched():
         raise InputError("cir compare runs in one process (launch unlearn, teach or attack relearn with torchrun)")

@@ -8,9 +8,10 @@ here (docs/protocol.md)."""
 from __future__ import annotations
 
 from cir.data.mcq import MCQ
-from cir.evaluation import evaluate_mcq
+from cir.evaluation.scoring import evaluate_mcq
 from cir.models import in_float32
-from cir.probes import evaluate_battery
+from cir.evaluation.probes import evaluate_battery
+from cir.evaluation.rows import Row, Score
 
 # each kept topic's questions in three parts: the collateral budget watches every fourth from
 # the first, the method is given every fourth from the third to keep, and the tables report the
@@ -48,30 +49,44 @@ def watched_retain_sets(forget: list[MCQ], sets: dict[str, list[MCQ]],
     return watched
 
 
+def kept_for_attack(watched: dict[str, list[MCQ]]) -> list[MCQ]:
+    """The kept facts a relearning attack on kept facts may train on: the first kept set's (the
+    benchmark's knowledge of F's kind) watched quarter, never its reported half. The demo and
+    the comparison both draw them here."""
+    return list(next(iter(watched.values()), []))
+
+
 def accuracies(model, tokenizer, sets: dict[str, list[MCQ]]) -> dict[str, float]:
     return {name: evaluate_mcq(model, tokenizer, items).accuracy for name, items in sets.items()}
 
 
-def worst_probe(model, tokenizer, held_out: list[MCQ], floor: float = 0.0) -> dict:
-    """V in the worst held-out probe (at least `floor`: an attack's best cloze epoch)."""
-    battery = evaluate_battery(model, tokenizer, held_out)
-    return {"V worst": max(battery.worst_accuracy, floor), "_probes": battery.to_json()}
-
-
-def measure(model, tokenizer, topics: dict[str, list[MCQ]], held_out: list[MCQ]) -> dict:
-    """A row: each topic's accuracy, V's (cloze) and V in the worst held-out probe; a bfloat16 or
-    float16 model's weights are read in float32 (as the stop rule reads them), so a row is the
-    same whichever precision the model is held in."""
+def measure(model, tokenizer, topics: dict[str, list[MCQ]], held_out: list[MCQ], stage: str = "before",
+            best=None) -> Row:
+    """A row: each fact set of `topics` in cloze, V in cloze and in every held-out probe, and the
+    worst probe. `best`: V's best reading during an attack (an MCQResult: a relearning attack's
+    best epoch), which stands for V's cloze reading and is a floor under the worst probe. A
+    bfloat16 or float16 model's weights are read in float32 (as the stop rule reads them), so a
+    row is the same whichever precision the model is held in."""
     with in_float32(model):
-        row = accuracies(model, tokenizer, topics)
-        row["V"] = evaluate_mcq(model, tokenizer, held_out).accuracy
-        return row | worst_probe(model, tokenizer, held_out)
+        sets = {name: Score.of(evaluate_mcq(model, tokenizer, items)) for name, items in topics.items()}
+        cloze = Score.of(best if best is not None else evaluate_mcq(model, tokenizer, held_out))
+        battery = evaluate_battery(model, tokenizer, held_out)
+    probes = {name: Score.of(result) for name, result in battery.per_probe.items()}
+    worst, worst_score = battery.worst, probes[battery.worst]
+    if best is not None and cloze.accuracy > worst_score.accuracy:  # the attack's best epoch reads higher
+        worst, worst_score = "cloze, the attack's best epoch", cloze
+    return Row(stage, V=cloze, V_worst=worst_score, sets=sets, probes=probes, worst_probe=worst)
 
 
-def residual(row: dict, reference: dict, keys=("V", "V worst")) -> dict:
-    """The residual: each of `keys` (V in cloze and in the worst probe) minus the reference
-    model's under the same attack; 0 is "as the reference", below 0 lower than it."""
-    return {key: row[key] - reference[key] for key in keys}
+def worst_probe(model, tokenizer, held_out: list[MCQ]) -> float:
+    """V's accuracy in the worst held-out probe."""
+    return evaluate_battery(model, tokenizer, held_out).worst_accuracy
+
+
+def residual(row: Row, reference: Row) -> dict[str, float]:
+    """The residual: V in cloze and in the worst probe minus the reference model's under the same
+    attack; 0 is "as the reference", below 0 lower than it."""
+    return {"V": row.V.accuracy - reference.V.accuracy, "V worst": row.V_worst.accuracy - reference.V_worst.accuracy}
 
 
 RESIDUALS = ("V_worst_after_relearning", "V_worst_after_quantisation")
@@ -82,7 +97,7 @@ def residual_of(row: dict, never_taught: dict | None) -> dict:
     (0: as if never learned); {} without a never-taught model."""
     if never_taught is None:
         return {}
-    out = {f"residual_{key}": value for key, value in residual(row, never_taught, RESIDUALS).items()}
+    out = {f"residual_{key}": row[key] - never_taught[key] for key in RESIDUALS}
     if "worst_attack" in row and "grid_V_worst" in never_taught:  # the same attack on both models
         out["residual_V_worst_after_worst_attack"] = (row["V_worst_after_worst_attack"]
                                                       - never_taught["grid_V_worst"][row["worst_attack"]])
