@@ -23,10 +23,13 @@ import torch
 
 def run(benchmark: str, out: Path, bfloat16: bool) -> float:
     """`cir demo` into `out`; its seconds."""
-    import cir.benchmarks as benchmarks
-    from cir.cli import main
+    import cir.benchmarks.taught as benchmarks
+    from cir.benchmarks import method_defaults
+    from cir.demo import DemoSettings, run_demo
+    from cir.models import DEFAULT_MODEL, load_model
+    from cir.unlearning.overrides import build_configs
 
-    dtype = "bfloat16" if bfloat16 and benchmark != "taught" else "float32"
+    dtype = torch.bfloat16 if bfloat16 and benchmark != "taught" else torch.float32
     taught_model = benchmarks.taught_model
 
     def in_bfloat16(*args, **kwargs):
@@ -36,12 +39,13 @@ def run(benchmark: str, out: Path, bfloat16: bool) -> float:
     if bfloat16 and benchmark == "taught":
         benchmarks.taught_model = in_bfloat16
     start = time.perf_counter()
-    try:
-        code = main(["demo", "--benchmark", benchmark, "--dtype", dtype, "--out", str(out), "--quiet"])
+    try:  # as `cir demo --benchmark NAME --dtype DTYPE` runs it
+        model, tokenizer = load_model(DEFAULT_MODEL, dtype=dtype)
+        loop, config = build_configs(base={"collateral_budget": None} | method_defaults(benchmark))
+        run_demo(model, tokenizer, out, DemoSettings(benchmark=benchmark), overwrite=True, config=config, loop=loop,
+                 progress=False, sources={"model": DEFAULT_MODEL})
     finally:
         benchmarks.taught_model = taught_model
-    if code:
-        raise SystemExit(f"cir demo --benchmark {benchmark} failed (exit {code})")
     return time.perf_counter() - start
 
 

@@ -112,19 +112,19 @@ class _ToyModel:
 
 
 def test_npo_and_simnpo_losses_by_hand():
-    from cir.methods.npo import NPOLoss
+    from cir.methods.losses import SaturatingSequence
     from cir.methods.simnpo import SimNPOLoss
 
     batch, model = _toy_batch_and_model()
     # log pi = log(1/8); with log pi_ref = log(1/2) the ratio is 1/4:
     # -(2/b) log sigmoid(-b log(1/4)) = (2/b) log(1 + 4^-b)
     beta = 0.1
-    loss = NPOLoss(beta)(model, batch, torch.tensor([math.log(0.5)]))
+    loss = SaturatingSequence(beta=beta)(model, batch, torch.tensor([math.log(0.5)]))
     assert float(loss) == pytest.approx((2 / beta) * math.log(1 + 4 ** -beta), rel=1e-5)
     # at the reference (ratio 1) the loss is (2/b) log 2, and its reference is log pi itself
-    reference = NPOLoss(beta).reference(model, batch)
+    reference = SaturatingSequence(beta=beta).reference(model, batch)
     assert float(reference) == pytest.approx(math.log(1 / 8), rel=1e-5)
-    assert float(NPOLoss(beta)(model, batch, reference)) == pytest.approx((2 / beta) * math.log(2), rel=1e-5)
+    assert float(SaturatingSequence(beta=beta)(model, batch, reference)) == pytest.approx((2 / beta) * math.log(2), rel=1e-5)
     # SimNPO: -(2/b) log sigmoid(-(b/2) log(1/8) - g), two answer tokens
     b, g = 2.5, 0.5
     expected = -(2 / b) * math.log(1 / (1 + math.exp(-(-(b / 2) * math.log(1 / 8) - g))))

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 
-def registrar(table: dict, kind: str):
-    """A decorator factory: `@register("name")` stores the class in `table` and sets `cls.name`."""
+def registrar(table: dict, kind: str, attribute: str = "name"):
+    """A decorator factory: `@register("name")` stores the class in `table` and sets its `attribute`
+    (`cls.name`) to the name."""
 
     def register(name: str):
         def wrap(cls):
             if name in table:
                 raise ValueError(f"{kind} '{name}' registered twice")
-            cls.name = name
+            setattr(cls, attribute, name)
             table[name] = cls
             return cls
 

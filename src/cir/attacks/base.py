@@ -19,20 +19,11 @@ from typing import ClassVar
 
 from cir.data.mcq import MCQ
 from cir.errors import InputError
+from cir.registry import registrar
 
 ATTACKS: dict[str, type[Attack]] = {}
-
-
-def register_attack(kind: str):
-    """Register an Attack subclass under `kind` (a second class of one kind is refused)."""
-    def add(cls: type[Attack]) -> type[Attack]:
-        if kind in ATTACKS:
-            raise ValueError(f"attack '{kind}' registered twice")
-        cls.kind = kind
-        ATTACKS[kind] = cls
-        return cls
-
-    return add
+# `@register_attack("kind")`: an Attack subclass under `kind` (a second class of one kind is refused)
+register_attack = registrar(ATTACKS, "attack", attribute="kind")
 
 
 @dataclass(frozen=True)

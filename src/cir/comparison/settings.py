@@ -127,8 +127,9 @@ class CompareSettings:
         return f"{100 * self.budgets[index]:g}% text loss, collateral {self.collateral[index]:g}"
 
 
-CIR_LOSSES = ("true_logit", "saturating_logit", "neg_cross_entropy", "mlp_breaking")
-SEARCHED = ("forget_loss",)  # options the search sets besides the step (CIR's loss): no default fixes them
+def searched_options() -> tuple[str, ...]:
+    """Options some method's search sets besides the step (its Config.searched): no default fixes them."""
+    return tuple(sorted({name for method in method_names() for name in get_method(method).Config.searched}))
 
 
 def benchmark_options(benchmark: str | None) -> dict:
@@ -136,18 +137,18 @@ def benchmark_options(benchmark: str | None) -> dict:
     (cir.benchmarks), less the step and CIR's forget loss, which the search sets."""
     from cir.benchmarks import method_defaults
 
-    return {k: v for k, v in method_defaults(benchmark).items() if k.split(".")[-1] not in SHARED + SEARCHED}
+    return {k: v for k, v in method_defaults(benchmark).items() if k.split(".")[-1] not in SHARED + searched_options()}
 
 
 def distributions(method: str) -> dict:
-    """The search space: the step size on a log scale over the method's range, and for CIR also
-    its forget loss."""
+    """The search space: the step size on a log scale over the method's range, and each option
+    its config searches (CIR: its forget loss) over its choices."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-    low, high = get_method(method).Config.rate_range
+    config = get_method(method).Config
+    low, high = config.rate_range
     space = {"unlearning_rate": FloatDistribution(low, high, log=True)}
-    if method == "cir":
-        space["forget_loss"] = CategoricalDistribution(CIR_LOSSES)
+    space |= {name: CategoricalDistribution(choices) for name, choices in config.searched.items()}
     return space
 
 
@@ -168,8 +169,8 @@ def grid_trial(method: str, number: int, trials: int) -> dict:
     low, high = config.rate_range
     n = min(trials, GRID)
     params = {"unlearning_rate": low * (high / low) ** ((number + 0.5) / n)}
-    if method == "cir":
-        params["forget_loss"] = config().forget_loss
+    defaults = config()
+    params |= {name: getattr(defaults, name) for name in config.searched}
     return params
 
 

@@ -60,6 +60,9 @@ class MethodConfig:
     # budgets from 0.1% to 3% text loss: on the bundled model NPO at 0.01 already takes the text
     # loss up 1.6% in its first epoch
     rate_range: ClassVar[tuple[float, float]] = (1e-4, 0.1)
+    # options the comparison's search chooses besides the step, each with its choices (none by
+    # default: the method's defaults fix them)
+    searched: ClassVar[dict[str, tuple]] = {}
 
     def __post_init__(self):
         check_fields(self)

@@ -100,6 +100,8 @@ class CIRConfig(MethodConfig):
     # rows on a side at least ROWS_FROM_WIDTH wide, covariance on a narrower one
     statistics: str = "auto"
 
+    searched: ClassVar[dict[str, tuple]] = {"forget_loss": ("true_logit", "saturating_logit", "neg_cross_entropy",
+                                                            "mlp_breaking")}
     rate_range: ClassVar[tuple[float, float]] = (0.3, 30.0)  # 1.0 moves the text loss < 0.05% in 2 epochs
 
     def __post_init__(self):

@@ -190,13 +190,12 @@ class SaturatingLogit(_AnswerTokenLoss):
 class SaturatingSequence:
     """Per sentence, NPO's loss of x = log p(answer) - log p0(answer) (the original model's,
     cached): -(2/beta) log sigmoid(-beta x), whose gradient fades as the sentence's answer
-    becomes less likely than it was (beta = 1)."""
+    becomes less likely than it was (beta = 1 as a loss of the registry; NPO sets its own)."""
 
-    last_layer = None
-    beta = 1.0
+    last_layer = None  # needs the whole model
 
-    def __init__(self, model, loss_layers=None):
-        pass
+    def __init__(self, model=None, loss_layers=None, beta: float = 1.0):
+        self.beta = beta
 
     @staticmethod
     def count(batch: Batch) -> int:

@@ -13,26 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
-from cir.methods.losses import npo_loss, sentences, sequence_logprob
 from cir.methods import register
 from cir.methods.base import Method, MethodConfig
-
-
-class NPOLoss:
-    last_layer = None  # needs the whole model
-    count = staticmethod(sentences)  # a mean over sentences
-
-    def __init__(self, beta: float):
-        self.beta = beta
-
-    @torch.no_grad()
-    def reference(self, model, batch):
-        return sequence_logprob(model, batch)[0]
-
-    def __call__(self, model, batch, reference):
-        return npo_loss(sequence_logprob(model, batch)[0] - reference, self.beta)
+from cir.methods.losses import SaturatingSequence
 
 
 @dataclass
@@ -55,4 +38,4 @@ class NPO(Method):
     reference = "Zhang, Lin, Bai & Mei 2024, Negative Preference Optimization (arXiv 2404.05868)"
 
     def build_forget_loss(self):
-        return NPOLoss(self.config.beta)
+        return SaturatingSequence(self.model, beta=self.config.beta)
