@@ -54,8 +54,11 @@ def main() -> None:
 def _final(cell: dict | None) -> str:
     if cell is None:
         return "-"
-    return (f"{cell['kept_epoch']}, {cell['V_worst_after_relearning']:.3f} / "
-            f"{cell.get('V_worst_after_quantisation', float('nan')):.3f}")
+    from cir.comparison.summary import readings
+
+    values = readings(cell)
+    return (f"{values['kept_epoch']}, {values['V_worst_after_relearning']:.3f} / "
+            f"{values.get('V_worst_after_quantisation', float('nan')):.3f}")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import pytest
+
+from cir.comparison.summary import cell_rows, readings
 
 from cir.cli import main
 from cir.comparison import mean_ci
@@ -80,8 +83,12 @@ def test_compare_fills_the_frontier_within_each_budget(taught_dir, inputs, tmp_p
     assert table.count("| cir |") == len(BUDGETS) + 1 + len(methods["cir"]["trials"]) and "asymmetric" in table
     for trial in methods["cir"]["trials"]:
         row = next(line for line in table.splitlines() if line.startswith(f"| cir | {trial['number'] + 1} |"))
-        assert row.endswith(" | ".join(f"{c['kept_epoch']}, {c['V_worst_after_relearning']:.3f}"
+        assert row.endswith(" | ".join(f"{c['kept_epoch']}, {readings(c)['V_worst_after_relearning']:.3f}"
                                        for c in trial["budgets"].values()) + " |")
+        for cell in trial["budgets"].values():  # each cell's rows: after unlearning and the suite's attacks
+            rows = cell_rows(cell)
+            assert set(rows) == {"after unlearning", "relearn"} and rows["relearn"].stage == "attack"
+            assert readings(cell)["V_worst_after_relearning"] == rows["relearn"].V_worst.accuracy
     assert (out / "frontier.png").exists()
     assert "| gradient_ascent |" in capsys.readouterr().out
 
@@ -328,12 +335,13 @@ def test_the_judging_runs_meet_the_grid_and_name_its_worst_attack(taught_dir, in
     finals = [r for r in _journal(out) if r["kind"] == "final"]
     assert finals
     for record in finals:
-        for row in record["budgets"].values():
+        for cell in record["budgets"].values():
+            row = readings(cell)
             grid = row["grid_V_worst"]
             assert row["grid"] == "suite" and len(grid) == 2  # relearning on T and 4-bit
             assert row["V_worst_after_worst_attack"] == grid[row["worst_attack"]] == max(grid.values())
     trials = [r for r in _journal(out) if r["kind"] == "trial"]
-    assert trials and all("worst_attack" not in row for t in trials for row in t["budgets"].values())  # the search reads the suite
+    assert trials and all("worst_attack" not in cell for t in trials for cell in t["budgets"].values())  # the search reads the suite
     summary = json.loads((out / "compare.json").read_text())["methods"]["cir"]["budgets"][0]["summary"]
     assert summary["worst_attacks"] and "V_worst_after_worst_attack" in summary
     assert "V worst probe after the worst attack of grid 'suite'" in (out / "compare.md").read_text()
@@ -349,3 +357,27 @@ def test_the_residual_after_the_worst_attack_reads_the_reference_under_the_same_
     assert found["residual_V_worst_after_worst_attack"] == pytest.approx(0.3)  # not 0.5 - 0.9, the reference's own worst
     assert "residual_V_worst_after_worst_attack" not in residual_of({k: v for k, v in row.items() if k != "worst_attack"},
                                                                      never)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "docs" / "journals").glob("*.jsonl")),
+                         ids=lambda path: path.name)
+def test_every_published_journal_still_loads_and_reads_by_name(path):
+    """The journals behind docs/results were written before cells held rows: each loads, and every
+    cell, "before" record and never-taught row reads by the same names a new one does."""
+    from cir.comparison import read_journal, summarise
+    from cir.comparison.summary import STAGES, before_readings
+
+    records = read_journal(path)
+    cells = [cell for r in records if r["kind"] in ("trial", "final") for cell in r["budgets"].values()]
+    assert cells
+    for cell in cells:
+        values = readings(cell)
+        assert 0.0 <= values["V_worst_after_relearning"] <= 1.0 and "kept_epoch" in values
+    finals = [r for r in records if r["kind"] == "final"]
+    befores = {r["seed"]: before_readings(r) for r in records if r["kind"] == "before"}
+    runs = [{"seed": r["seed"], **{k: befores[r["seed"]][k] for k in ("V_before", "V_worst_before")}, **readings(cell),
+             "topics_change": {t: readings(cell)["topics"][t] - befores[r["seed"]]["topics"][t]
+                               for t in readings(cell)["topics"]}}
+            for r in finals for cell in r["budgets"].values() if r["seed"] in befores and "V_after_quantisation" in readings(cell)]
+    if runs:  # the summary the tables are written from
+        assert set(STAGES) <= set(summarise(runs))

@@ -48,7 +48,7 @@ RECORD_FIELDS = {
     "header": ("settings", "model", "inputs"),
     "trial": ("method", "number", "params", "options", "overrides", "stop_reason", "epochs", "budgets", "seconds"),
     "final": ("method", "number", "seed", "stop_reason", "epochs", "budgets", "seconds"),
-    "before": ("seed", "V_before", "V_worst_before", "topics"),
+    "before": ("seed",),  # and its "row" (or, journalled before rows, "V_before", "V_worst_before", "topics")
     "original": ("seed", "quantize", "row"),
     "never_taught": ("seed", "row"),
 }
@@ -60,6 +60,8 @@ def _is_record(record, kind: str | None) -> bool:
         return False
     if (kind or record["kind"]) != record["kind"] or (kind is None and record["kind"] == "header"):
         return False
+    if record["kind"] == "before" and "row" not in record:
+        return all(name in record for name in ("V_before", "V_worst_before", "topics"))
     return all(name in record for name in RECORD_FIELDS[record["kind"]])
 
 

@@ -12,11 +12,10 @@ from tqdm.auto import tqdm
 from cir.attacks.grids import attack_texts, grid, run_grid, suite, worst_attack
 from cir.comparison.journal import Journal, _Memory
 from cir.comparison.settings import CompareSettings, Evaluation, GRID, as_overrides, distributions, grid_trial, options_of
-from cir.comparison.summary import best_trial, objectives, summarise
-from cir.evaluation.scoring import evaluate_mcq
+from cir.comparison.summary import before_readings, best_trial, objectives, readings, summarise
 from cir.unlearning.loop import run_unlearning
 from cir.models import restore, snapshot
-from cir.evaluation.protocol import accuracies, kept_for_attack, measure, residual_of, worst_probe
+from cir.evaluation.protocol import kept_for_attack, measure, residual_of
 from cir.unlearning.run_config import make_configs
 
 
@@ -60,43 +59,40 @@ class Comparison:
         if found is None:
             model = self._fresh()
             held_out = self.splits[seed][1]
-            found = {"kind": "before", "seed": seed, "V_before": evaluate_mcq(model, self.tokenizer, held_out).accuracy,
-                     "V_worst_before": worst_probe(model, self.tokenizer, held_out),
-                     "topics": accuracies(model, self.tokenizer, self.evaluation.reported)}
+            found = {"kind": "before", "seed": seed,
+                     "row": measure(model, self.tokenizer, self.evaluation.reported, held_out).to_json()}
             self.journal.add(found)
-        return found
+        return before_readings(found)
 
     def measure(self, model, seed: int, quantize: bool) -> dict:
-        """The current weights on seed `seed`'s split: V after unlearning (cloze and worst probe),
-        the reported topics, and the attacks (relearning; with `quantize` also 4-bit)."""
+        """The current weights on seed `seed`'s split, as a cell of rows: "after unlearning" (V,
+        every probe, the reported topics) and the suite's attacks by kind (relearning; with
+        `quantize` also 4-bit), and with a grid its attacks by label and the worst of them."""
         train, held_out = self.splits[seed]
-        unlearned = measure(model, self.tokenizer, self.evaluation.reported, held_out, stage="after unlearning")
-        row = {"V_after_unlearning": unlearned.V.accuracy, "V_worst_after_unlearning": unlearned.V_worst.accuracy,
-               "topics": {name: score.accuracy for name, score in unlearned.sets.items()}}
+        rows = {"after unlearning": measure(model, self.tokenizer, self.evaluation.reported, held_out,
+                                           stage="after unlearning")}
         attacks = ("relearn", "quantize") if quantize else ("relearn",)
-        rows = suite(model, self.tokenizer, train, held_out, config=self.settings.attack_config(seed), attacks=attacks)
-        row |= {"V_after_relearning": rows["relearn"].V.accuracy, "V_worst_after_relearning": rows["relearn"].V_worst.accuracy}
-        if quantize:
-            row |= {"V_after_quantisation": rows["quantize"].V.accuracy,
-                    "V_worst_after_quantisation": rows["quantize"].V_worst.accuracy}
+        rows |= suite(model, self.tokenizer, train, held_out, config=self.settings.attack_config(seed), attacks=attacks)
+        cell = {}
         if quantize and self.settings.grid is not None:
-            row |= self.grid_row(model, seed, done=rows.values())
-        return row
+            grid_rows = self.grid_rows(model, seed, done=[rows[kind] for kind in attacks])
+            rows |= grid_rows
+            cell = {"grid": self.settings.grid, "grid_attacks": list(grid_rows), "worst_attack": worst_attack(grid_rows)}
+        for row in rows.values():
+            row.record = None  # a relearning's per-epoch record: the run's attacks.json holds those, not the journal
+        return {"rows": {name: row.to_json() for name, row in rows.items()}} | cell
 
-    def grid_row(self, model, seed: int, done=()) -> dict:
-        """Every attack of the settings' grid on seed `seed`'s split: V in the worst probe under
-        each, and the worst attack (the highest). `done`: rows of attacks already run on these
-        weights and this split (the suite's), which the grid reads instead of running them again."""
+    def grid_rows(self, model, seed: int, done=()) -> dict:
+        """Every attack of the settings' grid on seed `seed`'s split, by label. `done`: rows of
+        attacks already run on these weights and this split (the suite's), which the grid reads
+        instead of running them again."""
         train, held_out = self.splits[seed]
         data = attack_texts(train, kept_for_attack(self.evaluation.watched), self.evaluation.retain_texts, seed)
         attacks = grid(self.settings.grid)
         known = {row.attack: row for row in done}
         rows = run_grid(model, self.tokenizer, tuple(a for a in attacks if a.key not in known), data, held_out,
                         topics={}, seed=seed)
-        rows = {attack.label: rows.get(attack.label) or known[attack.key] for attack in attacks}
-        worst = worst_attack(rows)
-        return {"grid": self.settings.grid, "grid_V_worst": {label: row.V_worst.accuracy for label, row in rows.items()},
-                "worst_attack": worst, "V_worst_after_worst_attack": rows[worst].V_worst.accuracy}
+        return {attack.label: rows.get(attack.label) or known[attack.key] for attack in attacks}
 
     def original_row(self, seed: int, quantize: bool) -> dict:
         """`measure` of the original weights (what a budget keeps when no epoch fits in it): the
@@ -120,7 +116,7 @@ class Comparison:
         if found is None:
             found = {"kind": "never_taught", "seed": seed, "row": self.measure(self.never_taught, seed, True)}
             self.journal.add(found)
-        return found["row"]
+        return readings(found["row"])
 
     # ------------------------------------------------------------ one trajectory
     def trajectory(self, method: str, options: dict, seed: int, budgets: list[int], quantize: bool) -> dict:
@@ -226,7 +222,7 @@ class Comparison:
                     self.journal.add(found)
                 before, never = self.before(seed), self.never_taught_row(seed)
                 for i in budgets:
-                    row = found["budgets"][str(i)]
+                    row = readings(found["budgets"][str(i)])
                     runs[i].append({"seed": seed, **{k: before[k] for k in ("V_before", "V_worst_before")},
                                     **row, "topics_change": {t: row["topics"][t] - before["topics"][t]
                                                              for t in row["topics"]}} | residual_of(row, never))

@@ -7,15 +7,51 @@ import math
 import statistics
 
 from cir.evaluation.protocol import RESIDUALS
+from cir.evaluation.rows import Row
+
+# what a run's statistics read, by name: (the row it is read from, its score); a run's rows are
+# "after unlearning", and the suite's attacks by kind ("relearn", "quantize")
+READINGS = {"V_after_unlearning": ("after unlearning", "V"), "V_worst_after_unlearning": ("after unlearning", "V_worst"),
+            "V_after_relearning": ("relearn", "V"), "V_worst_after_relearning": ("relearn", "V_worst"),
+            "V_after_quantisation": ("quantize", "V"), "V_worst_after_quantisation": ("quantize", "V_worst")}
+STAGES = tuple(READINGS)
+CELL_FIELDS = ("kept_epoch", "loss_ratio", "collateral", "seconds_per_fact")
 
 
-STAGES = ("V_after_unlearning", "V_worst_after_unlearning", "V_after_relearning", "V_worst_after_relearning",
-          "V_after_quantisation", "V_worst_after_quantisation")
+def cell_rows(cell: dict) -> dict[str, Row]:
+    """A measured cell's rows by name (the suite's by kind, the grid's by label)."""
+    return {name: Row.from_json(row) for name, row in cell.get("rows", {}).items()}
+
+
+def readings(cell: dict) -> dict:
+    """A cell's readings by name (READINGS, each kept set's accuracy after unlearning under "topics",
+    the grid's V worst per attack and its worst attack), read from its rows; a cell journalled
+    before cells held rows already holds them by name."""
+    if "rows" not in cell:
+        return cell
+    rows = cell_rows(cell)
+    out = {name: getattr(rows[row], score).accuracy for name, (row, score) in READINGS.items() if row in rows}
+    out["topics"] = {name: score.accuracy for name, score in rows["after unlearning"].sets.items()}
+    out |= {key: cell[key] for key in CELL_FIELDS if key in cell}
+    if cell.get("grid") is not None:
+        grid = {label: rows[label].V_worst.accuracy for label in cell["grid_attacks"]}
+        out |= {"grid": cell["grid"], "grid_V_worst": grid, "worst_attack": cell["worst_attack"],
+                "V_worst_after_worst_attack": grid[cell["worst_attack"]]}
+    return out
+
+
+def before_readings(record: dict) -> dict:
+    """A "before" record's V, V worst and reported topics by name (read from its row where it has one)."""
+    if "row" not in record:
+        return record
+    row = Row.from_json(record["row"])
+    return {"V_before": row.V.accuracy, "V_worst_before": row.V_worst.accuracy,
+            "topics": {name: score.accuracy for name, score in row.sets.items()}}
 
 
 def objectives(trial: dict, n: int) -> list[float]:
     """A trial's value at each budget: V in the worst held-out probe after relearning."""
-    return [trial["budgets"][str(i)]["V_worst_after_relearning"] for i in range(n)]
+    return [readings(trial["budgets"][str(i)])["V_worst_after_relearning"] for i in range(n)]
 
 
 # ---------------------------------------------------------------- statistics and output
@@ -30,7 +66,7 @@ def best_trial(trials: list[dict], index: int) -> dict:
     method can forget, within the budget), then the lower cloze V after relearning, then the
     first trial."""
     def key(trial: dict) -> tuple:
-        cell = trial["budgets"][str(index)]
+        cell = readings(trial["budgets"][str(index)])
         return (cell["V_worst_after_relearning"], cell["V_worst_after_unlearning"], cell["V_after_relearning"],
                 trial["number"])
 

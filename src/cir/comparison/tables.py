@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 
 from cir.comparison.settings import GRID
-from cir.evaluation.protocol import RESIDUALS
+from cir.comparison.summary import readings
 from cir.tables import markdown_table
 
 
@@ -23,36 +23,48 @@ def _fixed(value: float | None, digits: int) -> str:
 
 
 def budget_table(result: dict, index: int) -> str:
-    header = ["method", "V before", "V after unlearning", "V after relearning",
-              f"V after {result['settings']['attacks']['quantize_bits']}-bit", "V worst probe after relearning",
-              "drop before the attack (worst probe)", "drop (worst probe)", "other topics, worst Δ", "loss ratio", "collateral (watched)", "s / fact",
-              "setting (trial)"]
+    """One budget's table: a row per method, its columns named (those of the never-taught
+    residuals and of the grid only where the comparison has them)."""
     residual = result.get("never_taught") is not None
+    grid = result["settings"].get("grid")
+    bits = result["settings"]["attacks"]["quantize_bits"]
+    columns = [  # (header, the cell from the summary s and the budget's entry)
+        ("method", None),
+        ("V before", lambda s, cell: _cell(s["V_before"])),
+        ("V after unlearning", lambda s, cell: _cell(s["V_after_unlearning"])),
+        ("V after relearning", lambda s, cell: _cell(s["V_after_relearning"])),
+        (f"V after {bits}-bit", lambda s, cell: _cell(s["V_after_quantisation"])),
+        ("V worst probe after relearning", lambda s, cell: _cell(s["V_worst_after_relearning"])),
+    ]
+    if grid is not None:  # the runs also met a grid: V worst after its worst attack (per seed)
+        columns.append((f"V worst probe after the worst attack of grid '{grid}'",
+                        lambda s, cell: _cell(s["V_worst_after_worst_attack"])))
+    columns += [
+        ("drop before the attack (worst probe)",
+         lambda s, cell: _cell(s.get("drop_before_attack", (math.nan, math.nan)), sign=True)),
+        ("drop (worst probe)", lambda s, cell: _cell(s["drop"], sign=True)),
+    ]
     if residual:  # beside the drop: what is left above the never-taught model under each attack
-        header[8:8] = ["residual, worst probe after relearning", "residual, worst probe after 4-bit"]
-    grid = result["settings"].get("grid") is not None
-    if grid:  # the runs also met a grid: V worst after its worst attack (per seed), and the residual there
-        header[6:6] = [f"V worst probe after the worst attack of grid '{result['settings']['grid']}'"]
-        if residual:
-            header[11:11] = ["residual, worst probe after the worst attack"]
+        columns += [("residual, worst probe after relearning",
+                     lambda s, cell: _cell(s["residual_V_worst_after_relearning"], sign=True)),
+                    ("residual, worst probe after 4-bit",
+                     lambda s, cell: _cell(s["residual_V_worst_after_quantisation"], sign=True))]
+        if grid is not None:
+            columns.append(("residual, worst probe after the worst attack",
+                            lambda s, cell: _cell(s["residual_V_worst_after_worst_attack"], sign=True)))
+    columns += [
+        ("other topics, worst Δ", lambda s, cell: _cell(s["topics_worst_change"], sign=True)),
+        ("loss ratio", lambda s, cell: _cell(s["loss_ratio"], 4)),
+        ("collateral (watched)", lambda s, cell: _cell(s["collateral"])),
+        ("s / fact", lambda s, cell: _cell(s["seconds_per_fact"], 2)),
+        ("setting (trial)", lambda s, cell: " ".join(f"`{o}`" for o in cell["best"])
+         + f" ({cell['best_trial'] + 1})" + _unlearned(cell)),
+    ]
     rows = []
     for name, entry in result["methods"].items():
         cell = entry["budgets"][index]
-        s = cell["summary"]
-        row = [name, _cell(s["V_before"]), _cell(s["V_after_unlearning"]), _cell(s["V_after_relearning"]),
-               _cell(s["V_after_quantisation"]), _cell(s["V_worst_after_relearning"]),
-               _cell(s.get("drop_before_attack", (math.nan, math.nan)), sign=True), _cell(s["drop"], sign=True),
-               _cell(s["topics_worst_change"], sign=True),
-               _cell(s["loss_ratio"], 4), _cell(s["collateral"]), _cell(s["seconds_per_fact"], 2),
-               " ".join(f"`{o}`" for o in cell["best"]) + f" ({cell['best_trial'] + 1})" + _unlearned(cell)]
-        if residual:
-            row[8:8] = [_cell(s[f"residual_{key}"], sign=True) for key in RESIDUALS]
-        if grid:
-            row[6:6] = [_cell(s["V_worst_after_worst_attack"])]
-            if residual:
-                row[11:11] = [_cell(s["residual_V_worst_after_worst_attack"], sign=True)]
-        rows.append(row)
-    return markdown_table(header, rows)
+        rows.append([name] + [read(cell["summary"], cell) for _, read in columns[1:]])
+    return markdown_table([header for header, _ in columns], rows)
 
 
 def _unlearned(cell: dict) -> str:
@@ -129,7 +141,7 @@ def trials_table(result: dict) -> str:
             cells = [trial["budgets"][str(i)] for i in range(len(budgets))]
             rows.append([name, str(trial["number"] + 1), " ".join(f"`{o}`" for o in trial["overrides"]),
                          epochs or "none", trial["stop_reason"]]
-                        + [f"{c['kept_epoch']}, {c['V_worst_after_relearning']:.3f}" for c in cells])
+                        + [f"{c['kept_epoch']}, {readings(c)['V_worst_after_relearning']:.3f}" for c in cells])
     return markdown_table(header, rows)
 
 
