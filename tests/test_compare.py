@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cir.attacks import AttackConfig
 from cir.comparison.summary import cell_rows, readings
 
 from cir.cli import main
@@ -381,3 +382,80 @@ def test_every_published_journal_still_loads_and_reads_by_name(path):
             for r in finals for cell in r["budgets"].values() if r["seed"] in befores and "V_after_quantisation" in readings(cell)]
     if runs:  # the summary the tables are written from
         assert set(STAGES) <= set(summarise(runs))
+
+
+def _comparison(model, tokenizer, people, grid: str | None = None):
+    from cir.comparison import CompareSettings, Comparison, Evaluation
+
+    items = [dataclasses.replace(item, subject=None) for item in people[:12]]
+    kept = people[40:64]
+    evaluation = Evaluation(items, {"kept": kept[0::4], "more": kept[3::4]}, {"kept": kept[1::2]},
+                            [s for item in people[12:30] for s in item.sentences()],
+                            [s for item in people[30:40] for s in item.sentences()])
+    settings = CompareSettings(methods=("gradient_ascent",), trials=1, seeds=1, max_epochs=1, grid=grid,
+                               attacks=AttackConfig(relearn_epochs=1))
+    return Comparison(model, tokenizer, evaluation, settings, progress=False), evaluation
+
+
+def test_the_grid_reads_the_suites_4_bit_row_instead_of_quantising_again(taught, people, monkeypatch):
+    """`default` holds 4-bit, which the suite has just measured on the same weights and split."""
+    from cir.attacks import quantization
+
+    model, tokenizer = taught
+    comparison, _ = _comparison(model, tokenizer, people, grid="default")
+    calls = []
+    monkeypatch.setattr(quantization, "quantize_model", lambda *args, **kwargs: calls.append(1))
+    cell = comparison.measure(model, 1, quantize=True)
+    assert len(calls) == 1  # once, for the suite and the grid
+    values = readings(cell)
+    assert values["grid_V_worst"]["4-bit quantisation"] == values["V_worst_after_quantisation"]
+
+
+def test_the_kept_facts_attack_trains_on_the_same_part_in_the_demo_and_the_comparison(taught, people, tmp_path,
+                                                                                     monkeypatch):
+    """Both give the attacker the first kept set's watched quarter, never the reported half."""
+    import cir.comparison.search
+    import cir.demo
+    from cir.benchmarks import Setting
+    from cir.evaluation.protocol import WATCHED
+
+    model, tokenizer = taught
+    given = []
+
+    def capture(train, kept=(), general=(), seed=0):
+        given.append(list(kept))
+        raise StopIteration  # what the attacker is given is all this test reads
+
+    comparison, evaluation = _comparison(model, tokenizer, people, grid="default")
+    monkeypatch.setattr(cir.comparison.search, "attack_texts", capture)
+    with pytest.raises(StopIteration):
+        comparison.grid_rows(model, 1)
+    assert given[-1] == evaluation.watched["kept"]
+    kept = people[40:64]
+    setting = Setting("toy", model, tokenizer, [dataclasses.replace(item, subject=None) for item in people[:12]],
+                      {"kept": kept, "more": people[64:80]}, general=([s for item in people[12:30] for s in item.sentences()],
+                                                                  [s for item in people[30:40] for s in item.sentences()]))
+    monkeypatch.setattr(cir.demo, "attack_texts", capture)
+    monkeypatch.setattr(cir.demo, "unlearn_to_dir", lambda *args, **kwargs: None)
+    monkeypatch.setattr(cir.demo.DemoSettings, "setting", lambda self, model, tokenizer, progress=True: setting)
+    with pytest.raises(StopIteration):
+        cir.demo.run_demo(model, tokenizer, tmp_path, cir.demo.DemoSettings(), progress=False)
+    assert given[-1] == kept[WATCHED]
+
+
+def test_the_comparisons_rows_are_read_in_float32(taught, people):
+    """A bfloat16 model's cell equals that of a float32 copy of its weights (as the demo's rows)."""
+    import copy
+
+    import torch
+
+    model, tokenizer = taught
+    low = copy.deepcopy(model).to(torch.bfloat16)
+    high = copy.deepcopy(low).float()
+    comparison, _ = _comparison(low, tokenizer, people)
+    cells = [comparison.measure(m, 1, quantize=False) for m in (low, high)]
+    for cell in cells:
+        for row in cell["rows"].values():
+            row.pop("seconds", None)
+    assert cells[0] == cells[1]
+    assert next(low.parameters()).dtype == torch.bfloat16  # the model itself is left in bfloat16
