@@ -144,12 +144,13 @@ def score_probes(model, tokenizer, items: list[MCQ], probes: dict[str, tuple[lis
         correct = scored.correct[start : start + len(indices)]
         probs = scored.probs[start : start + len(indices)]
         lowest = scored.lowest[start : start + len(indices)]
+        answer_probs = scored.answer_probs[start : start + len(indices)]
         per_probe[name] = MCQResult(accuracy=sum(correct) / len(correct), n=len(correct),
                                     correct_prob=sum(probs) / len(probs), correct=correct,
-                                    probs=probs, lowest=lowest)
+                                    probs=probs, lowest=lowest, answer_probs=answer_probs)
         start += len(indices)
     for name, result in list(per_probe.items()):  # each probe read the other way, after all of them
         per_probe[f"{name}, {LEAST_LIKELY}"] = MCQResult(
             accuracy=sum(result.lowest) / result.n, n=result.n, correct_prob=result.correct_prob,
-            correct=result.lowest, probs=result.probs, lowest=result.correct)
+            correct=result.lowest, probs=result.probs, lowest=result.correct, answer_probs=result.answer_probs)
     return BatteryResult(per_probe)

@@ -18,8 +18,10 @@ STAGES = ("before", "after unlearning", "attack")
 @dataclass
 class Score:
     """One fact set read one way. `accuracy`: the share answered; `probability`: the mean
-    probability of the correct choice, renormalised over the choices (None where not read);
-    `correct`/`probs`: each question's, in order (empty where not kept); `interval`: the 95%
+    probability of the correct choice, renormalised over the choices (the headline score; None
+    where not read); `answer_probability`: the mean of the correct answer's own probability, the
+    geometric mean of its tokens', not renormalised (RepSelect's score); `correct`, `probs`,
+    `answer_probs`: each question's, in order (empty where not kept); `interval`: the 95%
     interval of each score by name, where one was drawn."""
 
     accuracy: float
@@ -28,16 +30,23 @@ class Score:
     correct: list[bool] = field(default_factory=list)
     probs: list[float] = field(default_factory=list)
     interval: dict[str, tuple[float, float]] = field(default_factory=dict)
+    answer_probability: float | None = None
+    answer_probs: list[float] = field(default_factory=list)
 
     @classmethod
     def of(cls, result) -> Score:
         """From an MCQResult (cir.evaluation.scoring) or a BatteryResult's probe."""
-        return cls(result.accuracy, result.correct_prob, result.n, list(result.correct), list(result.probs))
+        return cls(result.accuracy, result.correct_prob, result.n, list(result.correct), list(result.probs),
+                   answer_probability=result.answer_prob, answer_probs=list(result.answer_probs))
 
     def to_json(self) -> dict:
         out = {"accuracy": self.accuracy, "probability": self.probability, "n": self.n}
+        if self.answer_probability is not None:
+            out["answer_probability"] = self.answer_probability
         if self.correct:
             out |= {"correct": self.correct, "probs": self.probs}
+        if self.answer_probs:
+            out["answer_probs"] = self.answer_probs
         if self.interval:
             out["interval"] = {name: list(bounds) for name, bounds in self.interval.items()}
         return out
@@ -48,7 +57,8 @@ class Score:
             return cls(float(data))
         interval = {name: tuple(bounds) for name, bounds in data.get("interval", {}).items()}
         return cls(data["accuracy"], data.get("probability"), data.get("n", 0), list(data.get("correct", [])),
-                   list(data.get("probs", [])), interval)
+                   list(data.get("probs", [])), interval, data.get("answer_probability"),
+                   list(data.get("answer_probs", [])))
 
 
 @dataclass
@@ -93,7 +103,8 @@ class Row:
         def score(s: Score) -> dict:
             data = s.to_json()
             if not per_question:
-                data.pop("correct", None), data.pop("probs", None)
+                for key in ("correct", "probs", "answer_probs"):
+                    data.pop(key, None)
             return data
 
         out = {key: value for key, value in asdict(self).items()

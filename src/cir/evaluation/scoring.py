@@ -12,6 +12,7 @@ answer_only: log P(" choice" | "Answer:"), the question left out: what a model t
 from __future__ import annotations
 
 import functools
+import math
 import string
 from dataclasses import dataclass, field
 
@@ -140,20 +141,29 @@ class MCQResult:
     correct: list[bool]
     probs: list[float] = field(default_factory=list)  # per item: P(correct), renormalised over the choices
     lowest: list[bool] = field(default_factory=list)  # per item: the correct choice scored below every other
+    # per item: the correct answer's own probability under its prompt, not renormalised over the
+    # choices: the geometric mean of its tokens' probabilities (RepSelect's score)
+    answer_probs: list[float] = field(default_factory=list)
+
+    @property
+    def answer_prob(self) -> float | None:
+        return sum(self.answer_probs) / len(self.answer_probs) if self.answer_probs else None
 
     def to_json(self) -> dict:
         return {"accuracy": self.accuracy, "n": self.n, "correct_prob": self.correct_prob}
 
 
-def _result(choice_scores: list[torch.Tensor], items: list[MCQ]) -> MCQResult:
-    correct, probs, lowest = [], [], []
-    for scores, item in zip(choice_scores, items):
+def _result(choice_scores: list[torch.Tensor], items: list[MCQ], answer_tokens: list[int] | None = None) -> MCQResult:
+    """`answer_tokens`: per item, the tokens its correct choice's score sums over (1 each when None)."""
+    correct, probs, lowest, answer_probs = [], [], [], []
+    for k, (scores, item) in enumerate(zip(choice_scores, items)):
         correct.append(int(scores.argmax()) == item.answer)
         probs.append(float(scores.softmax(-1)[item.answer]))
         lowest.append(int(scores.argmin()) == item.answer)
+        answer_probs.append(math.exp(float(scores[item.answer]) / (answer_tokens[k] if answer_tokens else 1)))
     n = len(items)
     return MCQResult(accuracy=sum(correct) / n, n=n, correct_prob=sum(probs) / n, correct=correct, probs=probs,
-                     lowest=lowest)
+                     lowest=lowest, answer_probs=answer_probs)
 
 
 def evaluate_prompts(model, tokenizer, items: list[MCQ], prompts: list[str], batch_size: int = 64,
@@ -167,7 +177,10 @@ def evaluate_prompts(model, tokenizer, items: list[MCQ], prompts: list[str], bat
     for item in items:
         scores.append(torch.tensor(flat[k : k + len(item.choices)]))
         k += len(item.choices)
-    return _result(scores, items)
+    answer_tokens = [1 if first_token is not None and first_token[i]
+                     else max(1, len(tokenizer(" " + item.choices[item.answer], add_special_tokens=False)["input_ids"]))
+                     for i, item in enumerate(items)]
+    return _result(scores, items, answer_tokens)
 
 
 def evaluate_cloze(model, tokenizer, items: list[MCQ], batch_size: int = 64) -> MCQResult:
