@@ -7,4 +7,6 @@ rows:       the typed row a measurement makes, which every table and JSON file r
 splits:     T and V: the forget set split by subject.
 budgets:    the disruption and collateral budgets that stop an unlearning run.
 membership: membership inference (LOSS, zlib, Min-K%) and PrivLeak: a measurement, not an attack.
+statistics: intervals (the paired bootstrap over questions, seeds as strata, the worst inside each
+            replicate), the noise floor, TOFU's forget quality and PrivLeak's two readings.
 """

@@ -6,10 +6,15 @@ zlib:  -(mean token NLL) / zlib-compressed length of the text in bytes
 min_k: mean of the lowest k% token log-probabilities (Min-K%, Shi et al. 2024)
 AUC of members vs non-members: 0.5 = indistinguishable, 1 = every member scores higher.
 
-PrivLeak (MUSE, Shi et al. 2024): (AUC on the unlearned model - AUC on the retain model) / AUC
-on the retain model, for the same members and non-members: 0 = as private as a model that
-never saw the members; positive = the members still stand out, negative = they stand out the
-other way (unlearned too far, which also tells them apart).
+PrivLeak against the retain model, for the same members and non-members, in two readings
+(cir.evaluation.statistics holds both formulas and their intervals):
+- the signed reading (`privleak`): (AUC on the unlearned model - AUC on the retain model) / AUC on
+  the retain model: 0 = as private as a model that never saw the members; positive = the members
+  still stand out, negative = they stand out the other way (unlearned too far, which also tells
+  them apart);
+- MUSE's (`privleak_muse`, Shi et al. 2024): the same change of MUSE's AUC, 1 - the usual one, in
+  percent: a model that still remembers scores negative (down to -100), an over-unlearned one
+  positive. The signed reading's +0.767 (AUC 0.849 against the retain model's 0.480) is -71 here.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import torch
 
 from cir.data.text import where
 from cir.errors import InputError
+from cir.evaluation import statistics
 from cir.evaluation.scoring import pad
 
 METRICS = ("loss", "zlib", "min_k")
@@ -82,21 +88,42 @@ def auc(positives: list[float], negatives: list[float]) -> float:
     return u / (n_pos * len(negatives))
 
 
-def mia(model, tokenizer, members: list[str], nonmembers: list[str], k: float = 0.2) -> dict:
+def mia(model, tokenizer, members: list[str], nonmembers: list[str], k: float = 0.2,
+        scores: bool = False) -> dict:
     """Membership inference: the AUC of each score, members vs non-members (sentences the model
     may have seen vs held-out ones of the same kind), and their mean scores. Each is a list of
-    sentences or a spec (as `load_sentences` reads it)."""
+    sentences or a spec (as `load_sentences` reads it). `scores`: also every sentence's scores
+    ({"members": {metric: [...]}, "nonmembers": ...}), which PrivLeak's interval resamples."""
     members, nonmembers = _sentences(members, "members"), _sentences(nonmembers, "nonmembers")
     pos, neg = mia_scores(model, tokenizer, members, k), mia_scores(model, tokenizer, nonmembers, k)
     return {"auc": {m: auc(pos[m], neg[m]) for m in METRICS},
             "members": {m: sum(pos[m]) / len(pos[m]) for m in METRICS},
             "nonmembers": {m: sum(neg[m]) / len(neg[m]) for m in METRICS},
-            "n_members": len(members), "n_nonmembers": len(nonmembers), "min_k": k}
+            "n_members": len(members), "n_nonmembers": len(nonmembers), "min_k": k} | (
+        {"scores": {"members": pos, "nonmembers": neg}} if scores else {})
 
 
 def privleak(unlearned: dict, retain: dict) -> dict[str, float]:
-    """PrivLeak of each score, from two `mia` results on the same sentences."""
-    return {m: (unlearned["auc"][m] - retain["auc"][m]) / retain["auc"][m] for m in METRICS}
+    """PrivLeak's signed reading of each score, from two `mia` results on the same sentences."""
+    return {m: statistics.privleak_signed(unlearned["auc"][m], retain["auc"][m]) for m in METRICS}
+
+
+def privleak_muse(unlearned: dict, retain: dict) -> dict[str, float]:
+    """PrivLeak as MUSE reports it (percent; remembering < 0 < over-unlearned) of each score, from
+    two `mia` results on the same sentences."""
+    return {m: statistics.privleak_muse(unlearned["auc"][m], retain["auc"][m]) for m in METRICS}
+
+
+def privleak_intervals(unlearned: dict, retain: dict, convention: str = "muse", n_resamples: int = statistics.N_RESAMPLES,
+                       seed: int = 0) -> dict[str, statistics.Interval]:
+    """PrivLeak of each score with its interval (members and non-members resampled), from two
+    `mia(..., scores=True)` results on the same sentences; `convention`: "muse" or "signed"."""
+    for name, result in (("unlearned", unlearned), ("retain", retain)):
+        if "scores" not in result:
+            raise ValueError(f"the {name} model's mia result has no per-sentence scores: run mia(..., scores=True)")
+    return {m: statistics.privleak_interval(unlearned["scores"]["members"][m], unlearned["scores"]["nonmembers"][m],
+                                            retain["scores"]["members"][m], retain["scores"]["nonmembers"][m],
+                                            convention, n_resamples, seed) for m in METRICS}
 
 
 def _sentences(value, name: str) -> list[str]:
