@@ -182,3 +182,51 @@ def test_a_tie_after_the_attack_goes_to_the_trial_that_forgot_more_before_it():
     trials.append(trial(3, 0.9, after_relearning=0.8))
     assert best_trial(trials, 0)["number"] == 3  # the attack's reading comes first
     assert best_trial([trial(0, 0.5), trial(1, 0.5)], 0)["number"] == 0
+
+
+def _row(stage: str, correct: list[int], probs: list[float], label: str | None = None, sets: dict | None = None) -> Row:
+    score = Score(sum(correct) / len(correct), sum(probs) / len(probs), len(correct), [bool(c) for c in correct],
+                  list(probs))
+    row = Row(stage, V=score, V_worst=score, probes={"cloze": score}, worst_probe="cloze",
+              sets={name: Score(sum(v) / len(v), None, len(v), [bool(c) for c in v], [float(c) for c in v])
+                    for name, v in (sets or {"taught": correct, "kept": [1] * 8}).items()})
+    return row.with_attack(label, label) if label else row
+
+
+def test_the_demo_reads_every_headline_with_its_interval_and_the_noise_floor():
+    """On rows that hold each question's reading: a reference against its own copy reads 0 with
+    zero width; a residual whose interval holds 0 reads "undecided"; one far below reads an anti-memory."""
+    from cir.demo import DemoSettings, demo_intervals, demo_table, headline, residuals
+    from cir.evaluation.statistics import Interval
+
+    n = 20
+    high, chance = [1] * n, [1, 0, 0, 0] * 5
+
+    def spread(level: float) -> list[float]:  # each question's probability about `level`
+        return [level * (0.5 + i / n) for i in range(n)]
+
+    rows = {"before": _row("before", high, spread(0.9)), "after unlearning": _row("after unlearning", chance, spread(0.02)),
+            "a": _row("attack", chance, spread(0.03), "a"), "b": _row("attack", chance, spread(0.04), "b")}
+    never = {"before": _row("before", chance, spread(0.25)), "a": _row("attack", chance, spread(0.3), "a"),
+             "b": _row("attack", chance, spread(0.3), "b")}
+    retain = {label: Row.from_json(row.to_json()) for label, row in never.items()}  # an exact copy of never taught
+    extra = {"never_taught": never, "retain": retain, "residual_never_taught": residuals(rows, never),
+             "residual_retain": residuals(rows, retain), "attacks": [{}, {}]}
+    extra["headline"] = headline(rows, extra)
+    found = demo_intervals("taught", {k: rows[k] for k in rows}, extra)
+    floor = Interval.from_json(found["probability"]["noise floor at the worst attack"])
+    assert (floor.estimate, floor.low, floor.high) == (0.0, 0.0, 0.0)
+    residual = Interval.from_json(found["probability"]["residual vs retain at the worst attack"])
+    assert residual.high < 0 and residual.estimate == pytest.approx((0.04 - 0.3) * (0.5 + 9.5 / n))  # b: the worst
+    change = Interval.from_json(found["kept sets' change"]["kept"])
+    assert (change.estimate, change.low, change.high) == (0.0, 0.0, 0.0)
+    assert found["forget quality"]["after unlearning"] < 0.05  # all its probabilities below the retain model's
+    accuracy = Interval.from_json(found["accuracy"]["residual vs retain at the worst attack"])
+    assert accuracy.low <= 0 <= accuracy.high  # the same answers right: no residual in accuracy
+    result = type("Result", (), {"kept": {"loss_ratio": 1.0004}, "seconds": 10.0, "n_facts": 4,
+                                 "seconds_per_fact": 2.5, "stop_reason": "max_epochs (6)"})()
+    table = demo_table(DemoSettings(benchmark="taught"), rows, result, extra | {"intervals": found})
+    assert "anti-memory" in table and "undecided at this size (the interval holds 0)" in table
+    import re
+
+    assert re.search(r"\| a \(worst\) \| 0\.0\d\d \[0\.0\d\d, 0\.0\d\d\] \|", table)  # each cell with its interval

@@ -25,7 +25,9 @@ from cir.benchmarks import Setting, check_benchmark, make_setting, topic_setting
 from cir.data import builtin_topics
 from cir.data.general import general_text_split
 from cir.errors import InputError
-from cir.evaluation.membership import mia, privleak
+from cir.evaluation import intervals
+from cir.evaluation.membership import mia, privleak, privleak_intervals
+from cir.evaluation.statistics import Interval, forget_quality
 from cir.evaluation.protocol import PROTECTED, REPORTED, WATCHED, kept_for_attack, measure, residual, watched_retain_sets
 from cir.evaluation.rows import Row
 from cir.outputs import stage, write_json
@@ -100,7 +102,7 @@ def membership(setting: Setting, model) -> dict | None:
     if not setting.nonmembers:
         return None
     members = [s for item in setting.forget for s in item.sentences()]
-    return mia(model, setting.tokenizer, members, setting.nonmembers)
+    return mia(model, setting.tokenizer, members, setting.nonmembers, scores=True)
 
 
 def attack_rows(rows: dict[str, Row]) -> dict[str, Row]:
@@ -119,6 +121,48 @@ def headline(rows: dict[str, Row], extra: dict) -> dict:
             largest = max(residual, key=lambda name: residual[name]["V worst"])
             found[ref] = {"residual at the worst attack": residual[worst]["V worst"],
                           "largest residual": residual[largest]["V worst"], "largest at": largest}
+    return found
+
+
+def demo_intervals(name: str, rows: dict[str, Row], extra: dict) -> dict:
+    """Every headline's 95% interval (cir.evaluation.intervals), in each score: V in the worst probe
+    of each row and each reference's; each row's residual against each reference under the same
+    attack; at the worst attack of the grid (chosen again in every replicate) the residual and
+    the noise floor (the retain model minus the never-taught model); each kept set's change after
+    unlearning; TOFU's forget quality (KS test of V's probabilities in cloze against the retain
+    model's) after unlearning and after each attack. JSON: [estimate, low, high]."""
+    refs = [ref for ref in ("never_taught", "retain") if ref in extra]
+    attacks = list(attack_rows(rows))
+    against = {"after unlearning": "before"}
+    found = {}
+    for score in intervals.SCORES:
+        block = {"worst probe": {label: intervals.worst([row], score).to_json() for label, row in rows.items()}}
+        for ref in refs:
+            block[f"{ref} worst probe"] = {label: intervals.worst([row], score).to_json()
+                                           for label, row in extra[ref].items()}
+            block[f"residual vs {ref}"] = {label: intervals.residual([row], [extra[ref][against.get(label, label)]],
+                                                                     score).to_json()
+                                           for label, row in rows.items() if against.get(label, label) in extra[ref]}
+            if attacks:
+                block[f"residual vs {ref} at the worst attack"] = intervals.worst_attack_residual(
+                    [[rows[a] for a in attacks]], [[extra[ref][a] for a in attacks]], score).to_json()
+        if len(refs) == 2:
+            block["noise floor"] = {label: intervals.residual([extra["retain"][label]], [extra["never_taught"][label]],
+                                                              score).to_json()
+                                    for label in ["before"] + attacks}
+            if attacks:
+                block["noise floor at the worst attack"] = intervals.noise_floor(
+                    [[extra["retain"][a] for a in attacks]], [[extra["never_taught"][a] for a in attacks]],
+                    [[rows[a] for a in attacks]], score).to_json()
+        found[score] = block
+    before, after = rows["before"], rows["after unlearning"]
+    found["kept sets' change"] = {fact_set: intervals.change([after], [before], fact_set).to_json()
+                                  for fact_set in before.sets if fact_set != name}
+    if "retain" in extra:
+        found["forget quality"] = {label: forget_quality(intervals.values(row.V, "probability"),
+                                                         intervals.values(extra["retain"][against.get(label, label)].V,
+                                                                          "probability"))
+                                   for label, row in rows.items() if label != "before"}
     return found
 
 
@@ -172,10 +216,16 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
     if references["retain"] is not None and extra["mia"]["after unlearning"]:
         extra["mia"]["retain"] = membership(setting, references["retain"])
         extra["privleak"] = privleak(extra["mia"]["after unlearning"], extra["mia"]["retain"])
+        extra["privleak_muse"] = {metric: interval.to_json() for metric, interval in privleak_intervals(
+            extra["mia"]["after unlearning"], extra["mia"]["retain"], "muse").items()}
+    for inference in extra["mia"].values():
+        if inference:
+            inference.pop("scores", None)  # each sentence's scores: what the intervals resampled, not kept
     extra["attacks"] = [attack.to_json() for attack in attacks]
     extra["unlearning"] = {"loss_ratio": result.kept["loss_ratio"], "seconds": result.seconds,
                            "stop_reason": result.stop_reason}
     extra["headline"] = headline(rows, extra)
+    extra["intervals"] = demo_intervals(settings.name, rows, extra)
     table = demo_table(settings, rows, result, extra)
     write_demo(Path(out), settings, rows, table, extra)
     for row in attack_rows(rows).values():
@@ -184,73 +234,136 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
     return table, rows | {"_extra": extra}, result
 
 
+def _interval(data: list | None, sign: bool = False) -> str:
+    return "-" if data is None else Interval.from_json(data).format(3 if not sign else 2, sign)
+
+
+def verdict(residual: Interval, floor: Interval | None = None) -> str:
+    """What a residual says at this size: a reading only where its interval excludes 0 and its
+    estimate lies outside the noise floor."""
+    if residual.low <= 0 <= residual.high:
+        return "undecided at this size (the interval holds 0)"
+    if floor is not None and floor.low <= residual.estimate <= floor.high:
+        return "undecided at this size (inside the noise floor)"
+    if residual.low > 0:
+        return "above the reference: some of the knowledge comes back"
+    return "below the reference: answers pushed under a stranger's level (an anti-memory, which a membership test reads)"
+
+
 def demo_table(settings: DemoSettings, rows: dict[str, Row], result: UnlearningResult, extra: dict | None = None) -> str:
     """demo.md's body: the main table (before, after unlearning, after the worst attack, and the
-    references under the same), the grid's table, and the notes."""
+    references under the same), the grid's table with the residuals and the noise floor, and the
+    notes; every headline with its 95% interval (demo_intervals)."""
     extra = extra or {}
     name = settings.name
     others = [t for t in rows["before"].sets if t != name]
     head = extra.get("headline") or {"worst_attack": None}
     worst = head["worst_attack"]
+    found = extra.get("intervals") or {}
+    prob, acc = found.get("probability", {}), found.get("accuracy", {})
     shown = ["before", "after unlearning"] + ([worst] if worst else [])
-    header = ["", f"{name} V", "V, worst probe", f"{name} (all)"] + others
+    header = (["", f"{name} V", "V, worst probe: P(correct)", "V, worst probe: accuracy", f"{name} (all)"] + others)
 
-    def line(label: str, row: Row) -> list[str]:
-        return ([label, f"{row.V.accuracy:.3f}", f"{row.V_worst.accuracy:.3f}", f"{row.accuracy(name):.3f}"]
+    def line(label: str, row: Row, key: str = "worst probe", stage: str | None = None) -> list[str]:
+        stage = stage or label
+        return ([label, f"{row.V.accuracy:.3f}", _interval(prob.get(key, {}).get(stage)),
+                 _interval(acc.get(key, {}).get(stage)), f"{row.accuracy(name):.3f}"]
                 + [f"{row.accuracy(t):.3f}" for t in others])
 
-    table = [line(label if label != worst else "after the worst attack", rows[label]) for label in shown]
+    table = [line(label if label != worst else "after the worst attack", rows[label], stage=label) for label in shown]
     names = {"never_taught": "never taught", "retain": "retain model"}
     for ref, title in names.items():
         if ref in extra:
-            table += [line(f"{title}, {'the worst attack' if label == worst else label}", extra[ref][label])
+            table += [line(f"{title}, {'the worst attack' if label == worst else label}", extra[ref][label],
+                           f"{ref} worst probe", label)
                       for label in shown if label in extra[ref] and label != "after unlearning"]
     before, after = rows["before"], rows["after unlearning"]
-    drop = min(after.accuracy(t) - before.accuracy(t) for t in others)
+    changes = {t: Interval.from_json(found["kept sets' change"][t]) for t in others} if found else {}
     lines = [markdown_table(header, table), ""]
     if worst:
         lines.append(f"- the worst attack: {worst} (the highest V in the worst probe of "
                      f"the {len(extra.get('attacks', ()))} attacks of grid '{settings.attacks}'; every attack below)")
     lines += [
-        f"- V: the held-out part of `{name}` (its own subjects) that no attack trains on (relearning reports "
-        f"the best epoch); chance is 0.25",
-        "- V, worst probe: the highest accuracy on V over the held-out probes (cloze, the questions' own "
-        "rewordings, qa, the declarative stem, k-shot, recall: each choice's first token), none of which is in "
-        "any training text, each also read the other way (the least likely choice as the answer: a model that "
-        "avoids the right answers still knows them)",
-        f"- largest drop on another set after unlearning: {drop:+.3f} (each set's reported half: neither watched "
-        "by the collateral budget nor given to the method)",
+        f"- V: the held-out part of `{name}` (its own subjects, {len(before.V.correct)} questions) that no attack "
+        f"trains on (relearning reports the best epoch); chance is 0.25",
+        "- V, worst probe: the highest reading on V over the held-out probes that ask every question (cloze, "
+        "the questions' own rewordings, qa, the declarative stem, k-shot, recall: each choice's first token), none "
+        "of which is in any training text, each also read the other way (the least likely choice as the answer); "
+        "P(correct): the probability of the right choice, renormalised over the choices (the headline score); "
+        "[95% interval]: a paired bootstrap over V's questions, the maximum over probes (and attacks) taken inside "
+        "each replicate ([protocol.md](docs/protocol.md#intervals))",
+    ]
+    if changes:
+        worst_set = min(changes, key=lambda t: changes[t].estimate)
+        n = len(before.sets[worst_set].correct)
+        lost = round(-changes[worst_set].estimate * n)
+        lines.append(f"- the kept sets after unlearning (each set's reported half: neither watched by the collateral "
+                     f"budget nor given to the method): the largest drop {worst_set}, "
+                     f"{changes[worst_set].format(3, sign=True)} in accuracy ({lost} of {n} questions lost)"
+                     + "".join(f"; {t} {changes[t].format(3, sign=True)}" for t in others if t != worst_set))
+    else:
+        drop = min(after.accuracy(t) - before.accuracy(t) for t in others)
+        lines.append(f"- largest drop on another set after unlearning: {drop:+.3f}")
+    lines += [
         f"- held-out general-text loss after unlearning: x{result.kept['loss_ratio']:.4f} of the original",
         f"- unlearning: {result.seconds:.0f} s for {result.n_facts} facts "
         f"({result.seconds_per_fact:.2f} s per fact); stopped by: {result.stop_reason}",
     ]
-    for ref, title in names.items():
-        if ref in head:
-            h = head[ref]
-            lines.append(f"- residual against the {title} (V in the worst probe minus its under the same attack; "
-                         f"0 = as the {title}): {h['residual at the worst attack']:+.3f} after the worst attack; "
-                         f"the largest of the grid {h['largest residual']:+.3f} ({h['largest at']})")
+    floors = {score: found[score].get("noise floor at the worst attack") for score in ("probability", "accuracy")
+              if score in found}
+    for ref, title in {"never_taught": "never-taught model", "retain": "retain model"}.items():
+        key = f"residual vs {ref} at the worst attack"
+        if key in prob:
+            readings = []
+            for score, block in (("P(correct)", prob), ("accuracy", acc)):
+                residual = Interval.from_json(block[key])
+                floor = floors.get("probability" if block is prob else "accuracy")
+                readings.append(f"{score} {residual.signed(3)}, "
+                                f"{verdict(residual, Interval.from_json(floor) if floor and ref == 'retain' else None)}")
+            lines.append(f"- residual against the {title} at the worst attack (V's worst probe minus the {title}'s "
+                         f"under the same attack; 0 = as the {title}): " + "; ".join(readings))
+    if floor:
+        lines.append(f"- the noise floor at the worst attack (the retain model minus the never-taught model, both of "
+                     f"which never learned F, under the same attack): {Interval.from_json(floor).signed(3)} in "
+                     f"P(correct), {Interval.from_json(acc['noise floor at the worst attack']).signed(3)} in accuracy")
     mia_rows = {k: v for k, v in extra.get("mia", {}).items() if v}
     if mia_rows:
         lines.append("- membership inference, F's sentences against never-taught people's (AUC, min-k% / zlib / "
                      "loss; 0.5 = indistinguishable): " + ", ".join(
                          f"{k} " + " / ".join(f"{v['auc'][m]:.3f}" for m in ("min_k", "zlib", "loss"))
                          for k, v in mia_rows.items()))
+    if "privleak_muse" in extra:
+        lines.append("- PrivLeak as MUSE reports it (100 x the change of 1 - AUC from the retain model's, over it; 0 = "
+                     "as private as the retain model, below 0 still remembered, above 0 over-unlearned): " + ", ".join(
+                         f"{m} {Interval.from_json(extra['privleak_muse'][m]).format(1, sign=True)}"
+                         for m in ("min_k", "zlib", "loss")))
     if "privleak" in extra:
-        lines.append("- PrivLeak (AUC on the unlearned model minus the retain model's, over the retain model's; "
-                     "0 = as private as the retain model): " + ", ".join(
-                         f"{m} {extra['privleak'][m]:+.3f}" for m in ("min_k", "zlib", "loss")))
+        lines.append("- PrivLeak, signed (AUC on the unlearned model minus the retain model's, over the retain "
+                     "model's): " + ", ".join(f"{m} {extra['privleak'][m]:+.3f}" for m in ("min_k", "zlib", "loss")))
+    if "forget quality" in found:
+        quality = found["forget quality"]
+        lines.append("- forget quality (TOFU: KS-test p-value of V's P(correct) in cloze against the retain model's "
+                     "under the same attack; p >= 0.05: indistinguishable): "
+                     + ", ".join(f"{label} {p:.3g}" for label, p in quality.items()))
     grid_rows = list(attack_rows(rows))
     if grid_rows:
         refs = [ref for ref in names if ref in extra]
-        header = (["attack", "V worst: unlearned"] + [names[ref] for ref in refs]
-                  + [f"residual vs {names[ref]}" for ref in refs] + [f"{name} V"])
-        body = [[label + (" (worst)" if label == worst else ""), f"{rows[label].V_worst.accuracy:.3f}"]
-                + [f"{extra[ref][label].V_worst.accuracy:.3f}" for ref in refs]
-                + [f"{extra[f'residual_{ref}'][label]['V worst']:+.3f}" for ref in refs] + [f"{rows[label].V.accuracy:.3f}"]
-                for label in grid_rows]
-        lines += ["", "Every attack of the grid (V in the worst probe; residual: the unlearned model's minus the "
-                  "reference's under the same attack):", "", markdown_table(header, body)]
+        header = (["attack", "P(correct), worst probe: unlearned"] + [names[ref] for ref in refs]
+                  + [f"residual vs {names[ref]}" for ref in refs]
+                  + (["noise floor (retain - never taught)"] if len(refs) == 2 else [])
+                  + ["accuracy, worst probe: unlearned"] + [f"residual vs {names[ref]} (accuracy)" for ref in refs])
+        body = []
+        for label in grid_rows:
+            def cell(block: dict, key: str, sign: bool = False) -> str:
+                return _interval(block.get(key, {}).get(label), sign)
+
+            body.append([label + (" (worst)" if label == worst else ""), cell(prob, "worst probe")]
+                        + [cell(prob, f"{ref} worst probe") for ref in refs]
+                        + [cell(prob, f"residual vs {ref}", True) for ref in refs]
+                        + ([cell(prob, "noise floor", True)] if len(refs) == 2 else [])
+                        + [cell(acc, "worst probe")] + [cell(acc, f"residual vs {ref}", True) for ref in refs])
+        lines += ["", "Every attack of the grid (V in the worst probe, with its 95% interval; residual: the unlearned "
+                  "model's minus the reference's under the same attack):", "", markdown_table(header, body)]
     return "\n".join(lines)
 
 

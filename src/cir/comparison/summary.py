@@ -55,11 +55,6 @@ def objectives(trial: dict, n: int) -> list[float]:
 
 
 # ---------------------------------------------------------------- statistics and output
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-         11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
-         20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
-
-
 def best_trial(trials: list[dict], index: int) -> dict:
     """Budget `index`'s best trial: the lowest V in the worst probe after relearning; of a tie, the
     larger drop before the attack (the lower V in the worst probe after unlearning: what the
@@ -75,12 +70,12 @@ def best_trial(trials: list[dict], index: int) -> dict:
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
     """(mean, half-width of the 95% t confidence interval); the half-width is nan for one value."""
+    from scipy.stats import t
+
     mean = statistics.fmean(values)
     if len(values) < 2:
         return mean, math.nan
-    df = len(values) - 1
-    t = T_975[max(k for k in T_975 if k <= df)]  # the next tabulated df below: a slightly wider interval
-    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, float(t.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
 
 
 SUMMARY_KEYS = ("V_before", "V_worst_before") + STAGES + ("loss_ratio", "collateral", "seconds_per_fact")
