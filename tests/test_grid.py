@@ -152,7 +152,7 @@ def test_privleak_is_the_auc_change_relative_to_the_retain_models():
 
 
 def test_the_headline_names_the_worst_attack_and_its_residual_against_each_reference():
-    from cir.demo import headline, residuals
+    from cir.audit import headline, residuals
 
     rows = {"before": row(1.0, 1.0, "before"), "after unlearning": row(0.3, 0.4, "after unlearning"),
             "a": row(0.4, 0.5), "b": row(0.5, 0.7)}
@@ -196,7 +196,8 @@ def _row(stage: str, correct: list[int], probs: list[float], label: str | None =
 def test_the_demo_reads_every_headline_with_its_interval_and_the_noise_floor():
     """On rows that hold each question's reading: a reference against its own copy reads 0 with
     zero width; a residual whose interval holds 0 reads "undecided"; one far below reads an anti-memory."""
-    from cir.demo import DemoSettings, demo_intervals, demo_table, headline, residuals
+    from cir.audit import headline, headline_intervals, residuals
+    from cir.demo import DemoSettings, demo_table
     from cir.evaluation.statistics import Interval
 
     n = 20
@@ -213,7 +214,7 @@ def test_the_demo_reads_every_headline_with_its_interval_and_the_noise_floor():
     extra = {"never_taught": never, "retain": retain, "residual_never_taught": residuals(rows, never),
              "residual_retain": residuals(rows, retain), "attacks": [{}, {}]}
     extra["headline"] = headline(rows, extra)
-    found = demo_intervals("taught", {k: rows[k] for k in rows}, extra)
+    found = headline_intervals("taught", {k: rows[k] for k in rows}, extra)
     floor = Interval.from_json(found["probability"]["noise floor at the worst attack"])
     assert (floor.estimate, floor.low, floor.high) == (0.0, 0.0, 0.0)
     residual = Interval.from_json(found["probability"]["residual vs retain at the worst attack"])

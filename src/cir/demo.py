@@ -19,16 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cir.api import unlearn_to_dir
-from cir.attacks.grids import GRIDS, AttackConfig, ReferenceRows, attack_texts, grid, run_grid, worst_attack
+from cir.audit import (attack_rows, attacked, headline, headline_intervals, interval_cell, reference_rows, residuals,
+                       verdict)
+from cir.attacks.grids import GRIDS, AttackConfig, attack_texts, grid
 from cir.attacks.record import record_attack
 from cir.benchmarks import Setting, check_benchmark, make_setting, topic_setting
 from cir.data import builtin_topics
 from cir.data.general import general_text_split
 from cir.errors import InputError
-from cir.evaluation import intervals
 from cir.evaluation.membership import mia, privleak, privleak_intervals
-from cir.evaluation.statistics import Interval, forget_quality
-from cir.evaluation.protocol import PROTECTED, REPORTED, WATCHED, kept_for_attack, measure, residual, watched_retain_sets
+from cir.evaluation.statistics import Interval
+from cir.evaluation.protocol import PROTECTED, REPORTED, WATCHED, kept_for_attack, measure, watched_retain_sets
 from cir.evaluation.rows import Row
 from cir.outputs import stage, write_json
 from cir.tables import markdown_table
@@ -70,100 +71,12 @@ class DemoSettings:
         return topic_setting(self.topic, model, tokenizer)
 
 
-def attacked(model, tokenizer, topics: dict, data: dict, held_out: list, settings: DemoSettings, show: bool,
-             cache: bool = False) -> dict[str, Row]:
-    """The grid's rows (each attack on its own copy), by the attack's label; `cache`: the model is
-    a reference, its rows kept for later runs on the same split."""
-    rows_cache = ReferenceRows(model, data, held_out, topics, settings.seed) if cache else None
-    return run_grid(model, tokenizer, settings.grid(), data, held_out, topics=topics, seed=settings.seed,
-                    progress=show, cache=rows_cache)
-
-
-def reference_rows(model, tokenizer, topics: dict, data: dict, held_out: list, settings: DemoSettings,
-                   show: bool) -> dict[str, Row]:
-    """A reference model (never taught, or the retain model) measured and attacked as the unlearned one."""
-    rows = {"before": measure(model, tokenizer, topics, held_out)}
-    rows |= attacked(model, tokenizer, topics, data, held_out, settings, show, cache=True)
-    for row in rows.values():
-        row.record = None
-    return rows
-
-
-def residuals(rows: dict[str, Row], reference: dict[str, Row]) -> dict[str, dict]:
-    """Per row, V and V worst minus the reference model's under the same attack (0: as the
-    reference); the unlearned model is held against the reference unattacked."""
-    against = {"after unlearning": "before"}  # otherwise a row meets the reference's row of its name
-    paired = {name: against.get(name, name) for name in rows}
-    return {name: residual(rows[name], reference[ref]) for name, ref in paired.items() if ref in reference}
-
-
 def membership(setting: Setting, model) -> dict | None:
     """Membership inference, F's sentences against never-taught facts' (AUC of each score)."""
     if not setting.nonmembers:
         return None
     members = [s for item in setting.forget for s in item.sentences()]
     return mia(model, setting.tokenizer, members, setting.nonmembers, scores=True)
-
-
-def attack_rows(rows: dict[str, Row]) -> dict[str, Row]:
-    return {name: row for name, row in rows.items() if row.stage == "attack"}
-
-
-def headline(rows: dict[str, Row], extra: dict) -> dict:
-    """The worst attack (highest V in the worst probe on the unlearned model), its residual against
-    each reference, and the largest residual of the grid against each."""
-    attacks = attack_rows(rows)
-    worst = worst_attack(attacks)
-    found = {"worst_attack": worst, "V worst": None if worst is None else rows[worst].V_worst.accuracy}
-    for ref in ("never_taught", "retain"):
-        if ref in extra and worst is not None:
-            residual = {name: r for name, r in extra[f"residual_{ref}"].items() if name in attacks}
-            largest = max(residual, key=lambda name: residual[name]["V worst"])
-            found[ref] = {"residual at the worst attack": residual[worst]["V worst"],
-                          "largest residual": residual[largest]["V worst"], "largest at": largest}
-    return found
-
-
-def demo_intervals(name: str, rows: dict[str, Row], extra: dict) -> dict:
-    """Every headline's 95% interval (cir.evaluation.intervals), in each score: V in the worst probe
-    of each row and each reference's; each row's residual against each reference under the same
-    attack; at the worst attack of the grid (chosen again in every replicate) the residual and
-    the noise floor (the retain model minus the never-taught model); each kept set's change after
-    unlearning; TOFU's forget quality (KS test of V's probabilities in cloze against the retain
-    model's) after unlearning and after each attack. JSON: [estimate, low, high]."""
-    refs = [ref for ref in ("never_taught", "retain") if ref in extra]
-    attacks = list(attack_rows(rows))
-    against = {"after unlearning": "before"}
-    found = {}
-    for score in intervals.SCORES:
-        block = {"worst probe": {label: intervals.worst([row], score).to_json() for label, row in rows.items()}}
-        for ref in refs:
-            block[f"{ref} worst probe"] = {label: intervals.worst([row], score).to_json()
-                                           for label, row in extra[ref].items()}
-            block[f"residual vs {ref}"] = {label: intervals.residual([row], [extra[ref][against.get(label, label)]],
-                                                                     score).to_json()
-                                           for label, row in rows.items() if against.get(label, label) in extra[ref]}
-            if attacks:
-                block[f"residual vs {ref} at the worst attack"] = intervals.worst_attack_residual(
-                    [[rows[a] for a in attacks]], [[extra[ref][a] for a in attacks]], score).to_json()
-        if len(refs) == 2:
-            block["noise floor"] = {label: intervals.residual([extra["retain"][label]], [extra["never_taught"][label]],
-                                                              score).to_json()
-                                    for label in ["before"] + attacks}
-            if attacks:
-                block["noise floor at the worst attack"] = intervals.noise_floor(
-                    [[extra["retain"][a] for a in attacks]], [[extra["never_taught"][a] for a in attacks]],
-                    [[rows[a] for a in attacks]], score).to_json()
-        found[score] = block
-    before, after = rows["before"], rows["after unlearning"]
-    found["kept sets' change"] = {fact_set: intervals.change([after], [before], fact_set).to_json()
-                                  for fact_set in before.sets if fact_set != name}
-    if "retain" in extra:
-        found["forget quality"] = {label: forget_quality(intervals.values(row.V, "probability"),
-                                                         intervals.values(extra["retain"][against.get(label, label)].V,
-                                                                          "probability"))
-                                   for label, row in rows.items() if label != "before"}
-    return found
 
 
 def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlearning) -> tuple[str, dict, UnlearningResult]:
@@ -205,13 +118,13 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
     data = attack_texts(train, kept_for_attack({name: items[WATCHED] for name, items in setting.topics.items()}),
                         general, settings.seed)
     stage(f"attacking it: {len(attacks)} attacks (grid '{settings.attacks}'), each on its own copy", show)
-    rows |= attacked(model, tokenizer, topics, data, held_out, settings, show)
+    rows |= attacked(model, tokenizer, topics, data, held_out, attacks, settings.seed, show)
     references = {"never_taught": setting.reference, "retain": setting.retain()}
     for ref, reference in references.items():
         if reference is None:
             continue
         stage(f"the {ref.replace('_', '-')} model: the same measurements and attacks (kept for later runs)", show)
-        extra[ref] = reference_rows(reference, tokenizer, topics, data, held_out, settings, show)
+        extra[ref] = reference_rows(reference, tokenizer, topics, data, held_out, attacks, settings.seed, show)
         extra[f"residual_{ref}"] = residuals(rows, extra[ref])
     if references["retain"] is not None and extra["mia"]["after unlearning"]:
         extra["mia"]["retain"] = membership(setting, references["retain"])
@@ -225,29 +138,13 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
     extra["unlearning"] = {"loss_ratio": result.kept["loss_ratio"], "seconds": result.seconds,
                            "stop_reason": result.stop_reason}
     extra["headline"] = headline(rows, extra)
-    extra["intervals"] = demo_intervals(settings.name, rows, extra)
+    extra["intervals"] = headline_intervals(settings.name, rows, extra)
     table = demo_table(settings, rows, result, extra)
     write_demo(Path(out), settings, rows, table, extra)
     for row in attack_rows(rows).values():
         if row.record is not None:
             record_attack(out, row.attack, row.record)
     return table, rows | {"_extra": extra}, result
-
-
-def _interval(data: list | None, sign: bool = False) -> str:
-    return "-" if data is None else Interval.from_json(data).format(3 if not sign else 2, sign)
-
-
-def verdict(residual: Interval, floor: Interval | None = None) -> str:
-    """What a residual says at this size: a reading only where its interval excludes 0 and its
-    estimate lies outside the noise floor."""
-    if residual.low <= 0 <= residual.high:
-        return "undecided at this size (the interval holds 0)"
-    if floor is not None and floor.low <= residual.estimate <= floor.high:
-        return "undecided at this size (inside the noise floor)"
-    if residual.low > 0:
-        return "above the reference: some of the knowledge comes back"
-    return "below the reference: answers pushed under a stranger's level (an anti-memory, which a membership test reads)"
 
 
 def demo_table(settings: DemoSettings, rows: dict[str, Row], result: UnlearningResult, extra: dict | None = None) -> str:
@@ -266,8 +163,8 @@ def demo_table(settings: DemoSettings, rows: dict[str, Row], result: UnlearningR
 
     def line(label: str, row: Row, key: str = "worst probe", stage: str | None = None) -> list[str]:
         stage = stage or label
-        return ([label, f"{row.V.accuracy:.3f}", _interval(prob.get(key, {}).get(stage)),
-                 _interval(acc.get(key, {}).get(stage)), f"{row.accuracy(name):.3f}"]
+        return ([label, f"{row.V.accuracy:.3f}", interval_cell(prob.get(key, {}).get(stage)),
+                 interval_cell(acc.get(key, {}).get(stage)), f"{row.accuracy(name):.3f}"]
                 + [f"{row.accuracy(t):.3f}" for t in others])
 
     table = [line(label if label != worst else "after the worst attack", rows[label], stage=label) for label in shown]
@@ -322,10 +219,11 @@ def demo_table(settings: DemoSettings, rows: dict[str, Row], result: UnlearningR
                                 f"{verdict(residual, Interval.from_json(floor) if floor and ref == 'retain' else None)}")
             lines.append(f"- residual against the {title} at the worst attack (V's worst probe minus the {title}'s "
                          f"under the same attack; 0 = as the {title}): " + "; ".join(readings))
-    if floor:
+    if floors.get("probability"):
         lines.append(f"- the noise floor at the worst attack (the retain model minus the never-taught model, both of "
-                     f"which never learned F, under the same attack): {Interval.from_json(floor).signed(3)} in "
-                     f"P(correct), {Interval.from_json(acc['noise floor at the worst attack']).signed(3)} in accuracy")
+                     f"which never learned F, under the same attack): "
+                     f"{Interval.from_json(floors['probability']).signed(3)} in P(correct), "
+                     f"{Interval.from_json(floors['accuracy']).signed(3)} in accuracy")
     mia_rows = {k: v for k, v in extra.get("mia", {}).items() if v}
     if mia_rows:
         lines.append("- membership inference, F's sentences against never-taught people's (AUC, min-k% / zlib / "
@@ -355,7 +253,7 @@ def demo_table(settings: DemoSettings, rows: dict[str, Row], result: UnlearningR
         body = []
         for label in grid_rows:
             def cell(block: dict, key: str, sign: bool = False) -> str:
-                return _interval(block.get(key, {}).get(label), sign)
+                return interval_cell(block.get(key, {}).get(label), sign)
 
             body.append([label + (" (worst)" if label == worst else ""), cell(prob, "worst probe")]
                         + [cell(prob, f"{ref} worst probe") for ref in refs]

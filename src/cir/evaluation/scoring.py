@@ -254,6 +254,19 @@ def text_loss(model, tokenizer, texts: list[str], max_length: int = 128, batch_s
 
 
 @torch.no_grad()
+def text_losses(model, tokenizer, texts: list[str], max_length: int = 128) -> list[float]:
+    """Each text's summed next-token cross-entropy (over its own tokens, one text at a time): the
+    per-text values an interval of the text-loss ratio resamples."""
+    device = next(model.parameters()).device
+    losses = []
+    for ids, mask in _text_batches(tokenizer, texts, max_length, 1, device):
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
+        valid = mask[:, 1:].bool()
+        losses.append(float(F.cross_entropy(logits[valid], ids[:, 1:][valid], reduction="sum")))
+    return losses
+
+
+@torch.no_grad()
 def text_kl(base_model, model, tokenizer, texts: list[str], max_length: int = 128, batch_size: int = 16) -> float:
     """Mean per-token KL(base || model) of the next-token distributions (each model on its own device)."""
     device, base_device = next(model.parameters()).device, next(base_model.parameters()).device
