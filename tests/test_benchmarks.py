@@ -232,7 +232,7 @@ def test_replay_trains_the_retain_half_of_the_general_text_beside_the_facts(toke
 
 
 def test_residual_is_taken_against_the_never_taught_model_under_the_same_attack():
-    from cir.audit import residuals
+    from cir.auditing import residuals
 
     from cir.evaluation.rows import Row, Score
 

@@ -152,7 +152,7 @@ def test_privleak_is_the_auc_change_relative_to_the_retain_models():
 
 
 def test_the_headline_names_the_worst_attack_and_its_residual_against_each_reference():
-    from cir.audit import headline, residuals
+    from cir.auditing import headline, residuals
 
     rows = {"before": row(1.0, 1.0, "before"), "after unlearning": row(0.3, 0.4, "after unlearning"),
             "a": row(0.4, 0.5), "b": row(0.5, 0.7)}
@@ -196,7 +196,7 @@ def _row(stage: str, correct: list[int], probs: list[float], label: str | None =
 def test_the_demo_reads_every_headline_with_its_interval_and_the_noise_floor():
     """On rows that hold each question's reading: a reference against its own copy reads 0 with
     zero width; a residual whose interval holds 0 reads "undecided"; one far below reads an anti-memory."""
-    from cir.audit import headline, headline_intervals, residuals
+    from cir.auditing import headline, headline_intervals, residuals
     from cir.demo import DemoSettings, demo_table
     from cir.evaluation.statistics import Interval
 

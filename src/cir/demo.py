@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cir.api import unlearn_to_dir
-from cir.audit import (attack_rows, attacked, headline, headline_intervals, interval_cell, reference_rows, residuals,
+from cir.auditing import (attack_rows, attacked, headline, headline_intervals, interval_cell, reference_rows, residuals,
                        verdict)
 from cir.attacks.grids import GRIDS, AttackConfig, attack_texts, grid
 from cir.attacks.record import record_attack

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from cir import distributed, outputs
-from cir.cli import attack, compare, demo, evaluate, methods, mia, report, synth, teach, topics, unlearn
+from cir.cli import attack, audit, compare, demo, evaluate, methods, mia, report, synth, teach, topics, unlearn
 from cir.errors import InputError
 
 # every command, in the order `cir --help` lists them; each module has add_arguments and run
@@ -26,6 +26,7 @@ COMMANDS = {
     "demo": demo,
     "compare": compare,
     "attack": attack,
+    "audit": audit,
     "mia": mia,
     "report": report,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cir.cli.options import add_model_options, add_options, fsdp, load, run_configs
+from cir.errors import InputError
 
 
 def add_arguments(parser) -> None:
@@ -16,6 +17,11 @@ def add_arguments(parser) -> None:
                         help="fact set(s) given to the method to keep (CIR's retain-aware collapse reads them), "
                              "apart from the watched ones, so that the collateral budget sees what the method did "
                              "to facts it was not shown (default: the watched questions)")
+    from cir.attacks.grids import GRIDS
+
+    parser.add_argument("--audit", nargs="?", const="default", default=None, choices=list(GRIDS), metavar="GRID",
+                        help="then audit the result against the model as it was (cir audit: the attack grid GRID, "
+                             "default: default) into OUT/audit, and say whether the facts read as gone")
     add_options(parser, "method", "config", "set", "seed", "out", "overwrite", "quiet", "fsdp")
 
 
@@ -27,6 +33,8 @@ def run(args) -> None:
     from cir.unlearning.run_config import fsdp_limits
 
     # every input is read before the model loads
+    if args.audit and distributed.launched():
+        raise InputError("--audit runs in one process: audit the run directory with cir audit afterwards")
     run, method_config = run_configs(args)
     sharded = fsdp(args)
     if sharded:
@@ -43,6 +51,18 @@ def run(args) -> None:
                                      "retain": args.retain or "sampled from the model"})
     if distributed.is_main():
         print(summary(result, run, args.out))
+    if args.audit and distributed.is_main():
+        print("\n".join(audited(args, model, tokenizer, items, watch)))
+
+
+def audited(args, unlearned, tokenizer, items, watch) -> list[str]:
+    """The audit of the unlearned model against the original (loaded again), in words."""
+    from cir.auditing import AuditSettings, audit, verdict_lines
+
+    original, _ = load(args)
+    report = audit(original, unlearned, tokenizer, items, kept=watch or {}, settings=AuditSettings(args.audit,
+                   seed=0 if args.seed is None else args.seed), out=f"{args.out}/audit", progress=not args.quiet)
+    return [f"audit ({args.out}/audit/report.md):"] + verdict_lines(report["verdict"])
 
 
 def summary(result, run, out) -> str:

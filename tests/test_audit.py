@@ -1,0 +1,153 @@
+"""`cir audit`: a verdict with intervals on any unlearned model (tiny models; one end-to-end run
+on the bundled model)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import sys
+
+import pytest
+import torch
+
+from cir.attacks import GRIDS, Quantization, Relearning
+from cir.auditing import AuditSettings, audit
+from cir.cli import main
+from cir.data.synthetic import write_mcq
+from cir.errors import InputError
+
+
+@pytest.fixture
+def quick_grid(monkeypatch):
+    """A two-attack grid the tests can afford: relearning on T for one epoch, and 8-bit."""
+    monkeypatch.setitem(GRIDS, "quick", (Relearning(lr=1e-3, epochs=1), Quantization(bits=8)))
+    return "quick"
+
+
+@pytest.fixture
+def texts(people):
+    return [s for item in people[60:80] for s in item.sentences()]
+
+
+def test_a_model_audited_against_itself_reads_nothing_forgotten(taught, people, texts, quick_grid, tmp_path):
+    model, tokenizer = taught
+    same = copy.deepcopy(model)
+    report = audit(model, same, tokenizer, people[:24], kept={"others": people[40:56]}, texts=texts,
+                   settings=AuditSettings(attacks=quick_grid), out=tmp_path / "audit", progress=False)
+    block = report["verdict"]
+    assert "nothing forgotten at this size" in block["reads"] and block["as never learned"] is None
+    low, high = block["change from the original"][1:]
+    assert low <= 0 <= high
+    assert block["kept sets"]["questions lost"] == 0 and block["kept sets"]["change"] == [0.0, 0.0, 0.0]
+    assert block["text loss ratio"][0] == pytest.approx(1.0)
+    written = json.loads((tmp_path / "audit" / "report.json").read_text())
+    assert written["verdict"] == json.loads(json.dumps(block))
+    text = (tmp_path / "audit" / "report.md").read_text()
+    assert text.startswith("# Audit\n\n- the worst attack: ") and (tmp_path / "audit" / "attacks.png").is_file()
+
+
+def test_against_a_reference_the_residual_carries_its_interval_and_an_interrupted_audit_continues(
+        taught, llama, people, texts, quick_grid, tmp_path, monkeypatch):
+    """The reference (a model that never learned the facts) meets the same attacks; every row is
+    journalled as it is made, so a second audit to the same directory attacks nothing again."""
+    import cir.attacks.grids
+
+    model, tokenizer = taught
+    unlearned = copy.deepcopy(model)
+    with torch.no_grad():  # "unlearning": noise on the weights
+        for p in unlearned.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.02)
+    options = dict(reference=llama, kept={"others": people[40:56]}, texts=texts,
+                   settings=AuditSettings(attacks=quick_grid), out=tmp_path / "audit", progress=False)
+    first = audit(model, unlearned, tokenizer, people[:24], **options)
+    residual = first["verdict"]["residual vs the reference"]
+    assert residual[1] <= residual[0] <= residual[2] and first["verdict"]["reads"]
+    assert set(first["reference"]) == {"before"} | {a.label for a in GRIDS[quick_grid]}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a journalled row was measured again")
+
+    monkeypatch.setattr(cir.attacks.grids, "run_attack", refuse)
+    monkeypatch.setattr(cir.auditing, "measure", refuse)
+    again = audit(model, unlearned, tokenizer, people[:24], **options)
+    assert again["verdict"] == first["verdict"]
+    # cut the journal after its first rows: only what is missing is made again
+    journal = tmp_path / "audit" / "audit.jsonl"
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join(lines[:4]) + "\n")  # its header, two models measured, one attack
+    monkeypatch.undo()
+    monkeypatch.setitem(GRIDS, "quick", (Relearning(lr=1e-3, epochs=1), Quantization(bits=8)))
+    made = []
+    original_run = cir.attacks.grids.run_attack
+    monkeypatch.setattr(cir.attacks.grids, "run_attack", lambda *a, **k: made.append(a[2].key) or original_run(*a, **k))
+    resumed = audit(model, unlearned, tokenizer, people[:24], **options)
+    assert len(made) == 3  # of four attack rows, the first was journalled: the rest are made again
+    assert resumed["verdict"]["worst attack"] == first["verdict"]["worst attack"]
+
+
+import cir.auditing  # noqa: E402  (monkeypatched above by module)
+
+
+def test_models_of_two_architectures_or_tokenizers_are_refused_in_one_line(taught_dir, model_dir, tmp_path, people,
+                                                                          tokenizer, gpt2, capsys):
+    facts = tmp_path / "facts.jsonl"
+    write_mcq(people[:12], facts)
+    other = tmp_path / "gpt2"
+    gpt2.save_pretrained(other)
+    tokenizer.save_pretrained(other)
+    capsys.readouterr()
+    assert main(["audit", "--original", str(taught_dir), "--unlearned", str(other), "--forget", str(facts),
+                 "--out", str(tmp_path / "a"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not of one architecture" in err[0]
+    renamed = tmp_path / "renamed"
+    shutil.copytree(taught_dir, renamed)
+    changed = copy.deepcopy(tokenizer)
+    changed.add_tokens(["zqxjv"])
+    changed.save_pretrained(renamed)
+    capsys.readouterr()
+    assert main(["audit", "--original", str(taught_dir), "--unlearned", str(renamed), "--forget", str(facts),
+                 "--out", str(tmp_path / "b"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different tokenizers" in err[0]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_command_prints_the_verdict_first(taught_dir, people, tmp_path, quick_grid, capsys, monkeypatch):
+    monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))
+    facts, kept, text = tmp_path / "facts.jsonl", tmp_path / "kept.jsonl", tmp_path / "text.txt"
+    write_mcq(people[:24], facts)
+    write_mcq(people[40:56], kept)
+    text.write_text("\n".join(s for item in people[60:80] for s in item.sentences()) + "\n")
+    assert main(["audit", "--original", str(taught_dir), "--unlearned", str(taught_dir), "--forget", str(facts),
+                 "--kept", str(kept), "--text", str(text), "--attacks", quick_grid, "--out", str(tmp_path / "audit"),
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("- the worst attack: ") and "nothing forgotten" in printed[1]
+    assert (tmp_path / "audit" / "report.md").is_file()
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize("method", ["gradient_difference", "cir"])
+def test_the_bundled_model_unlearned_by_a_method_is_audited_end_to_end(method, tmp_path, quick_grid, capsys):
+    """`cir unlearn --audit` on sixteen capitals: the verdict's last lines say what the audit read,
+    and report.md holds every row with its interval."""
+    from cir.data import load_mcq
+
+    facts, kept, text = tmp_path / "capitals.jsonl", tmp_path / "languages.jsonl", tmp_path / "text.txt"
+    write_mcq(load_mcq("capitals")[:16], facts)
+    write_mcq(load_mcq("languages")[1::2], kept)
+    text.write_text("\n".join(s for item in load_mcq("science") for s in item.sentences()) + "\n")
+    out = tmp_path / method
+    assert main(["unlearn", "--forget", str(facts), "--retain-mcq", str(kept), "--retain", str(text),
+                 "--method", method, "--set", "max_epochs=1", "--set", "budget=0.05", "--out", str(out), "--quiet",
+                 "--audit", quick_grid]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    at = printed.index(f"audit ({out}/audit/report.md):")
+    assert printed[at + 1].startswith("- the worst attack: ") and "against the original model" in printed[at + 2]
+    report = json.loads((out / "audit" / "report.json").read_text())
+    assert set(report["rows"]) == {"before", "after unlearning"} | {a.label for a in GRIDS[quick_grid]}
+    before, after = (report["intervals"]["probability"]["worst probe"][k] for k in ("before", "after unlearning"))
+    assert after[0] < before[0]  # unlearning moved V's worst probe down
+    assert "| after unlearning |" in (out / "audit" / "report.md").read_text()
