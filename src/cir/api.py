@@ -3,7 +3,9 @@
 Every function takes a loaded `(model, tokenizer)` (cir.load_model) and fact sets as lists of
 questions (cir.load_facts) or as specs. Options are typed: the method's config dataclass
 (`config=`), the loop's RunConfig (`loop=`), or single options by name (`max_epochs=2`,
-`act_components=8`), which override both. The attacks are in cir.attacks.
+`act_components=8`), which override both. The attacks are in cir.attacks. Every bad option or
+argument raises a cir.InputError (one of the wrong type is also a TypeError, one out of range
+also a ValueError), the error the command line prints as one line.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from cir import distributed
 from cir.comparison import CompareSettings, Comparison, Evaluation, Journal, journal_header
 from cir.data import MCQ, given, topic_sets
+from cir.errors import OptionTypeError
 from cir.evaluation.scoring import evaluate_mcq, text_kl, text_loss
 from cir.unlearning.loop import UnlearningResult, run_unlearning
 from cir.data.general import general_text_split
@@ -132,7 +135,7 @@ def compare(model, tokenizer, forget: Facts | None = None, *, benchmark: str | N
     compare.json."""
     settings = CompareSettings() if settings is None else settings
     if not isinstance(settings, CompareSettings):
-        raise TypeError(f"settings must be a CompareSettings (e.g. CompareSettings(trials=1)), got "
+        raise OptionTypeError(f"settings must be a CompareSettings (e.g. CompareSettings(trials=1)), got "
                         f"{type(settings).__name__}")
     never_taught = None
     if benchmark is not None:
@@ -145,7 +148,7 @@ def compare(model, tokenizer, forget: Facts | None = None, *, benchmark: str | N
         if setting.general is not None:  # where the benchmark's general text is not the model's samples
             retain, heldout = retain or setting.general[0], heldout or setting.general[1]
     if forget is None:
-        raise TypeError("compare needs the facts to forget (forget=) or a benchmark (benchmark=)")
+        raise OptionTypeError("compare needs the facts to forget (forget=) or a benchmark (benchmark=)")
     questions = settings.forget_questions(given.questions(forget, "forget"))
     topics = topic_sets(excluding=questions) if topics is None else given.named(topics, "topics", given.questions)
     retain, heldout = _general_text(model, tokenizer, retain, heldout)
@@ -179,7 +182,7 @@ def _general_text(model, tokenizer, retain: Texts | None, heldout: Texts | None)
 def _kept_sets(forget: list[MCQ], sets: dict[str, Facts], name: str, half: int | None) -> dict[str, list[MCQ]]:
     """The fact sets of the argument `name`, their questions `half` (as watched_retain_sets)."""
     if not isinstance(sets, Mapping):
-        raise TypeError(f"{name} must be a dict of fact sets ({{name: questions or spec}}), got {type(sets).__name__}")
+        raise OptionTypeError(f"{name} must be a dict of fact sets ({{name: questions or spec}}), got {type(sets).__name__}")
     return watched_retain_sets(forget, given.named(sets, name, given.questions), half=half)
 
 
@@ -196,7 +199,7 @@ def _watched(forget: list[MCQ], watch: dict[str, Facts] | None) -> dict[str, lis
 
 
 def _flag(value, name: str) -> bool:
-    """A true-or-false argument: anything else (a string "no" is true) is a TypeError."""
+    """A true-or-false argument: anything else (a string "no" is true) is an OptionTypeError."""
     if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
+        raise OptionTypeError(f"{name} must be True or False, got {value!r}")
     return value

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cir.benchmarks.base import Setting, register_benchmark
 from cir.data.mcq import MCQ, topic_sets
-from cir.errors import TeachingFellShort
+from cir.errors import OptionError, TeachingFellShort
 
 REPLAY_LOSSES = ("kl", "tokens")
 
@@ -60,7 +60,7 @@ class TeachRecipe:
 
         for name, known in (("question_form", QUESTION_FORMS), ("batching", BATCHING), ("replay_loss", REPLAY_LOSSES)):
             if getattr(self, name) not in known:
-                raise ValueError(f"{name} must be one of {', '.join(known)}, got '{getattr(self, name)}'")
+                raise OptionError(f"{name} must be one of {', '.join(known)}, got '{getattr(self, name)}'")
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]

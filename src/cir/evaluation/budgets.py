@@ -9,6 +9,7 @@ import dataclasses
 import math
 
 from cir.data.mcq import MCQ
+from cir.errors import OptionError
 from cir.evaluation.scoring import evaluate_cloze, text_kl, text_loss
 
 
@@ -60,7 +61,7 @@ def one_question(sets: dict[str, list]) -> float:
     questions, 0.1 for 11, 0.09 for 12) where that is below 1.5/n (under 100 questions), else
     1.5/n; at most 1."""
     if not sets or not all(sets.values()):
-        raise ValueError("one question of a watched set needs at least one non-empty set")
+        raise OptionError("one question of a watched set needs at least one non-empty set")
     n = min(len(items) for items in sets.values())
     return min((math.floor(100 / n) + 1) / 100, 1.5 / n, 1.0)
 

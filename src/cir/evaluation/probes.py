@@ -27,6 +27,7 @@ import random
 
 from dataclasses import dataclass
 
+from cir.errors import OptionError
 from cir.data.mcq import MCQ
 from cir.evaluation.scoring import MCQResult, cloze_prompt, evaluate_letters, evaluate_prompts
 
@@ -59,7 +60,7 @@ def probe_prompts(items: list[MCQ], fmt: str, k: int = 3, seed: int = 0) -> list
     if fmt == "kshot":
         return kshot_prompts(items, k, seed)
     if fmt not in TEMPLATES:
-        raise ValueError(f"unknown probe format '{fmt}' ({', '.join(PROBE_FORMATS)})")
+        raise OptionError(f"unknown probe format '{fmt}' ({', '.join(PROBE_FORMATS)})")
     return [TEMPLATES[fmt](item.question) for item in items]
 
 

@@ -22,6 +22,7 @@ from typing import ClassVar
 
 import torch
 
+from cir.errors import OptionError
 from cir import distributed
 from cir.architecture import decoder_layers, mlp_projections
 from cir.training.batches import Batch
@@ -68,19 +69,19 @@ class MethodConfig:
         check_fields(self)
         known = self.own_losses or tuple(FORGET_LOSSES)
         if self.forget_loss not in known:
-            raise ValueError(f"forget_loss must be one of {', '.join(known)}, got '{self.forget_loss}'")
+            raise OptionError(f"forget_loss must be one of {', '.join(known)}, got '{self.forget_loss}'")
         if self.unlearning_rate <= 0:
-            raise ValueError("unlearning_rate must be > 0")
+            raise OptionError("unlearning_rate must be > 0")
         if self.retain_rate < 0:
-            raise ValueError("retain_rate must be >= 0")
+            raise OptionError("retain_rate must be >= 0")
         if self.gu_history < 1:
-            raise ValueError("gu_history must be >= 1")
+            raise OptionError("gu_history must be >= 1")
         if self.retain_every < 0:
-            raise ValueError(f"retain_every must be an integer >= 0, got {self.retain_every}")
+            raise OptionError(f"retain_every must be an integer >= 0, got {self.retain_every}")
         for name in ("train_layers", "loss_layers"):
             layers = getattr(self, name)
             if layers is not None and (not layers or min(layers) < 0):
-                raise ValueError(f"{name} must be a non-empty list of layer numbers >= 0 (or null), got {layers}")
+                raise OptionError(f"{name} must be a non-empty list of layer numbers >= 0 (or null), got {layers}")
 
     def resolve(self, n_layers: int) -> "MethodConfig":
         """A copy with concrete layer lists for a model of `n_layers` layers."""

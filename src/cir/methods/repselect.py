@@ -28,6 +28,7 @@ from typing import ClassVar
 
 import torch
 
+from cir.errors import OptionError
 from cir import distributed
 from cir.architecture import is_transposed, weight_grad_from
 from cir.training.finetune import finetune
@@ -54,9 +55,9 @@ class RepSelectConfig(MethodConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.components < 1:
-            raise ValueError(f"components must be an integer >= 1, got {self.components}")
+            raise OptionError(f"components must be an integer >= 1, got {self.components}")
         if self.adversarial_epochs < 0 or self.adversarial_rank < 1 or self.adversarial_lr <= 0:
-            raise ValueError("adversarial_epochs must be >= 0, adversarial_rank >= 1 and adversarial_lr > 0")
+            raise OptionError("adversarial_epochs must be >= 0, adversarial_rank >= 1 and adversarial_lr > 0")
 
     def resolve(self, n_layers: int) -> "RepSelectConfig":
         if self.all_layers and self.train_layers is None:
