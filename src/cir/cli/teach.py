@@ -27,7 +27,7 @@ def run(args) -> None:
     from cir import distributed
     from cir.data import load_facts
     from cir.data.text import load_texts
-    from cir.errors import InputError
+    from cir.errors import DivergedError, InputError
     from cir.evaluation.scoring import evaluate_mcq
     from cir.training.finetune import check_schedule, finetune
     from cir.outputs import check_output_dir, write_json
@@ -47,8 +47,11 @@ def run(args) -> None:
         distributed.shard_model(model)
     before = evaluate_mcq(model, tokenizer, items).accuracy
     with run_directory(args.out, args.overwrite) as staging:  # from the start: a run that ends refused keeps it
-        finetune(model, tokenizer, [s for item in items for s in item.sentences()], epochs=args.epochs, lr=args.lr,
-                 params=args.params, seed=args.seed, keep=keep, teacher=teacher)
+        try:
+            finetune(model, tokenizer, [s for item in items for s in item.sentences()], epochs=args.epochs,
+                     lr=args.lr, params=args.params, seed=args.seed, keep=keep, teacher=teacher)
+        except DivergedError as error:  # the staging folder goes with the error: nothing is written
+            raise DivergedError(f"{error}; nothing is saved", reason=error.reason) from None
         del teacher
         after = evaluate_mcq(model, tokenizer, items).accuracy
         save_weights(model, tokenizer, staging)
