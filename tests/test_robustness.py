@@ -89,6 +89,71 @@ def test_teach_refuses_an_out_written_while_it_trained(model_dir, tmp_path, monk
     assert (out / "config.json").read_text() == "{}" and (kept / "model.safetensors").is_file()
 
 
+def _claim_of(out: Path, pid: int) -> Path:
+    import socket
+
+    claim = out.parent / f".{out.name}.claim"
+    claim.write_text(f"{pid}@{socket.gethostname()}\n")
+    return claim
+
+
+def test_a_second_run_given_the_same_out_is_refused_at_its_start(tmp_path, capsys):
+    import os
+    import socket
+
+    out = tmp_path / "taught"
+    claim = _claim_of(out, os.getppid())  # a run that still works (this test's parent process)
+    code, err = run_cli(capsys, "teach", "--model", "no-such-model", "--facts", facts_file(tmp_path), "--out", out)
+    assert code == 2 and err == (f"cir: error: {out}: another cir run (process {os.getppid()} on "
+                                 f"{socket.gethostname()}) is writing this output directory; wait for it to finish "
+                                 f"or give another one (if no run is, remove {claim})")
+    assert not out.exists() and claim.read_text() == f"{os.getppid()}@{socket.gethostname()}\n"
+    code, err = run_cli(capsys, "teach", "--model", "no-such-model", "--facts", facts_file(tmp_path), "--out", out,
+                        "--overwrite")
+    assert code == 2 and "another cir run" in err  # --overwrite replaces a finished run, never a working one
+
+
+def test_a_run_claims_its_out_while_it_works_and_takes_over_a_dead_claim(model_dir, tmp_path, capsys, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from cir.training import finetune as module
+
+    out = tmp_path / "taught"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    claim = _claim_of(out, gone.pid)  # a run killed with SIGKILL leaves its claim behind
+    seen, finetune = [], module.finetune
+
+    def watched(*args, **kwargs):
+        seen.append(claim.read_text().split("@")[0])
+        return finetune(*args, **kwargs)
+
+    monkeypatch.setattr(module, "finetune", watched)
+    code, _ = run_cli(capsys, "teach", "--model", model_dir, "--facts", facts_file(tmp_path), "--epochs", "1",
+                      "--lr", "1e-4", "--out", out)
+    assert code == 0 and seen == [str(os.getpid())] and (out / "teach.json").is_file()
+    assert not claim.exists()  # released when the run ends
+
+
+@pytest.mark.parametrize("umask, directory, file", [(0o022, 0o755, 0o644), (0o027, 0o750, 0o640),
+                                                    (0o077, 0o700, 0o600)])
+def test_an_output_directory_is_as_readable_as_the_umask_allows(tmp_path, umask, directory, file):
+    import os
+
+    from cir.outputs import staged_output, write_json
+
+    out = tmp_path / "run"
+    before = os.umask(umask)
+    try:
+        with staged_output(out) as staging:
+            write_json(staging / "result.json", {"ok": True})
+    finally:
+        os.umask(before)
+    assert out.stat().st_mode & 0o777 == directory and (out / "result.json").stat().st_mode & 0o777 == file
+
+
 # ---------------------------------------------------------------- training that diverges, bad schedules
 def test_teach_with_a_huge_learning_rate_stops_and_writes_nothing(model_dir, tmp_path, capsys):
     out = tmp_path / "taught"

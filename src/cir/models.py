@@ -60,6 +60,8 @@ def _convert_bundled(alias: str, target: Path) -> None:
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from cir.outputs import new_directory
+
     gguf = _bundled_gguf(alias)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -67,7 +69,7 @@ def _convert_bundled(alias: str, target: Path) -> None:
     if model.config.tie_word_embeddings:
         state.pop("lm_head.weight", None)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    staging = new_directory(target.parent, f".{target.name}-")
     try:
         save_file(state, staging / "model.safetensors", metadata={"format": "pt"})
         config = model.config

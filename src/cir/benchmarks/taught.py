@@ -11,9 +11,7 @@ import copy
 import hashlib
 import json
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from cir.benchmarks.base import Setting, register_benchmark
 from cir.data.mcq import MCQ, topic_sets
@@ -138,7 +136,7 @@ def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True,
     `on_epoch(student, epoch, loss)`: called after each epoch of a teaching (not for a cached model)."""
     from cir.data.general import fingerprint
     from cir.models import cache_dir, load_model, publish, save_model
-    from cir.outputs import stage, write_json
+    from cir.outputs import new_directory, stage, write_json
 
     target = cache_dir() / "taught" / f"{fingerprint(model)}-{recipe.key()}{'-retain' if retain else ''}"
     record_path = target / "teach.json"
@@ -151,7 +149,7 @@ def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True,
                        on_epoch=None if on_epoch is None else lambda epoch, loss: on_epoch(student, epoch, loss))
         record |= {"recipe": asdict(recipe)}
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        staging = new_directory(target.parent, f".{target.name}-")
         try:
             save_model(student, tokenizer, staging)
             write_json(staging / "teach.json", record)

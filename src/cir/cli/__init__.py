@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cir: interrupted", file=sys.stderr)
         return 130
+    finally:
+        outputs.release_claims()  # the output directory the command claimed at its start
     distributed.shutdown()
     return 0
 

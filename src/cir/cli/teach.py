@@ -30,11 +30,11 @@ def run(args) -> None:
     from cir.errors import DivergedError, InputError
     from cir.evaluation.scoring import evaluate_mcq
     from cir.training.finetune import check_schedule, finetune
-    from cir.outputs import check_output_dir, write_json
+    from cir.outputs import claim_output_dir, write_json
     from cir.runs import run_directory, save_weights
 
     check_schedule(args.epochs, args.lr, ("--epochs", "--lr"))
-    check_output_dir(args.out, args.overwrite)
+    claim_output_dir(args.out, args.overwrite)  # a second run given the same --out is refused from now
     sharded = fsdp(args)
     if sharded and args.keep_text:
         raise InputError("--keep-text needs the whole model before teaching as its teacher, which --fsdp shards: "

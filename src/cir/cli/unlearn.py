@@ -23,7 +23,7 @@ def run(args) -> None:
     from cir import distributed
     from cir.api import unlearn_to_dir
     from cir.data import load_facts, load_mcq, load_texts
-    from cir.outputs import check_output_dir
+    from cir.outputs import claim_output_dir
     from cir.unlearning.run_config import fsdp_limits
 
     # every input is read before the model loads
@@ -35,7 +35,7 @@ def run(args) -> None:
     retain = load_texts(args.retain) if args.retain else None
     watch = {spec: load_mcq(spec) for spec in args.retain_mcq} or None
     protect = {spec: load_mcq(spec) for spec in args.protect_mcq} or None
-    check_output_dir(args.out, args.overwrite)
+    claim_output_dir(args.out, args.overwrite)  # a second run given the same --out is refused from now
     model, tokenizer = load(args)
     result = unlearn_to_dir(model, tokenizer, items, args.out, overwrite=args.overwrite, config=method_config,
                             loop=run, retain=retain, watch=watch, protect=protect, progress=not args.quiet, shard=sharded,
