@@ -132,6 +132,46 @@ def resolve(spec: str) -> str:
     return spec  # a hub id
 
 
+# on a CPU without bfloat16 units, torch emulates bfloat16 arithmetic: a run was measured 23x
+# slower in bfloat16 than in float32 there (a CPU with AVX512-BF16 or AMX-BF16 runs it 4x faster
+# than float32: docs/benchmarks.md)
+SLOW_BFLOAT16 = ("bfloat16 on this CPU is emulated (it has neither AVX512-BF16 nor AMX-BF16): a run was measured "
+                 "23x slower than in float32 on such a CPU; use float32 here (--dtype float32, the default), and "
+                 "bfloat16 on a GPU or on a CPU with those units")
+BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16"}
+
+
+def native_bfloat16(cpuinfo: str | None = None, machine: str | None = None) -> bool:
+    """Whether this CPU computes bfloat16 in hardware: an x86 CPU whose flags (/proc/cpuinfo,
+    or `cpuinfo`) name AVX512-BF16 or AMX-BF16. Any other CPU, or one whose flags cannot be
+    read, is taken to emulate it (the warning then errs on the side of saying so)."""
+    import platform
+
+    machine = (machine or platform.machine()).lower()
+    if machine not in ("x86_64", "amd64", "i386", "i686"):
+        return False
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return False
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.partition(":")[2].split()}
+    return bool(flags & BFLOAT16_FLAGS)
+
+
+_warned: set[str] = set()  # the warnings this process has given (each once)
+
+
+def check_bfloat16(dtype: torch.dtype, device) -> None:
+    """Warn, in one line and once, of weights in bfloat16 on a CPU that emulates it (SLOW_BFLOAT16)."""
+    from cir.outputs import warn
+
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    if dtype == torch.bfloat16 and on_cpu and SLOW_BFLOAT16 not in _warned and not native_bfloat16():
+        _warned.add(SLOW_BFLOAT16)
+        warn(SLOW_BFLOAT16)
+
+
 def load_model(
     spec: str = DEFAULT_MODEL,
     *,
@@ -141,12 +181,14 @@ def load_model(
 ):
     """Load `(model, tokenizer)` from an alias (`smollm2-135m`), a local directory or a hub id.
 
-    The tokenizer pads on the right with its EOS token when it has no pad token.
+    The tokenizer pads on the right with its EOS token when it has no pad token. bfloat16 weights
+    on a CPU that emulates bfloat16 are loaded with a one-line warning of what that costs.
     """
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve(spec)
+    check_bfloat16(dtype, device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code)

@@ -58,6 +58,14 @@ def stage(message: str, show: bool = True) -> None:
         print(f"cir: {message}", file=sys.stderr, flush=True)
 
 
+def warn(message: str) -> None:
+    """One line on standard error, `cir: warning: message` (on the first process; --quiet keeps it)."""
+    from cir import distributed
+
+    if distributed.is_main():
+        print(f"cir: warning: {message}", file=sys.stderr, flush=True)
+
+
 def check_writable(path: str | Path) -> None:
     """Refuse, before anything slow runs, a `path` that cannot be created: a probe file is made
     and removed in its nearest existing ancestor directory."""
