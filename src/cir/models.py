@@ -129,7 +129,19 @@ def resolve(spec: str) -> str:
             raise InputError("no weights: expected model.safetensors, pytorch_model.bin or their sharded index",
                              path=spec)
         return str(path)
+    if looks_like_path(spec):  # never asked of the hub, whose answer would only confuse
+        raise InputError(f"no such model directory (a model is an alias: {', '.join(BUNDLED)}; a model directory; "
+                         "or a hub id such as HuggingFaceTB/SmolLM2-135M)", path=spec)
     return spec  # a hub id
+
+
+def looks_like_path(spec: str) -> bool:
+    """Whether `spec` can only be a path, not a hub id (`name` or `namespace/name`): absolute or
+    starting with ./ ../ ~, ending with a separator, with more than one separator, or with a
+    first part that is a local directory (runs/model, where ./runs exists)."""
+    parts = spec.replace(os.sep, "/").split("/")
+    return (spec.startswith(("/", ".", "~")) or spec.endswith(("/", os.sep)) or len(parts) > 2
+            or os.path.isabs(spec) or (len(parts) == 2 and Path(parts[0]).is_dir()))
 
 
 # on a CPU without bfloat16 units, torch emulates bfloat16 arithmetic: a run was measured 23x
@@ -199,12 +211,12 @@ def load_model(
                       "(code could run)")
         if Path(source).is_dir():  # corrupt or truncated weights, a refused pickle
             raise InputError(f"cannot load the model files in this directory [{detail}]", path=source) from None
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = "the hub is offline (HF_HUB_OFFLINE=1)" if offline else "the hub could not be reached or has no such model"
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"  # then the hub's own words add nothing
+        hint = ("the hub is offline (HF_HUB_OFFLINE=1)" if offline
+                else f"the hub could not be reached or has no such model [{detail}]")
         known = ", ".join(BUNDLED)
         raise InputError(
             f"cannot load model '{spec}': not a known alias ({known}), not a local model directory, and {hint}"
-            f" [{detail}]"
         ) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
