@@ -155,6 +155,55 @@ def test_eval_letters_and_text_kl(taught_dir, forget_file, tmp_path, capsys):
     assert text["kl"] == pytest.approx(0.0, abs=1e-6) and text["loss"] == pytest.approx(text["base_loss"])
 
 
+def test_eval_with_a_base_reads_each_fact_set_before_and_after(taught_dir, model_dir, forget_file, tmp_path,
+                                                             capsys):
+    """`--base`: the model before unlearning beside the model, per fact set (not only KL on text)."""
+    assert main(["eval", "--model", str(model_dir), "--base", str(taught_dir), "--mcq", forget_file, "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["mcq"][forget_file]
+    base = entry["base"]
+    assert base["n"] == entry["n"] == 10 and base["accuracy"] >= 0.8  # the taught model knows them
+    assert base["lost"] == round((base["accuracy"] - entry["accuracy"]) * 10) > 0
+    assert main(["eval", "--model", str(model_dir), "--base", str(taught_dir), "--mcq", forget_file]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [cell.strip() for cell in table[0].split(" | ")] == ["fact set", "base accuracy", "accuracy", "change",
+                                                                "questions lost", "base P(correct)", "P(correct)"]
+    cells = [cell.strip() for cell in table[2].split(" | ")]
+    assert cells[:5] == [forget_file, f"{base['accuracy']:.3f}", f"{entry['accuracy']:.3f}",
+                         f"{entry['accuracy'] - base['accuracy']:+.3f}", f"{base['lost']} of 10"]
+
+
+def test_eval_says_why_recall_asks_fewer_questions(model_dir, tmp_path, capsys):
+    facts = tmp_path / "facts.jsonl"
+    rows = [{"question": "What is the capital of France?", "choices": ["Paris", "Lyon"], "answer": 0},
+            {"question": "What is the capital of Peru?", "choices": ["Lima", "Cusco"], "answer": 0},
+            {"question": "Which saint is the city named after?", "choices": ["Saint Paul", "Saint Louis"], "answer": 0}]
+    facts.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main(["eval", "--model", str(model_dir), "--mcq", str(facts), "--probes"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == ("recall asks 2 of the 3 questions: the other one has choices that begin with the same token, "
+                       "which recall (each choice scored by its first token) cannot tell apart")
+
+
+def test_mia_says_how_to_read_its_auc(taught_dir, people, tmp_path, capsys):
+    write_mcq(people[:10], tmp_path / "members.jsonl")
+    write_mcq(people[40:50], tmp_path / "others.jsonl")
+    assert main(["mia", "--model", str(taught_dir), "--members", str(tmp_path / "members.jsonl"), "--nonmembers",
+                 str(tmp_path / "others.jsonl")]) == 0
+    reading = capsys.readouterr().out.splitlines()[-2:]
+    assert reading[0].startswith("reading: an AUC of 0.5 means members and non-members are indistinguishable")
+    assert reading[1].startswith("a good non-member set is text of the same kind and source that the model never saw")
+
+
+@pytest.mark.parametrize("command", [["eval"], ["mia"], ["compare"], ["attack", "relearn"], ["unlearn"], ["teach"]])
+def test_help_shows_a_percent_sign_as_one(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and "%%" not in out
+    if command == ["mia"]:
+        assert "membership inference (LOSS, zlib, Min-K%): ROC AUC" in out
+
+
 def test_methods_lists_cir(capsys):
     assert main(["methods"]) == 0
     assert "cir" in capsys.readouterr().out

@@ -40,12 +40,18 @@ def _specs(facts: Facts) -> list[str]:
 def evaluate(model, tokenizer, mcq=None, text=None, *, probes: bool = False, fmt: str = "cloze", base=None) -> dict:
     """What `model` knows: accuracy on each fact set of `mcq` ({name: questions or spec}, or one set)
     under the prompt format `fmt` (cloze, letters, answer_only), with `probes` also in every
-    held-out probe and the worst; loss on each corpus of `text` ({name: texts or spec}, or one),
-    and with `base` (a reference model) KL(base || model). The same object as `cir eval --json`."""
+    held-out probe and the worst; loss on each corpus of `text` ({name: texts or spec}, or one).
+    With `base` (a reference model: the model before unlearning), each fact set's "base" reading
+    beside the model's (accuracy, P(correct), and `lost`: the questions the model answers fewer)
+    and KL(base || model) on each corpus. The same object as `cir eval --json`."""
     result = {"format": fmt, "mcq": {}, "text": {}}
     for name, items in given.named(mcq, "mcq", given.questions).items():
         start = time.perf_counter()
-        entry = evaluate_mcq(model, tokenizer, items, fmt).to_json() | {"seconds": round(time.perf_counter() - start, 2)}
+        scored = evaluate_mcq(model, tokenizer, items, fmt)
+        entry = scored.to_json() | {"seconds": round(time.perf_counter() - start, 2)}
+        if base is not None:
+            before = evaluate_mcq(base, tokenizer, items, fmt)
+            entry["base"] = before.to_json() | {"lost": sum(before.correct) - sum(scored.correct)}
         if probes:
             entry["probes"] = evaluate_battery(model, tokenizer, items).to_json()
         result["mcq"][name] = entry

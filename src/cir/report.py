@@ -52,13 +52,16 @@ def _probe_section(probes: dict | None) -> list[str]:
     """The forget facts in every held-out probe, before unlearning and on the kept weights."""
     if not probes:
         return []
+    from cir.evaluation.probes import recall_note
+
     before, after = probes["before"], probes["after"]
     rows = [[name, _fmt(before["probes"][name]), _fmt(after["probes"].get(name)), before["n"][name]]
             for name in before["probes"]]
+    note = recall_note(before["n"].get("recall", before["n"]["cloze"]), before["n"]["cloze"])
     return ["## Forget facts in every held-out probe", "",
             markdown_table(["probe", "before", "after", "questions"], rows), "",
             f"Worst probe (highest accuracy) after unlearning: {after['worst']} ({_fmt(after['worst_accuracy'])}); "
-            "no probe text is in the training texts.", ""]
+            "no probe text is in the training texts." + (f" {note[0].upper()}{note[1:]}." if note else ""), ""]
 
 
 # ---------------------------------------------------------------- robustness report (cir report)

@@ -35,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cir", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
-        help = command.__doc__.splitlines()[0].replace("%", "%%")
-        command.add_arguments(sub.add_parser(name, help=help, description=help))
+        line = command.__doc__.splitlines()[0]  # argparse expands % in a help text, never in a description
+        command.add_arguments(sub.add_parser(name, help=line.replace("%", "%%"), description=line))
     return parser
 
 

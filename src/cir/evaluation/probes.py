@@ -113,6 +113,16 @@ def recall_rows(tokenizer, items: list[MCQ]) -> list[int]:
     return [i for i, item in enumerate(items) if len({first(c) for c in item.choices}) == len(item.choices)]
 
 
+def recall_note(asked: int, total: int) -> str | None:
+    """Why the recall probe asks `asked` of a set's `total` questions, in words (None: it asks all)."""
+    if asked >= total:
+        return None
+    left = total - asked
+    others = "the other one has" if left == 1 else f"the other {left} have"
+    return (f"recall asks {asked} of the {total} questions: {others} choices that begin with the same token, "
+            "which recall (each choice scored by its first token) cannot tell apart")
+
+
 def recall_probe(tokenizer, items: list[MCQ]) -> dict[str, tuple[list[int], list[str]]]:
     """{"recall": (the items it asks, their cloze prompts)}, or {} when none qualifies."""
     rows = recall_rows(tokenizer, items)
