@@ -75,6 +75,51 @@ def test_unlearn_writes_a_complete_run_directory(taught_dir, forget_file, tmp_pa
     assert not list(tmp_path.glob(".run.partial-*"))
 
 
+def test_unlearn_says_what_it_did_in_words_and_names_the_facts_kept_that_lost_most(taught_dir, forget_file, people,
+                                                                                  tmp_path, tiny_cache, capsys):
+    out = tmp_path / "run"
+    keep, other = tmp_path / "keep.jsonl", tmp_path / "other.jsonl"
+    write_mcq(people[40:60], keep)
+    write_mcq(people[60:80], other)
+    code = main(["unlearn", "--model", str(taught_dir), "--forget", forget_file, "--out", str(out), "--retain-mcq",
+                 str(keep), "--retain-mcq", str(other), "--set", "collateral_budget=1", "--set", "max_epochs=2",
+                 "--set", "budget=10", "--set", "cir.act_components=4", "--set", "grad_components=4",
+                 "--set", "cir.unlearning_rate=5"])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0
+    lines = stdout.splitlines()
+    assert lines[0] == "unlearning with cir ran all 2 epochs (max_epochs); kept epoch 2"
+    assert lines[1].startswith("the forget facts' accuracy ") and lines[2].startswith("the forget facts' worst held-out")
+    collateral = json.loads((out / "result.json").read_text())["collateral"]
+    assert set(collateral["sets"]) == {str(keep), str(other)} and collateral["budget"] == 1.0
+    worst = collateral["worst"]
+    entry = collateral["sets"][worst]
+    drops = {name: e["before"] - e["after"] for name, e in collateral["sets"].items()}
+    assert drops[worst] == max(drops.values())
+    assert entry["lost"] == round(entry["before"] * entry["questions"]) - round(entry["after"] * entry["questions"])
+    assert lines[3] == (f"the facts kept: {worst} lost most, {entry['before']:.3f} -> {entry['after']:.3f} "
+                        f"({entry['lost']} of {entry['questions']} questions lost; the collateral budget allows a drop "
+                        "of 1; every watched set in result.json and report.md)")
+    report = (out / "report.md").read_text()
+    assert "## Facts kept (watched by the collateral budget)" in report
+    assert f"| {keep} | {collateral['sets'][str(keep)]['before']:.3f} |" in report
+    # a line naming each long step before it, and a bar over epoch 0's statistics
+    steps = [line for line in stderr.replace("\r", "\n").splitlines() if line.startswith("cir: ")]
+    assert [line.split(":")[1].split()[0] for line in steps] == ["loading", "sampling", "measuring", "epoch",
+                                                                 "measuring", "writing"]
+    assert "statistics (epoch 0)" in stderr
+
+
+def test_unlearn_quiet_names_no_step(taught_dir, forget_file, people, tmp_path, tiny_cache, capsys):
+    keep = tmp_path / "keep.jsonl"
+    write_mcq(people[40:60], keep)
+    assert main(["unlearn", "--model", str(taught_dir), "--forget", forget_file, "--out", str(tmp_path / "run"),
+                 "--quiet", "--retain-mcq", str(keep), "--set", "max_epochs=1", "--set", "budget=10",
+                 "--set", "collateral_budget=1", "--set", "cir.act_components=4", "--set", "grad_components=4"]) == 0
+    stderr = capsys.readouterr().err
+    assert "cir: " not in stderr and "statistics (epoch 0)" not in stderr
+
+
 def test_interrupted_run_leaves_nothing(taught_dir, forget_file, tmp_path, tiny_cache, monkeypatch, capsys):
     from cir.methods.cir import CIR
 

@@ -19,6 +19,7 @@ from cir import distributed
 from cir.comparison import CompareSettings, Comparison, Evaluation, Journal, journal_header
 from cir.data import MCQ, given, topic_sets
 from cir.errors import OptionTypeError
+from cir.outputs import stage
 from cir.evaluation.scoring import evaluate_mcq, text_kl, text_loss
 from cir.unlearning.loop import UnlearningResult, run_unlearning
 from cir.data.general import general_text_split
@@ -119,6 +120,7 @@ def unlearn_to_dir(model, tokenizer, forget: Facts, out: str | Path, *, overwrit
         result = run_unlearning(model, tokenizer, questions, retain_texts, heldout_texts, run, method_config,
                                 metrics_path=None if staging is None else staging / "metrics.jsonl",
                                 progress=progress, retain_sets=watched, protect_sets=protected)
+        stage(f"writing the unlearned model and its report to {out}", progress)
         save_weights(model, tokenizer, staging)
         if staging is not None:
             write_run(staging, result, run, sources)

@@ -54,6 +54,18 @@ class Collateral:
         drop = max(self.original[name] - now[name] for name in now)
         return {"collateral": drop, "retain_accuracy": now}
 
+    def summary(self, now: dict[str, float]) -> dict:
+        """Each set's accuracy before and `now` (a row's "retain_accuracy"), its questions and the
+        questions it lost (net: those answered before less those answered now), and `worst`: the
+        set whose accuracy dropped most (the first of a tie), which the collateral budget reads."""
+        sets = {}
+        for name, items in self.sets.items():
+            before, after = self.original[name], now[name]
+            sets[name] = {"before": before, "after": after, "questions": len(items),
+                          "lost": round(before * len(items)) - round(after * len(items))}
+        worst = max(sets, key=lambda name: sets[name]["before"] - sets[name]["after"])
+        return {"sets": sets, "worst": worst}
+
 
 def one_question(sets: dict[str, list]) -> float:
     """The collateral budget that lets the smallest of `sets` (n questions) lose one question and

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from tqdm.auto import tqdm
 
 from cir.errors import OptionError
 from cir import distributed
@@ -161,6 +162,9 @@ class Method:
     Config = MethodConfig
     reference = ""
     shardable = True  # runs with FSDP-sharded weights (a method keeping an unsharded model copy: False)
+    # what `prepare` does, in words, for the line that names it as it begins ("": nothing to name)
+    preparing = ""
+    progress = False  # progress bars over `prepare`'s passes (the loop sets it)
 
     def __init__(self, model, tokenizer, config: MethodConfig, forget: list[Batch], retain: list[Batch],
                  retain_facts: list[Batch] | None = None):
@@ -238,6 +242,10 @@ class Method:
     def prepare(self) -> None:
         """Work before the first update (CIR collects its statistics here). It changes no weight:
         the loop takes epoch 0's row from its measurements of the original model."""
+
+    def bar(self, items, what: str):
+        """`items`, with a progress bar naming `what` where the loop asked for one (`progress`)."""
+        return tqdm(items, desc=what, disable=not self.progress, leave=False)
 
     def forget_gradients(self, index: int) -> tuple[float, dict[str, torch.Tensor]]:
         """(loss value, {module name: gradient of the forget loss w.r.t. its weight})."""

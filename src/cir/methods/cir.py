@@ -138,6 +138,7 @@ class _ModuleStats:
 class CIR(Method):
     Config = CIRConfig
     reference = "Sondej & Yang 2025, Collapse of Irrelevant Representations (arXiv 2509.11816)"
+    preparing = "epoch 0: the statistics of the forget facts' activations and gradients, no update yet"
 
     def __init__(self, model, tokenizer, config: CIRConfig, forget, retain, retain_facts=None):
         super().__init__(model, tokenizer, config, forget, retain, retain_facts)
@@ -239,7 +240,7 @@ class CIR(Method):
         """Retain-aware collapse: per module, the mean and top `retain_components` PCs of the
         retain facts' activations and output gradients at their `retain_tokens` positions."""
         self._new_stats()
-        for batch in self.retain_facts:
+        for batch in self.bar(self.retain_facts, "statistics (facts to keep)"):
             self._acts_and_grads(batch, self.forget_loss.reference(self.model, batch),
                                  stats_tokens=self.config.retain_tokens)
         self._reduce_stats()
@@ -258,7 +259,7 @@ class CIR(Method):
         if self.config.retain_components and self.retain_facts and self.config.collapse == "paper":
             self._collect_retain_bases()
         self._new_stats()
-        for index in self.epoch_batches(0):
+        for index in self.bar(self.epoch_batches(0), "statistics (epoch 0)"):
             self._acts_and_grads(self.forget[index], self.forget_refs[index])
         self._finish_stats()
 

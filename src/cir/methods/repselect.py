@@ -104,6 +104,7 @@ class RepSelect(Method):
     Config = RepSelectConfig
     shardable = False  # not yet run with FSDP-sharded weights
     reference = "Sondej & Yang, RepSelect: CIR's successor with whitened collapse and a line search (open-unlearning)"
+    preparing = "epoch 0: the whitened forget direction of every projection, no update yet"
 
     def fit_adversary(self) -> LowRankAdapters:
         """The low-rank adapter fitted to the forget sentences (`adversarial_epochs` of Adam on
@@ -131,7 +132,7 @@ class RepSelect(Method):
 
     def _accumulate(self) -> None:
         acts_moments, grads_moments, weight_grads = {}, {}, {}
-        for index in self.epoch_batches(0):
+        for index in self.bar(self.epoch_batches(0), "statistics (epoch 0)"):
             batch = self.forget[index]
             acts, grads = {}, {}
             with activations_require_grad(self.model), capture_acts_and_grads(self.modules, acts, grads), \
