@@ -105,7 +105,7 @@ def test_unlearn_says_what_it_did_in_words_and_names_the_facts_kept_that_lost_mo
     assert f"| {keep} | {collateral['sets'][str(keep)]['before']:.3f} |" in report
     # a line naming each long step before it, and a bar over epoch 0's statistics
     steps = [line for line in stderr.replace("\r", "\n").splitlines() if line.startswith("cir: ")]
-    assert [line.split(":")[1].split()[0] for line in steps] == ["loading", "sampling", "measuring", "epoch",
+    assert [line.split(":")[1].split()[0] for line in steps] == ["loading", "sampling", "reading", "epoch",
                                                                  "measuring", "writing"]
     assert "statistics (epoch 0)" in stderr
 

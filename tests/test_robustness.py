@@ -221,9 +221,9 @@ def test_training_is_judged_broken_by_its_effect():
 
     assert broken_by(0.7, 0.5, 40.0, 60.0) is None  # learnt: the loss fell, the weights grew 1.5-fold
     assert broken_by(7.0, 6.9, 25.0, 2.6e6) == ("the trained weights' norm grew 104,000-fold (from 25 to 2.6e+06)")
-    assert broken_by(0.7, 3.4, 40.0, 300.0) == ("its loss rose past where it began (from 0.700 before the first "
-                                                "step to 3.400 in the last epoch)")
-    assert broken_by(0.7, 0.8, 40.0, 41.0) is None  # a little above the first batch's loss: noise, not breaking
+    assert broken_by(0.7, 3.4, 40.0, 300.0) == ("its loss rose past where it began (from 0.700 before training to "
+                                                "3.400 in the last epoch)")
+    assert broken_by(0.7, 0.8, 40.0, 41.0) is None  # a little above where it began: noise, not breaking
 
 
 def test_relearning_that_breaks_the_model_is_one_line_on_the_command_line(taught_dir, people, tmp_path, capsys):

@@ -127,7 +127,7 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
         gradient_checkpointing(model, True)
     reference = reference or {}
     measuring = functools.partial(in_float32, model, run.measure_float32)  # with kl, the original kept as measured
-    stage("measuring the model before unlearning: " + ", ".join(
+    stage("reading the original model for the stop rule and the report: " + ", ".join(
         ["the held-out text's loss"] + ([f"{len(retain_sets)} watched fact set(s)"] if retain_sets else [])
         + ([f"the {len(forget_items)} forget facts in every held-out probe"] if run.eval_forget else [])), progress)
     with measuring():
