@@ -335,9 +335,10 @@ def test_demo_takes_a_benchmark(taught_dir, tmp_path, tiny_cache, capsys, monkey
     printed = captured.out
     # each step without a progress bar of its own is named on one line as it begins
     said = [line.split(" ")[1] for line in captured.err.splitlines() if line.startswith("cir: ")]
-    # the general text is sampled (into this test's empty cache) as unlearning begins; `subjects`
+    # the general text is sampled (into this test's empty cache) as unlearning begins, which names
+    # its own steps (reading the original, epoch 0's statistics, the kept weights, writing); `subjects`
     # has no never-taught model to attack
-    assert said == ["measuring", "sampling", "measuring", "attacking"]
+    assert said == ["measuring", "sampling", "reading", "epoch", "measuring", "writing", "measuring", "attacking"]
     assert "| subjects V |" in printed and "| after the worst attack |" in printed
     demo = json.loads((out / "demo.json").read_text())
     assert demo["benchmark"] == "subjects" and len(demo["notes"]["countries"]) == 12
