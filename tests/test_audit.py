@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import sys
 
 import pytest
 import torch
@@ -15,7 +14,6 @@ from cir.attacks import GRIDS, Quantization, Relearning
 from cir.auditing import AuditSettings, audit
 from cir.cli import main
 from cir.data.synthetic import write_mcq
-from cir.errors import InputError
 
 
 @pytest.fixture
@@ -52,6 +50,7 @@ def test_against_a_reference_the_residual_carries_its_interval_and_an_interrupte
     """The reference (a model that never learned the facts) meets the same attacks; every row is
     journalled as it is made, so a second audit to the same directory attacks nothing again."""
     import cir.attacks.grids
+    import cir.auditing
 
     model, tokenizer = taught
     unlearned = copy.deepcopy(model)
@@ -85,8 +84,6 @@ def test_against_a_reference_the_residual_carries_its_interval_and_an_interrupte
     assert len(made) == 3  # of four attack rows, the first was journalled: the rest are made again
     assert resumed["verdict"]["worst attack"] == first["verdict"]["worst attack"]
 
-
-import cir.auditing  # noqa: E402  (monkeypatched above by module)
 
 
 def test_models_of_two_architectures_or_tokenizers_are_refused_in_one_line(taught_dir, model_dir, tmp_path, people,

@@ -75,6 +75,51 @@ def test_unlearn_writes_a_complete_run_directory(taught_dir, forget_file, tmp_pa
     assert not list(tmp_path.glob(".run.partial-*"))
 
 
+def test_unlearn_says_what_it_did_in_words_and_names_the_facts_kept_that_lost_most(taught_dir, forget_file, people,
+                                                                                  tmp_path, tiny_cache, capsys):
+    out = tmp_path / "run"
+    keep, other = tmp_path / "keep.jsonl", tmp_path / "other.jsonl"
+    write_mcq(people[40:60], keep)
+    write_mcq(people[60:80], other)
+    code = main(["unlearn", "--model", str(taught_dir), "--forget", forget_file, "--out", str(out), "--retain-mcq",
+                 str(keep), "--retain-mcq", str(other), "--set", "collateral_budget=1", "--set", "max_epochs=2",
+                 "--set", "budget=10", "--set", "cir.act_components=4", "--set", "grad_components=4",
+                 "--set", "cir.unlearning_rate=5"])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0
+    lines = stdout.splitlines()
+    assert lines[0] == "unlearning with cir ran all 2 epochs (max_epochs); kept epoch 2"
+    assert lines[1].startswith("the forget facts' accuracy ") and lines[2].startswith("the forget facts' worst held-out")
+    collateral = json.loads((out / "result.json").read_text())["collateral"]
+    assert set(collateral["sets"]) == {str(keep), str(other)} and collateral["budget"] == 1.0
+    worst = collateral["worst"]
+    entry = collateral["sets"][worst]
+    drops = {name: e["before"] - e["after"] for name, e in collateral["sets"].items()}
+    assert drops[worst] == max(drops.values())
+    assert entry["lost"] == round(entry["before"] * entry["questions"]) - round(entry["after"] * entry["questions"])
+    assert lines[3] == (f"the facts kept: {worst} lost most, {entry['before']:.3f} -> {entry['after']:.3f} "
+                        f"({entry['lost']} of {entry['questions']} questions lost; the collateral budget allows a drop "
+                        "of 1; every watched set in result.json and report.md)")
+    report = (out / "report.md").read_text()
+    assert "## Facts kept (watched by the collateral budget)" in report
+    assert f"| {keep} | {collateral['sets'][str(keep)]['before']:.3f} |" in report
+    # a line naming each long step before it, and a bar over epoch 0's statistics
+    steps = [line for line in stderr.replace("\r", "\n").splitlines() if line.startswith("cir: ")]
+    assert [line.split(":")[1].split()[0] for line in steps] == ["loading", "sampling", "reading", "epoch",
+                                                                 "measuring", "writing"]
+    assert "statistics (epoch 0)" in stderr
+
+
+def test_unlearn_quiet_names_no_step(taught_dir, forget_file, people, tmp_path, tiny_cache, capsys):
+    keep = tmp_path / "keep.jsonl"
+    write_mcq(people[40:60], keep)
+    assert main(["unlearn", "--model", str(taught_dir), "--forget", forget_file, "--out", str(tmp_path / "run"),
+                 "--quiet", "--retain-mcq", str(keep), "--set", "max_epochs=1", "--set", "budget=10",
+                 "--set", "collateral_budget=1", "--set", "cir.act_components=4", "--set", "grad_components=4"]) == 0
+    stderr = capsys.readouterr().err
+    assert "cir: " not in stderr and "statistics (epoch 0)" not in stderr
+
+
 def test_interrupted_run_leaves_nothing(taught_dir, forget_file, tmp_path, tiny_cache, monkeypatch, capsys):
     from cir.methods.cir import CIR
 
@@ -153,6 +198,55 @@ def test_eval_letters_and_text_kl(taught_dir, forget_file, tmp_path, capsys):
     assert result["format"] == "letters" and 0 <= result["mcq"][forget_file]["correct_prob"] <= 1
     text = result["text"][str(corpus)]
     assert text["kl"] == pytest.approx(0.0, abs=1e-6) and text["loss"] == pytest.approx(text["base_loss"])
+
+
+def test_eval_with_a_base_reads_each_fact_set_before_and_after(taught_dir, model_dir, forget_file, tmp_path,
+                                                             capsys):
+    """`--base`: the model before unlearning beside the model, per fact set (not only KL on text)."""
+    assert main(["eval", "--model", str(model_dir), "--base", str(taught_dir), "--mcq", forget_file, "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["mcq"][forget_file]
+    base = entry["base"]
+    assert base["n"] == entry["n"] == 10 and base["accuracy"] >= 0.8  # the taught model knows them
+    assert base["lost"] == round((base["accuracy"] - entry["accuracy"]) * 10) > 0
+    assert main(["eval", "--model", str(model_dir), "--base", str(taught_dir), "--mcq", forget_file]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [cell.strip() for cell in table[0].split(" | ")] == ["fact set", "base accuracy", "accuracy", "change",
+                                                                "questions lost", "base P(correct)", "P(correct)"]
+    cells = [cell.strip() for cell in table[2].split(" | ")]
+    assert cells[:5] == [forget_file, f"{base['accuracy']:.3f}", f"{entry['accuracy']:.3f}",
+                         f"{entry['accuracy'] - base['accuracy']:+.3f}", f"{base['lost']} of 10"]
+
+
+def test_eval_says_why_recall_asks_fewer_questions(model_dir, tmp_path, capsys):
+    facts = tmp_path / "facts.jsonl"
+    rows = [{"question": "What is the capital of France?", "choices": ["Paris", "Lyon"], "answer": 0},
+            {"question": "What is the capital of Peru?", "choices": ["Lima", "Cusco"], "answer": 0},
+            {"question": "Which saint is the city named after?", "choices": ["Saint Paul", "Saint Louis"], "answer": 0}]
+    facts.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main(["eval", "--model", str(model_dir), "--mcq", str(facts), "--probes"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == ("recall asks 2 of the 3 questions: the other one has choices that begin with the same token, "
+                       "which recall (each choice scored by its first token) cannot tell apart")
+
+
+def test_mia_says_how_to_read_its_auc(taught_dir, people, tmp_path, capsys):
+    write_mcq(people[:10], tmp_path / "members.jsonl")
+    write_mcq(people[40:50], tmp_path / "others.jsonl")
+    assert main(["mia", "--model", str(taught_dir), "--members", str(tmp_path / "members.jsonl"), "--nonmembers",
+                 str(tmp_path / "others.jsonl")]) == 0
+    reading = capsys.readouterr().out.splitlines()[-2:]
+    assert reading[0].startswith("reading: an AUC of 0.5 means members and non-members are indistinguishable")
+    assert reading[1].startswith("a good non-member set is text of the same kind and source that the model never saw")
+
+
+@pytest.mark.parametrize("command", [["eval"], ["mia"], ["compare"], ["attack", "relearn"], ["unlearn"], ["teach"]])
+def test_help_shows_a_percent_sign_as_one(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and "%%" not in out
+    if command == ["mia"]:
+        assert "membership inference (LOSS, zlib, Min-K%): ROC AUC" in out
 
 
 def test_methods_lists_cir(capsys):
@@ -241,9 +335,10 @@ def test_demo_takes_a_benchmark(taught_dir, tmp_path, tiny_cache, capsys, monkey
     printed = captured.out
     # each step without a progress bar of its own is named on one line as it begins
     said = [line.split(" ")[1] for line in captured.err.splitlines() if line.startswith("cir: ")]
-    # the general text is sampled (into this test's empty cache) as unlearning begins; `subjects`
+    # the general text is sampled (into this test's empty cache) as unlearning begins, which names
+    # its own steps (reading the original, epoch 0's statistics, the kept weights, writing); `subjects`
     # has no never-taught model to attack
-    assert said == ["measuring", "sampling", "measuring", "attacking"]
+    assert said == ["measuring", "sampling", "reading", "epoch", "measuring", "writing", "measuring", "attacking"]
     assert "| subjects V |" in printed and "| after the worst attack |" in printed
     demo = json.loads((out / "demo.json").read_text())
     assert demo["benchmark"] == "subjects" and len(demo["notes"]["countries"]) == 12

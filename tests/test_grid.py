@@ -4,13 +4,16 @@ without the forget set, PrivLeak, and the comparison's ties."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import pytest
 import torch
 
 from cir.evaluation.membership import METRICS, privleak
 from cir.evaluation.splits import split_forget
-from cir.attacks import GRIDS, Quantization, Relearning, attack_texts, run_grid, worst_attack
-from cir.attacks.base import Attack
+from cir.attacks import GRIDS, Quantization, Relearning, attack_texts, run_attack, run_grid, worst_attack
+from cir.attacks.base import Attack, AttackInputs, AttackOutcome
 from cir.attacks.grids import ReferenceRows
 from cir.evaluation.rows import Row, Score
 from cir.benchmarks import TeachRecipe, invented_people, make_setting, taught_model
@@ -71,6 +74,53 @@ def test_the_worst_attack_is_the_highest_v_in_the_worst_probe_and_a_tie_goes_to_
     assert worst_attack(rows) == "b"
     rows["b"].broken = "the attack broke the model"  # not counted: the next highest is the worst
     assert worst_attack(rows) == "c"
+
+
+@dataclass(frozen=True)
+class Inverting(Attack):
+    """Not a real attack: negates the final norm, so every logit flips and the model takes the
+    choice it finds least likely. Its least-likely reading of V is as high as the taught model's
+    usual one: a grid that counted it would name it the worst attack."""
+
+    kind: ClassVar[str] = "invert"
+
+    def apply(self, model, tokenizer, inputs: AttackInputs) -> AttackOutcome:
+        with torch.no_grad():
+            model.model.norm.weight.neg_()
+        return AttackOutcome()
+
+
+def test_an_attack_that_breaks_the_model_is_flagged_and_never_the_worst(taught, people):
+    model, tokenizer = taught
+    train, held_out = split_forget(people[:40], 0.5, seed=0)
+    topics = {"others": people[40:60]}
+    strong = Relearning(params="all", lr=1e-3, epochs=3)  # the grid's strong end learns: it counts
+    diverging = Relearning(params="all", lr=1000, epochs=1)  # finite, but its weights grow 50,000-fold
+    rows = run_grid(model, tokenizer, (strong, diverging), {"T": train}, held_out, topics=topics)
+    rows["inverted"] = run_attack(model, tokenizer, Inverting(), {"T": train}, held_out, topics)
+    assert rows[strong.label].broken is None
+    assert rows[diverging.label].broken.startswith("the attack broke the model: the trained weights' norm grew ")
+    inverted = rows["inverted"]
+    assert inverted.broken.startswith("the attack broke the model: it answers ") and inverted.broken.endswith(
+        "questions it did not train on (V and the kept sets), far below the 10.0 that chance would")
+    assert inverted.V_worst.accuracy >= rows[strong.label].V_worst.accuracy  # read the other way it looks strongest
+    assert worst_attack(rows) == strong.label
+    assert Row.from_json(inverted.to_json()).broken == inverted.broken
+
+
+def test_below_chance_needs_the_pool_far_below_it(people):
+    from cir.attacks.grids import below_chance
+
+    held_out, others = people[:20], {"others": people[20:40]}  # 4 choices each: chance answers 10 of 40
+
+    def measured(v: float, kept: float) -> Row:
+        return Row("attack", V=Score(v), V_worst=Score(v), sets={"others": Score(kept)}, probes={"cloze": Score(v)})
+
+    assert below_chance(measured(0.0, 0.9), others, held_out) is None  # a forgotten V beside kept knowledge
+    assert below_chance(measured(0.1, 0.1), others, held_out) is None  # 4 of 40: low, and chance could
+    assert below_chance(measured(0.0, 0.05), others, held_out) == (
+        "it answers 1 of the 40 questions it did not train on (V and the kept sets), far below the 10.0 that "
+        "chance would")
 
 
 def test_a_references_rows_are_kept_and_read_back_for_the_same_split_only(taught, people, cache, monkeypatch):

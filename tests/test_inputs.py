@@ -115,6 +115,28 @@ def test_unknown_model_spec(tmp_path, capsys):
     assert code == 2
     assert err.startswith("cir: error: cannot load model 'no-such-model-xyz'")
     assert "HF_HUB_OFFLINE" in err and len(err.splitlines()) == 1
+    assert "[" not in err and "huggingface.co" not in err  # the hub's own words add nothing offline
+
+
+@pytest.mark.parametrize("spec", ["{tmp}/missing", "./missing/model", "~/no-such-cir-model", "runs/missing",
+                                  "{tmp}/runs/a/b"])
+def test_a_missing_model_path_is_one_line_without_the_hub(tmp_path, capsys, monkeypatch, spec):
+    """A spec that can only be a path (absolute, ./, ~, two separators, or under a local
+    directory: runs/missing where ./runs exists) is never asked of the hub."""
+    import cir.models
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the hub was asked")
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", no_hub)
+    path = write(tmp_path / "facts.jsonl", [json.dumps(GOOD)])
+    spec = spec.format(tmp=tmp_path)
+    code, err = run_cli(capsys, "eval", "--model", spec, "--mcq", path)
+    assert code == 2 and err == (f"cir: error: {spec}: no such model directory (a model is an alias: "
+                                 f"{', '.join(cir.models.BUNDLED)}; a model directory; or a hub id such as "
+                                 "HuggingFaceTB/SmolLM2-135M)")
 
 
 def test_directory_without_config_is_not_a_model(tmp_path, capsys):

@@ -153,3 +153,31 @@ def test_fine_tuning_a_bfloat16_model_follows_float32(tokenizer, people, device)
     assert all(p.dtype == torch.bfloat16 for p in low.parameters())
     assert (step16 != 0).float().mean() > 0.5  # the bfloat16 weights moved
     assert (step16 - step).norm() / step.norm() < TOLERANCE
+
+
+# ---------------------------------------------------------------- bfloat16 on a CPU that emulates it
+def test_bfloat16_is_native_only_where_the_cpu_flags_say_so():
+    from cir.models import native_bfloat16
+
+    assert native_bfloat16("flags\t\t: fpu sse avx2 avx512f avx512_bf16\n", "x86_64")
+    assert native_bfloat16("flags\t\t: fpu amx_bf16 amx_tile\n", "x86_64")
+    assert not native_bfloat16("flags\t\t: fpu sse avx2 avx512f\n", "x86_64")
+    assert not native_bfloat16("Features\t: fp asimd bf16\n", "aarch64")  # another CPU: taken to emulate it
+
+
+@pytest.mark.parametrize("native, dtype, warned", [(False, "bfloat16", True), (True, "bfloat16", False),
+                                                   (False, "float32", False)])
+def test_bfloat16_on_a_cpu_without_it_warns_in_one_line(model_dir, tmp_path, capsys, monkeypatch, native, dtype,
+                                                         warned):
+    from cir import models
+    from cir.cli import main
+    from cir.data.synthetic import generate_people, write_mcq
+
+    monkeypatch.setattr(models, "native_bfloat16", lambda: native)
+    monkeypatch.setattr(models, "_warned", set())
+    write_mcq(generate_people(1, seed=0), tmp_path / "facts.jsonl")
+    assert main(["eval", "--model", str(model_dir), "--dtype", dtype, "--mcq", str(tmp_path / "facts.jsonl")]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("cir: warning:")]
+    assert lines == ([f"cir: warning: {models.SLOW_BFLOAT16}"] if warned else [])
+    if warned:
+        assert "23x slower than in float32" in lines[0] and "--dtype float32" in lines[0]

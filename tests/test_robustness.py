@@ -89,6 +89,71 @@ def test_teach_refuses_an_out_written_while_it_trained(model_dir, tmp_path, monk
     assert (out / "config.json").read_text() == "{}" and (kept / "model.safetensors").is_file()
 
 
+def _claim_of(out: Path, pid: int) -> Path:
+    import socket
+
+    claim = out.parent / f".{out.name}.claim"
+    claim.write_text(f"{pid}@{socket.gethostname()}\n")
+    return claim
+
+
+def test_a_second_run_given_the_same_out_is_refused_at_its_start(tmp_path, capsys):
+    import os
+    import socket
+
+    out = tmp_path / "taught"
+    claim = _claim_of(out, os.getppid())  # a run that still works (this test's parent process)
+    code, err = run_cli(capsys, "teach", "--model", "no-such-model", "--facts", facts_file(tmp_path), "--out", out)
+    assert code == 2 and err == (f"cir: error: {out}: another cir run (process {os.getppid()} on "
+                                 f"{socket.gethostname()}) is writing this output directory; wait for it to finish "
+                                 f"or give another one (if no run is, remove {claim})")
+    assert not out.exists() and claim.read_text() == f"{os.getppid()}@{socket.gethostname()}\n"
+    code, err = run_cli(capsys, "teach", "--model", "no-such-model", "--facts", facts_file(tmp_path), "--out", out,
+                        "--overwrite")
+    assert code == 2 and "another cir run" in err  # --overwrite replaces a finished run, never a working one
+
+
+def test_a_run_claims_its_out_while_it_works_and_takes_over_a_dead_claim(model_dir, tmp_path, capsys, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from cir.training import finetune as module
+
+    out = tmp_path / "taught"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    claim = _claim_of(out, gone.pid)  # a run killed with SIGKILL leaves its claim behind
+    seen, finetune = [], module.finetune
+
+    def watched(*args, **kwargs):
+        seen.append(claim.read_text().split("@")[0])
+        return finetune(*args, **kwargs)
+
+    monkeypatch.setattr(module, "finetune", watched)
+    code, _ = run_cli(capsys, "teach", "--model", model_dir, "--facts", facts_file(tmp_path), "--epochs", "1",
+                      "--lr", "1e-4", "--out", out)
+    assert code == 0 and seen == [str(os.getpid())] and (out / "teach.json").is_file()
+    assert not claim.exists()  # released when the run ends
+
+
+@pytest.mark.parametrize("umask, directory, file", [(0o022, 0o755, 0o644), (0o027, 0o750, 0o640),
+                                                    (0o077, 0o700, 0o600)])
+def test_an_output_directory_is_as_readable_as_the_umask_allows(tmp_path, umask, directory, file):
+    import os
+
+    from cir.outputs import staged_output, write_json
+
+    out = tmp_path / "run"
+    before = os.umask(umask)
+    try:
+        with staged_output(out) as staging:
+            write_json(staging / "result.json", {"ok": True})
+    finally:
+        os.umask(before)
+    assert out.stat().st_mode & 0o777 == directory and (out / "result.json").stat().st_mode & 0o777 == file
+
+
 # ---------------------------------------------------------------- training that diverges, bad schedules
 def test_teach_with_a_huge_learning_rate_stops_and_writes_nothing(model_dir, tmp_path, capsys):
     out = tmp_path / "taught"
@@ -138,6 +203,71 @@ def test_epochs_and_learning_rates_are_checked_before_loading(tmp_path, capsys, 
     code, err = run_cli(capsys, *argv, "--model", "no-such-model", *flags)
     assert code == 2 and err == f"cir: error: {message}"
     assert not (tmp_path / "out").exists()
+
+
+def test_teach_that_breaks_the_model_without_a_nan_is_refused_and_writes_nothing(model_dir, tmp_path, capsys):
+    """At lr 1000 the loss and the weights stay finite: the weights' growth says the model broke."""
+    out = tmp_path / "taught"
+    code, err = run_cli(capsys, "teach", "--model", model_dir, "--facts", facts_file(tmp_path), "--epochs", "2",
+                        "--lr", "1000", "--out", out)
+    err = err.splitlines()[-1]
+    assert code == 2 and err.startswith("cir: error: training diverged: the trained weights' norm grew ")
+    assert err.endswith("(learning rate 1000 is too large); nothing is saved")
+    assert [p.name for p in tmp_path.iterdir()] == ["facts.jsonl"]
+
+
+def test_training_is_judged_broken_by_its_effect():
+    from cir.training.finetune import broken_by
+
+    assert broken_by(0.7, 0.5, 40.0, 60.0) is None  # learnt: the loss fell, the weights grew 1.5-fold
+    assert broken_by(7.0, 6.9, 25.0, 2.6e6) == ("the trained weights' norm grew 104,000-fold (from 25 to 2.6e+06)")
+    assert broken_by(0.7, 3.4, 40.0, 300.0) == ("its loss rose past where it began (from 0.700 before training to "
+                                                "3.400 in the last epoch)")
+    assert broken_by(0.7, 0.8, 40.0, 41.0) is None  # a little above where it began: noise, not breaking
+
+
+def test_relearning_that_breaks_the_model_is_one_line_on_the_command_line(taught_dir, people, tmp_path, capsys):
+    from cir.data.synthetic import write_mcq
+
+    write_mcq(people[:10], tmp_path / "T.jsonl")
+    write_mcq(people[10:20], tmp_path / "V.jsonl")
+    code = main(["attack", "relearn", "--model", str(taught_dir), "--train", str(tmp_path / "T.jsonl"), "--eval",
+                 str(tmp_path / "V.jsonl"), "--lr", "1000", "--params", "all", "--epochs", "2"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith("cir: error: the relearning broke the model: the trained weights' norm grew ")
+    assert err.strip().endswith("(--lr 1000 is too large for it); its accuracy on --eval would say nothing of what "
+                                "came back")
+
+
+# ---------------------------------------------------------------- T and V that overlap
+def test_relearning_refuses_a_v_that_t_holds_before_loading(people, tmp_path, capsys):
+    import dataclasses
+
+    from cir.data.synthetic import write_mcq
+
+    write_mcq(people[:10], tmp_path / "T.jsonl")
+    train = tmp_path / "T.jsonl"
+    code, err = run_cli(capsys, "attack", "relearn", "--model", "no-such-model", "--train", train, "--eval", train)
+    assert code == 2 and err == ("cir: error: --train and --eval overlap: 10 of the 10 questions of --eval are in "
+                                 "--train (10 the same question); an attack trained on them would read what it "
+                                 "taught, not what came back: give --eval questions about other subjects")
+    write_mcq([dataclasses.replace(item, question=item.question + " (again)") for item in people[3:5]],
+              tmp_path / "reworded.jsonl")
+    code, err = run_cli(capsys, "attack", "relearn", "--model", "no-such-model", "--train", train, "--eval",
+                        tmp_path / "reworded.jsonl")  # other questions about the people of T
+    assert code == 2 and "overlap: 2 of the 2 questions of --eval are in --train (2 the same subject)" in err
+
+
+def test_the_api_and_the_grid_refuse_t_and_v_that_overlap(model_dir, people):
+    from cir.attacks import Relearning, relearn, run_attack
+    from cir.models import load_model
+
+    model, tokenizer = load_model(str(model_dir))
+    with pytest.raises(InputError, match=r"^train_items and eval_items overlap: 5 of the 5 questions"):
+        relearn(model, tokenizer, people[:10], people[5:10], epochs=1)
+    with pytest.raises(InputError, match=r"^T and V overlap: 5 of the 5 questions of V are in T"):
+        run_attack(model, tokenizer, Relearning(epochs=1), {"T": people[:10]}, people[:5], {})
 
 
 @pytest.mark.parametrize("epochs, lr, message", [(0, 1e-3, "epochs must be an integer >= 1, got 0"),
@@ -361,6 +491,38 @@ def test_the_api_names_an_argument_of_the_wrong_type_or_empty(tiny, error, call,
 def test_configs_check_their_types(make, error, message):
     with pytest.raises(error, match=f"^{message}$"):
         make()
+
+
+@pytest.mark.parametrize(
+    "make, also, message",
+    [
+        (lambda: cir.RunConfig(max_epochs=0), ValueError, "max_epochs must be an integer >= 1, got 0"),
+        (lambda: cir.RunConfig(disruption="loss"), ValueError, "disruption must be loss_ratio or kl, got 'loss'"),
+        (lambda: cir.RunConfig(max_epochs="2"), TypeError, "max_epochs must be an integer, got '2'"),
+        (lambda: CIRConfig(unlearning_rate=-1.0), ValueError, "unlearning_rate must be > 0"),
+        (lambda: cir.attacks.AttackConfig(split_ratio=2.0), ValueError, "split_ratio must be between 0 and 1, got 2.0"),
+        (lambda: cir.CompareSettings(trials="2"), TypeError, "trials must be an integer, got '2'"),
+    ],
+)
+def test_every_bad_option_through_the_api_is_an_input_error(make, also, message):
+    """What the command line prints as one line (exit code 2), and the ValueError or TypeError
+    that Python code catches."""
+    with pytest.raises(InputError, match=f"^{message}$") as error:
+        make()
+    assert isinstance(error.value, also)
+
+
+def test_a_bad_argument_of_the_api_is_an_input_error(tiny, tmp_path):
+    model, tokenizer = tiny
+    calls = [lambda: cir.unlearn(model, tokenizer, "capitals", watch=["capitals"]),
+             lambda: cir.unlearn_to_dir(model, tokenizer, "capitals", tmp_path / "run", overwrite="no"),
+             lambda: cir.evaluate(model, tokenizer, mcq=[1, 2]),
+             lambda: cir.evaluate(model, tokenizer, mcq=facts_file(tmp_path), fmt="essay"),
+             lambda: cir.unlearn(model, tokenizer, "capitals", loop=CIRConfig())]
+    for call in calls:
+        with pytest.raises(InputError):
+            call()
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_api_refuses_a_config_in_the_wrong_place(tiny, tmp_path):

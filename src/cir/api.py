@@ -3,7 +3,9 @@
 Every function takes a loaded `(model, tokenizer)` (cir.load_model) and fact sets as lists of
 questions (cir.load_facts) or as specs. Options are typed: the method's config dataclass
 (`config=`), the loop's RunConfig (`loop=`), or single options by name (`max_epochs=2`,
-`act_components=8`), which override both. The attacks are in cir.attacks.
+`act_components=8`), which override both. The attacks are in cir.attacks. Every bad option or
+argument raises a cir.InputError (one of the wrong type is also a TypeError, one out of range
+also a ValueError), the error the command line prints as one line.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 from cir import distributed
 from cir.comparison import CompareSettings, Comparison, Evaluation, Journal, journal_header
 from cir.data import MCQ, given, topic_sets
+from cir.errors import OptionTypeError
+from cir.outputs import stage
 from cir.evaluation.scoring import evaluate_mcq, text_kl, text_loss
 from cir.unlearning.loop import UnlearningResult, run_unlearning
 from cir.data.general import general_text_split
@@ -37,12 +41,18 @@ def _specs(facts: Facts) -> list[str]:
 def evaluate(model, tokenizer, mcq=None, text=None, *, probes: bool = False, fmt: str = "cloze", base=None) -> dict:
     """What `model` knows: accuracy on each fact set of `mcq` ({name: questions or spec}, or one set)
     under the prompt format `fmt` (cloze, letters, answer_only), with `probes` also in every
-    held-out probe and the worst; loss on each corpus of `text` ({name: texts or spec}, or one),
-    and with `base` (a reference model) KL(base || model). The same object as `cir eval --json`."""
+    held-out probe and the worst; loss on each corpus of `text` ({name: texts or spec}, or one).
+    With `base` (a reference model: the model before unlearning), each fact set's "base" reading
+    beside the model's (accuracy, P(correct), and `lost`: the questions the model answers fewer)
+    and KL(base || model) on each corpus. The same object as `cir eval --json`."""
     result = {"format": fmt, "mcq": {}, "text": {}}
     for name, items in given.named(mcq, "mcq", given.questions).items():
         start = time.perf_counter()
-        entry = evaluate_mcq(model, tokenizer, items, fmt).to_json() | {"seconds": round(time.perf_counter() - start, 2)}
+        scored = evaluate_mcq(model, tokenizer, items, fmt)
+        entry = scored.to_json() | {"seconds": round(time.perf_counter() - start, 2)}
+        if base is not None:
+            before = evaluate_mcq(base, tokenizer, items, fmt)
+            entry["base"] = before.to_json() | {"lost": sum(before.correct) - sum(scored.correct)}
         if probes:
             entry["probes"] = evaluate_battery(model, tokenizer, items).to_json()
         result["mcq"][name] = entry
@@ -110,6 +120,7 @@ def unlearn_to_dir(model, tokenizer, forget: Facts, out: str | Path, *, overwrit
         result = run_unlearning(model, tokenizer, questions, retain_texts, heldout_texts, run, method_config,
                                 metrics_path=None if staging is None else staging / "metrics.jsonl",
                                 progress=progress, retain_sets=watched, protect_sets=protected)
+        stage(f"writing the unlearned model and its report to {out}", progress)
         save_weights(model, tokenizer, staging)
         if staging is not None:
             write_run(staging, result, run, sources)
@@ -132,7 +143,7 @@ def compare(model, tokenizer, forget: Facts | None = None, *, benchmark: str | N
     compare.json."""
     settings = CompareSettings() if settings is None else settings
     if not isinstance(settings, CompareSettings):
-        raise TypeError(f"settings must be a CompareSettings (e.g. CompareSettings(trials=1)), got "
+        raise OptionTypeError(f"settings must be a CompareSettings (e.g. CompareSettings(trials=1)), got "
                         f"{type(settings).__name__}")
     never_taught = None
     if benchmark is not None:
@@ -145,7 +156,7 @@ def compare(model, tokenizer, forget: Facts | None = None, *, benchmark: str | N
         if setting.general is not None:  # where the benchmark's general text is not the model's samples
             retain, heldout = retain or setting.general[0], heldout or setting.general[1]
     if forget is None:
-        raise TypeError("compare needs the facts to forget (forget=) or a benchmark (benchmark=)")
+        raise OptionTypeError("compare needs the facts to forget (forget=) or a benchmark (benchmark=)")
     questions = settings.forget_questions(given.questions(forget, "forget"))
     topics = topic_sets(excluding=questions) if topics is None else given.named(topics, "topics", given.questions)
     retain, heldout = _general_text(model, tokenizer, retain, heldout)
@@ -179,7 +190,7 @@ def _general_text(model, tokenizer, retain: Texts | None, heldout: Texts | None)
 def _kept_sets(forget: list[MCQ], sets: dict[str, Facts], name: str, half: int | None) -> dict[str, list[MCQ]]:
     """The fact sets of the argument `name`, their questions `half` (as watched_retain_sets)."""
     if not isinstance(sets, Mapping):
-        raise TypeError(f"{name} must be a dict of fact sets ({{name: questions or spec}}), got {type(sets).__name__}")
+        raise OptionTypeError(f"{name} must be a dict of fact sets ({{name: questions or spec}}), got {type(sets).__name__}")
     return watched_retain_sets(forget, given.named(sets, name, given.questions), half=half)
 
 
@@ -196,7 +207,7 @@ def _watched(forget: list[MCQ], watch: dict[str, Facts] | None) -> dict[str, lis
 
 
 def _flag(value, name: str) -> bool:
-    """A true-or-false argument: anything else (a string "no" is true) is a TypeError."""
+    """A true-or-false argument: anything else (a string "no" is true) is an OptionTypeError."""
     if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
+        raise OptionTypeError(f"{name} must be True or False, got {value!r}")
     return value

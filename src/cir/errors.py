@@ -7,13 +7,27 @@ class InputError(Exception):
     def __init__(self, message: str, path: str | None = None, line: int | None = None):
         where = ""
         if path is not None:
-            where = f"{path}:{line}: " if line is not None else f"{path}: "
+            where = f"{path}: " if line is None else f"{path}:{line}: "
         super().__init__(where + message)
 
 
+class OptionError(InputError, ValueError):
+    """An option out of its range (a config dataclass's field, an argument of the API): an
+    InputError, as every bad input is, and the ValueError that Python code expects of it."""
+
+
+class OptionTypeError(InputError, TypeError):
+    """An option or an argument of the API of the wrong type: an InputError, and a TypeError."""
+
+
 class DivergedError(InputError):
-    """Training made the loss or the weights non-finite (a step too large for the model): the
-    model is not saved."""
+    """Training broke the model: its loss or weights became non-finite, its loss rose past where
+    it began, or its weights grew far beyond their norm (a step too large for the model). The
+    model is not saved. `reason`: what broke, in words, without the advice around it."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class TeachingFellShort(InputError):

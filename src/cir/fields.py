@@ -10,6 +10,8 @@ import math
 import types
 import typing
 
+from cir.errors import OptionTypeError
+
 
 def describe(kind) -> str:
     """What a value of the annotated type `kind` is, in words."""
@@ -58,11 +60,12 @@ def typed_value(value, kind):
 
 def check_fields(instance) -> None:
     """Check every field of the dataclass `instance` against its annotation, in place (an int
-    becomes a float where a float is wanted); a wrong type is a TypeError naming the field."""
+    becomes a float where a float is wanted); a wrong type is an OptionTypeError (a TypeError and an
+    InputError) naming the field."""
     hints = typing.get_type_hints(type(instance))
     for field in dataclasses.fields(instance):
         value = getattr(instance, field.name)
         try:
             setattr(instance, field.name, typed_value(value, hints[field.name]))
         except ValueError as error:
-            raise TypeError(f"{field.name} {error}, got {value!r}") from None
+            raise OptionTypeError(f"{field.name} {error}, got {value!r}") from None

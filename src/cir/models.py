@@ -60,6 +60,8 @@ def _convert_bundled(alias: str, target: Path) -> None:
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from cir.outputs import new_directory
+
     gguf = _bundled_gguf(alias)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -67,7 +69,7 @@ def _convert_bundled(alias: str, target: Path) -> None:
     if model.config.tie_word_embeddings:
         state.pop("lm_head.weight", None)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    staging = new_directory(target.parent, f".{target.name}-")
     try:
         save_file(state, staging / "model.safetensors", metadata={"format": "pt"})
         config = model.config
@@ -127,7 +129,59 @@ def resolve(spec: str) -> str:
             raise InputError("no weights: expected model.safetensors, pytorch_model.bin or their sharded index",
                              path=spec)
         return str(path)
+    if looks_like_path(spec):  # never asked of the hub, whose answer would only confuse
+        raise InputError(f"no such model directory (a model is an alias: {', '.join(BUNDLED)}; a model directory; "
+                         "or a hub id such as HuggingFaceTB/SmolLM2-135M)", path=spec)
     return spec  # a hub id
+
+
+def looks_like_path(spec: str) -> bool:
+    """Whether `spec` can only be a path, not a hub id (`name` or `namespace/name`): absolute or
+    starting with ./ ../ ~, ending with a separator, with more than one separator, or with a
+    first part that is a local directory (runs/model, where ./runs exists)."""
+    parts = spec.replace(os.sep, "/").split("/")
+    return (spec.startswith(("/", ".", "~")) or spec.endswith(("/", os.sep)) or len(parts) > 2
+            or os.path.isabs(spec) or (len(parts) == 2 and Path(parts[0]).is_dir()))
+
+
+# on a CPU without bfloat16 units, torch emulates bfloat16 arithmetic: a run was measured 23x
+# slower in bfloat16 than in float32 there (a CPU with AVX512-BF16 or AMX-BF16 runs it 4x faster
+# than float32: docs/benchmarks.md)
+SLOW_BFLOAT16 = ("bfloat16 on this CPU is emulated (it has neither AVX512-BF16 nor AMX-BF16): a run was measured "
+                 "23x slower than in float32 on such a CPU; use float32 here (--dtype float32, the default), and "
+                 "bfloat16 on a GPU or on a CPU with those units")
+BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16"}
+
+
+def native_bfloat16(cpuinfo: str | None = None, machine: str | None = None) -> bool:
+    """Whether this CPU computes bfloat16 in hardware: an x86 CPU whose flags (/proc/cpuinfo,
+    or `cpuinfo`) name AVX512-BF16 or AMX-BF16. Any other CPU, or one whose flags cannot be
+    read, is taken to emulate it (the warning then errs on the side of saying so)."""
+    import platform
+
+    machine = (machine or platform.machine()).lower()
+    if machine not in ("x86_64", "amd64", "i386", "i686"):
+        return False
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return False
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.partition(":")[2].split()}
+    return bool(flags & BFLOAT16_FLAGS)
+
+
+_warned: set[str] = set()  # the warnings this process has given (each once)
+
+
+def check_bfloat16(dtype: torch.dtype, device) -> None:
+    """Warn, in one line and once, of weights in bfloat16 on a CPU that emulates it (SLOW_BFLOAT16)."""
+    from cir.outputs import warn
+
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    if dtype == torch.bfloat16 and on_cpu and SLOW_BFLOAT16 not in _warned and not native_bfloat16():
+        _warned.add(SLOW_BFLOAT16)
+        warn(SLOW_BFLOAT16)
 
 
 def load_model(
@@ -139,12 +193,14 @@ def load_model(
 ):
     """Load `(model, tokenizer)` from an alias (`smollm2-135m`), a local directory or a hub id.
 
-    The tokenizer pads on the right with its EOS token when it has no pad token.
+    The tokenizer pads on the right with its EOS token when it has no pad token. bfloat16 weights
+    on a CPU that emulates bfloat16 are loaded with a one-line warning of what that costs.
     """
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve(spec)
+    check_bfloat16(dtype, device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code)
@@ -155,12 +211,12 @@ def load_model(
                       "(code could run)")
         if Path(source).is_dir():  # corrupt or truncated weights, a refused pickle
             raise InputError(f"cannot load the model files in this directory [{detail}]", path=source) from None
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = "the hub is offline (HF_HUB_OFFLINE=1)" if offline else "the hub could not be reached or has no such model"
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"  # then the hub's own words add nothing
+        hint = ("the hub is offline (HF_HUB_OFFLINE=1)" if offline
+                else f"the hub could not be reached or has no such model [{detail}]")
         known = ", ".join(BUNDLED)
         raise InputError(
             f"cannot load model '{spec}': not a known alias ({known}), not a local model directory, and {hint}"
-            f" [{detail}]"
         ) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

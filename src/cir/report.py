@@ -37,6 +37,7 @@ def run_report(result, run, resolved: dict) -> str:
         "",
         "Epoch 0 is the original model (CIR collects its first statistics there, without updating).",
         "",
+        *_collateral_section(result.extra.get("collateral")),
         *_probe_section(result.extra.get("probes")),
         "## Configuration",
         "",
@@ -48,17 +49,34 @@ def run_report(result, run, resolved: dict) -> str:
     return "\n".join(lines)
 
 
+def _collateral_section(collateral: dict | None) -> list[str]:
+    """Each watched fact set before and on the kept weights, and the one that lost most."""
+    if not collateral:
+        return []
+    rows = [[name, _fmt(entry["before"], 3), _fmt(entry["after"], 3), entry["questions"], entry["lost"]]
+            for name, entry in collateral["sets"].items()]
+    worst = collateral["sets"][collateral["worst"]]
+    return ["## Facts kept (watched by the collateral budget)", "",
+            markdown_table(["fact set", "before", "after", "questions", "questions lost"], rows), "",
+            f"Lost most: {collateral['worst']} ({_fmt(worst['before'], 3)} -> {_fmt(worst['after'], 3)}, "
+            f"{worst['lost']} of {worst['questions']} questions); the collateral budget allows a drop of "
+            f"{collateral['budget']:g} in any watched set.", ""]
+
+
 def _probe_section(probes: dict | None) -> list[str]:
     """The forget facts in every held-out probe, before unlearning and on the kept weights."""
     if not probes:
         return []
+    from cir.evaluation.probes import recall_note
+
     before, after = probes["before"], probes["after"]
     rows = [[name, _fmt(before["probes"][name]), _fmt(after["probes"].get(name)), before["n"][name]]
             for name in before["probes"]]
+    note = recall_note(before["n"].get("recall", before["n"]["cloze"]), before["n"]["cloze"])
     return ["## Forget facts in every held-out probe", "",
             markdown_table(["probe", "before", "after", "questions"], rows), "",
             f"Worst probe (highest accuracy) after unlearning: {after['worst']} ({_fmt(after['worst_accuracy'])}); "
-            "no probe text is in the training texts.", ""]
+            "no probe text is in the training texts." + (f" {note[0].upper()}{note[1:]}." if note else ""), ""]
 
 
 # ---------------------------------------------------------------- robustness report (cir report)

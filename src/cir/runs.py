@@ -47,7 +47,7 @@ def write_run(out_dir: Path, result: UnlearningResult, run: RunConfig, sources: 
     resolved = config_dict(run, result.method_config)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(resolved | {"sources": sources}, sort_keys=False))
     summary = {
-        "method": run.method, "stop_reason": result.stop_reason, "kept_epoch": result.kept_epoch,
+        "method": run.method, "stop_reason": result.stop_reason, "stopped": result.stopped, "kept_epoch": result.kept_epoch,
         "seconds": result.seconds, "n_facts": result.n_facts, "seconds_per_fact": result.seconds_per_fact,
         "original_text_loss": result.original_loss,
         "kept": result.metrics[result.kept_epoch] if result.kept_epoch < len(result.metrics) else None,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -28,9 +29,9 @@ from cir.attacks.quantization import Quantization
 from cir.attacks.relearning import Relearning
 from cir.data import given
 from cir.data.mcq import MCQ
-from cir.errors import InputError
+from cir.errors import DivergedError, InputError, OptionError
 from cir.evaluation.protocol import measure
-from cir.evaluation.rows import Row
+from cir.evaluation.rows import Row, Score
 from cir.evaluation.splits import split_forget
 from cir.fields import check_fields
 
@@ -48,12 +49,12 @@ class AttackConfig:
     def __post_init__(self):
         check_fields(self)
         if not 0 < self.split_ratio < 1:
-            raise ValueError(f"split_ratio must be between 0 and 1, got {self.split_ratio}")
+            raise OptionError(f"split_ratio must be between 0 and 1, got {self.split_ratio}")
         if self.relearn_epochs < 1 or self.relearn_lr <= 0:
-            raise ValueError(f"relearning needs relearn_epochs >= 1 and relearn_lr > 0, got {self.relearn_epochs} "
+            raise OptionError(f"relearning needs relearn_epochs >= 1 and relearn_lr > 0, got {self.relearn_epochs} "
                              f"and {self.relearn_lr}")
         if self.quantize_bits not in (4, 8):
-            raise ValueError(f"quantize_bits must be 4 or 8, got {self.quantize_bits}")
+            raise OptionError(f"quantize_bits must be 4 or 8, got {self.quantize_bits}")
 
     def split(self, items: list[MCQ]) -> tuple[list[MCQ], list[MCQ]]:
         """(T, V), drawn with the seed."""
@@ -110,16 +111,74 @@ def attack_texts(train: list[MCQ], kept: list[MCQ] = (), general: list[str] = ()
 def run_attack(model, tokenizer, attack: Attack, data: dict[str, list], held_out: list[MCQ],
                topics: dict[str, list[MCQ]], seed: int = 0, progress: bool = False) -> Row:
     """`attack` on a copy of `model` (left as it is), then measured (cir.evaluation.protocol.measure):
-    its row, with the attack's seconds and its own record."""
+    its row, with the attack's seconds and its own record. An attack that broke the model is
+    measured as it left it and flagged (the row's `broken` says why; the grid's worst attack does
+    not count it): its training diverged (cir.training.finetune.broken_by: non-finite numbers, a
+    loss that rose past where it began, weights grown far beyond their norm), or the questions it
+    did not train on (V and the kept sets) came out far below chance (`below_chance`)."""
     start = time.perf_counter()
     attacked = attack_copy(model)
     try:
-        outcome = attack.apply(attacked, tokenizer, AttackInputs(data, held_out, seed, progress))
-        row = measure(attacked, tokenizer, topics, held_out, stage="attack", best=outcome.best)
-        row.record = outcome.record
+        try:
+            outcome = attack.apply(attacked, tokenizer, AttackInputs(data, held_out, seed, progress))
+        except DivergedError as error:
+            row, broken = _measure_broken(attacked, tokenizer, topics, held_out), error.reason
+        else:
+            row = measure(attacked, tokenizer, topics, held_out, stage="attack", best=outcome.best)
+            row.record = outcome.record
+            broken = below_chance(row, topics, held_out)
+        row.broken = None if broken is None else f"the attack broke the model: {broken}"
         return row.with_attack(attack.key, attack.label, time.perf_counter() - start)
     finally:
         del attacked
+
+
+def _measure_broken(model, tokenizer, topics: dict[str, list[MCQ]], held_out: list[MCQ]) -> Row:
+    """A row of a model an attack broke: measured as it is, or, where its weights are no longer
+    finite, NaN (nothing can be read of it)."""
+    from cir.models import non_finite_count
+
+    if non_finite_count(model.parameters()):
+        nothing = Score(float("nan"))
+        return Row("attack", V=nothing, V_worst=nothing, sets={name: Score(float("nan")) for name in topics})
+    return measure(model, tokenizer, topics, held_out, stage="attack")
+
+
+# an attack's model counts as broken where the questions it did not train on (V in cloze and the
+# kept sets, together) score below half of chance and so far below it that chance would score as
+# low less than once in this many draws: a model that still answers does not avoid the right
+# answer on facts it was never pushed on (a forgotten V may sit below chance; the kept sets
+# beside it hold the pool above)
+BELOW_CHANCE_ODDS = 1e-3
+
+
+def below_chance(row: Row, topics: dict[str, list[MCQ]], held_out: list[MCQ]) -> str | None:
+    """Why `row`'s model is broken, judged by the questions the attack did not train on (V in
+    the cloze probe as the attack left it, and the kept sets of `topics`), in words; None where
+    they are not far below chance."""
+    groups = [(row.probes.get("cloze", row.V), held_out)] + [(row.sets[name], items) for name, items in topics.items()
+                                                             if name in row.sets]
+    n = sum(len(items) for _, items in groups)
+    correct = sum(round(score.accuracy * len(items)) for score, items in groups)
+    chance = sum(1 / len(item.choices) for _, items in groups for item in items)
+    if not n or correct > chance / 2 or _binomial_lower_tail(correct, n, chance / n) >= BELOW_CHANCE_ODDS:
+        return None
+    return (f"it answers {correct} of the {n} questions it did not train on (V and the kept sets), "
+            f"far below the {chance:.1f} that chance would")
+
+
+def _binomial_lower_tail(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed in logs (no overflow at thousands of questions)."""
+    if p <= 0:
+        return 1.0
+    if p >= 1:
+        return float(k >= n)
+
+    def log_pmf(i: int) -> float:
+        return (math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+                + i * math.log(p) + (n - i) * math.log1p(-p))
+
+    return min(1.0, sum(math.exp(log_pmf(i)) for i in range(k + 1)))
 
 
 def run_grid(model, tokenizer, attacks: tuple[Attack, ...], data: dict[str, list], held_out: list[MCQ], *,
@@ -144,7 +203,7 @@ class ReferenceRows:
     """Attack rows of a reference model, kept in one JSON file under the user cache, keyed by the
     model's fingerprint, the questions (T's data, V, the topics), the seed and each attack."""
 
-    VERSION = 2  # raised when an attack or a measurement changes what a row holds
+    VERSION = 3  # raised when an attack or a measurement changes what a row holds
 
     def __init__(self, model, data: dict[str, list], held_out: list[MCQ], topics: dict[str, list[MCQ]], seed: int):
         from cir.data.general import fingerprint
@@ -195,6 +254,6 @@ def suite(model, tokenizer, train: list[MCQ], held_out: list[MCQ], *, topics: di
     chosen = {attack.kind: attack for attack in config.suite()}
     unknown = [name for name in attacks if name not in chosen]
     if unknown:
-        raise ValueError(f"unknown attack(s) {', '.join(unknown)} (known: {', '.join(chosen)})")
+        raise OptionError(f"unknown attack(s) {', '.join(unknown)} (known: {', '.join(chosen)})")
     return {name: run_attack(model, tokenizer, chosen[name], {"T": train}, held_out, topics, config.seed, progress)
             for name in attacks}

@@ -17,6 +17,7 @@ from cir.data import given
 from cir.data.mcq import MCQ
 from cir.errors import InputError
 from cir.evaluation.probes import probe_mcq
+from cir.evaluation.splits import check_apart
 from cir.training.finetune import check_schedule, finetune
 
 
@@ -80,7 +81,11 @@ def relearn(model, tokenizer, train_items: list[MCQ], eval_items: list[MCQ], epo
     text, such as general text, with `train_items` empty); accuracy on `eval_items` (scored with
     the probe format `fmt`) before and after every epoch ("per_epoch", the best "max_accuracy").
     LoRA adapters are merged into the weights at the end. `options`: batch_size, seed, fmt,
-    shots, lora_rank, texts, progress."""
+    shots, lora_rank, texts, progress. A `train_items` that shares a question or a subject with
+    `eval_items` is refused (InputError); training that breaks the model raises DivergedError."""
+    train_items = given.questions(train_items, "train_items") if train_items or options.get("texts") is None else []
+    eval_items = given.questions(eval_items, "eval_items")
+    check_apart(train_items, eval_items, ("train_items", "eval_items"))
     return _relearn(model, tokenizer, train_items, eval_items, epochs, lr, optimizer, params, **options)[1]
 
 
@@ -119,6 +124,8 @@ class Relearning(Attack):
         if not texts:
             raise InputError(f"the attack '{self.label}' has no {RELEARN_DATA[self.data]} to train on")
         items, extra = (texts, None) if self.data != "general" else ([], texts)
+        if self.data == "T":
+            check_apart(items, inputs.held_out)
         best, record = _relearn(model, tokenizer, items, inputs.held_out, epochs=self.epochs, lr=self.lr,
                                 optimizer="adam", params=self.params, seed=inputs.seed, texts=extra,
                                 progress=inputs.progress)

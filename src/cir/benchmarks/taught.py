@@ -11,13 +11,11 @@ import copy
 import hashlib
 import json
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from cir.benchmarks.base import Setting, register_benchmark
 from cir.data.mcq import MCQ, topic_sets
-from cir.errors import TeachingFellShort
+from cir.errors import OptionError, TeachingFellShort
 
 REPLAY_LOSSES = ("kl", "tokens")
 
@@ -60,7 +58,7 @@ class TeachRecipe:
 
         for name, known in (("question_form", QUESTION_FORMS), ("batching", BATCHING), ("replay_loss", REPLAY_LOSSES)):
             if getattr(self, name) not in known:
-                raise ValueError(f"{name} must be one of {', '.join(known)}, got '{getattr(self, name)}'")
+                raise OptionError(f"{name} must be one of {', '.join(known)}, got '{getattr(self, name)}'")
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -138,7 +136,7 @@ def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True,
     `on_epoch(student, epoch, loss)`: called after each epoch of a teaching (not for a cached model)."""
     from cir.data.general import fingerprint
     from cir.models import cache_dir, load_model, publish, save_model
-    from cir.outputs import stage, write_json
+    from cir.outputs import new_directory, stage, write_json
 
     target = cache_dir() / "taught" / f"{fingerprint(model)}-{recipe.key()}{'-retain' if retain else ''}"
     record_path = target / "teach.json"
@@ -151,7 +149,7 @@ def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True,
                        on_epoch=None if on_epoch is None else lambda epoch, loss: on_epoch(student, epoch, loss))
         record |= {"recipe": asdict(recipe)}
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        staging = new_directory(target.parent, f".{target.name}-")
         try:
             save_model(student, tokenizer, staging)
             write_json(staging / "teach.json", record)

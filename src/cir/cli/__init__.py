@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cir", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
-        help = command.__doc__.splitlines()[0].replace("%", "%%")
-        command.add_arguments(sub.add_parser(name, help=help, description=help))
+        line = command.__doc__.splitlines()[0]  # argparse expands % in a help text, never in a description
+        command.add_arguments(sub.add_parser(name, help=line.replace("%", "%%"), description=line))
     return parser
 
 
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cir: interrupted", file=sys.stderr)
         return 130
+    finally:
+        outputs.release_claims()  # the output directory the command claimed at its start
     distributed.shutdown()
     return 0
 

@@ -85,6 +85,8 @@ def _check_positive(**values) -> None:
 def relearn(args) -> tuple[str, dict, str]:
     from cir import attacks, distributed
     from cir.data import load_mcq
+    from cir.errors import DivergedError
+    from cir.evaluation.splits import check_apart
     from cir.training.finetune import check_schedule
 
     check_schedule(args.epochs, args.lr, ("--epochs", "--lr"))
@@ -93,11 +95,16 @@ def relearn(args) -> tuple[str, dict, str]:
     if sharded and args.params == "lora":
         raise InputError("--fsdp shards whole weights: use --params mlp or all (LoRA adapters are not sharded)")
     train, eval_items = load_mcq(args.train), load_mcq(args.eval_set, max_choices(args.fmt))
+    check_apart(train, eval_items, ("--train", "--eval"))
     model, tokenizer = load(args)
     if sharded:
         distributed.shard_model(model)
-    result = attacks.relearn(model, tokenizer, train, eval_items, args.epochs, args.lr, args.optimizer, args.params,
-                             seed=args.seed, fmt=args.fmt, shots=args.shots, lora_rank=args.lora_rank)
+    try:
+        result = attacks.relearn(model, tokenizer, train, eval_items, args.epochs, args.lr, args.optimizer,
+                                 args.params, seed=args.seed, fmt=args.fmt, shots=args.shots, lora_rank=args.lora_rank)
+    except DivergedError as error:  # what V reads after it says nothing of what came back
+        raise DivergedError(f"the relearning broke the model: {error.reason} (--lr {args.lr:g} is too large for it); "
+                            "its accuracy on --eval would say nothing of what came back", reason=error.reason) from None
     result |= {"model": args.model, "train": args.train, "eval": args.eval_set}
     return f"relearn:{args.params}", result, (f"relearning on {len(train)} facts: accuracy on {len(eval_items)} "
                                              f"facts {result['before']:.3f} -> max {result['max_accuracy']:.3f} "
@@ -128,6 +135,7 @@ def registered(args) -> tuple[str, dict, str]:
     from cir.attacks.grids import run_attack
     from cir.data import load_mcq, load_texts
     from cir.evaluation.protocol import measure
+    from cir.evaluation.splits import check_apart
     from cir.fields import typed_value
 
     cls = ATTACKS[args.attack]
@@ -146,13 +154,17 @@ def registered(args) -> tuple[str, dict, str]:
     attack = make_attack(args.attack, **options)
     held_out = load_mcq(args.eval_set)
     texts = {"T": load_mcq(args.train) if args.train else [], "general": load_texts(args.text) if args.text else []}
+    check_apart(texts["T"], held_out, ("--train", "--eval"))
     model, tokenizer = load(args)
     before = measure(model, tokenizer, {}, held_out)
     after = run_attack(model, tokenizer, attack, texts, held_out, {}, seed=args.seed)
     result = {"model": args.model, "attack": attack.to_json(), "before": before.to_json(per_question=False),
               "after": after.to_json(per_question=False)}
-    return attack.key, result, (f"{attack.label}: V {before.V.accuracy:.3f} -> {after.V.accuracy:.3f}, worst probe "
-                                f"{before.V_worst.accuracy:.3f} -> {after.V_worst.accuracy:.3f} ({len(held_out)} questions)")
+    summary = (f"{attack.label}: V {before.V.accuracy:.3f} -> {after.V.accuracy:.3f}, worst probe "
+               f"{before.V_worst.accuracy:.3f} -> {after.V_worst.accuracy:.3f} ({len(held_out)} questions)")
+    if after.broken:  # its reading says nothing of what came back
+        summary = f"{attack.label}: {after.broken}; V after it ({after.V.accuracy:.3f}) says nothing of what came back"
+    return attack.key, result, summary
 
 
 def _number_or_text(value: str):

@@ -88,7 +88,7 @@ def output_dir(out: str, overwrite: bool):
     any directory (its journal discarded); else refused before anything is loaded."""
     from pathlib import Path
 
-    from cir.outputs import check_writable
+    from cir.outputs import check_writable, claim_output
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -101,6 +101,7 @@ def output_dir(out: str, overwrite: bool):
 
         read_journal(out / JOURNAL)  # a corrupt one is refused now, not after the model has loaded
     check_writable(out)
+    claim_output(out)  # a second comparison given the same --out is refused from now
     return out
 
 

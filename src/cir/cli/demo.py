@@ -39,7 +39,7 @@ DEMO_COLLATERAL = None
 def run(args) -> None:
     from cir import distributed
     from cir.demo import DemoSettings, run_demo
-    from cir.outputs import check_output_dir
+    from cir.outputs import claim_output_dir
 
     if distributed.launched():
         raise InputError("cir demo runs in one process (launch unlearn, teach or attack relearn with torchrun)")
@@ -50,7 +50,7 @@ def run(args) -> None:
     benchmark = args.benchmark or (DEFAULT_BENCHMARK if args.topic is None else None)
     run, method_config = run_configs(args, {"collateral_budget": DEMO_COLLATERAL} | method_defaults(benchmark))
     settings = DemoSettings(topic=args.topic or "capitals", benchmark=benchmark, seed=run.seed, attacks=args.attacks)
-    check_output_dir(args.out, args.overwrite)
+    claim_output_dir(args.out, args.overwrite)  # a second run given the same --out is refused from now
     model, tokenizer = load(args)
     table, _, _ = run_demo(model, tokenizer, args.out, settings, overwrite=args.overwrite, config=method_config,
                            loop=run, progress=not args.quiet, sources={"model": args.model})

@@ -13,7 +13,8 @@ def add_arguments(parser) -> None:
                         help="fact set: JSONL file, builtin:TOPIC, TOPIC, or hf:NAME[:CONFIG][:SPLIT]")
     parser.add_argument("--text", action="append", default=[],
                         help="text corpus: .txt (one document per line), JSONL with 'text', or hf:...")
-    parser.add_argument("--base", help="reference model for KL(base || model) on --text")
+    parser.add_argument("--base", help="reference model (e.g. the model before unlearning): each --mcq set's "
+                                       "accuracy on it beside the model's, and KL(base || model) on --text")
     parser.add_argument("--format", choices=["cloze", "letters", "answer_only"], default="cloze", dest="fmt",
                         help="answer_only: the question left out (what guessing by answer likelihood scores)")
     parser.add_argument("--probes", action="store_true",
@@ -43,11 +44,18 @@ def run(args) -> None:
 
 
 def tables(result: dict) -> str:
+    from cir.evaluation.probes import recall_note
     from cir.tables import format_table
 
     lines = []
     rows = [[spec, f"{r['accuracy']:.3f}", r["n"], f"{r['correct_prob']:.3f}"] for spec, r in result["mcq"].items()]
-    if rows:
+    if rows and all("base" in r for r in result["mcq"].values()):  # --base: each set before and after
+        rows = [[spec, f"{r['base']['accuracy']:.3f}", f"{r['accuracy']:.3f}",
+                 f"{r['accuracy'] - r['base']['accuracy']:+.3f}", f"{r['base']['lost']} of {r['n']}",
+                 f"{r['base']['correct_prob']:.3f}", f"{r['correct_prob']:.3f}"] for spec, r in result["mcq"].items()]
+        lines.append(format_table(["fact set", "base accuracy", "accuracy", "change", "questions lost",
+                                   "base P(correct)", "P(correct)"], rows))
+    elif rows:
         lines.append(format_table(["fact set", "accuracy", "n", "P(correct)"], rows))
     for spec, r in result["mcq"].items():
         if "probes" in r:
@@ -56,6 +64,9 @@ def tables(result: dict) -> str:
                                       [[name, f"{acc:.3f}", battery["n"][name]]
                                        for name, acc in battery["probes"].items()]))
             lines.append(f"worst probe: {battery['worst']} ({battery['worst_accuracy']:.3f})")
+            note = recall_note(battery["n"].get("recall", r["n"]), r["n"])
+            if note:
+                lines.append(note)
     rows = [[spec, f"{r['loss']:.4f}", f"{r.get('kl', float('nan')):.5f}"] for spec, r in result["text"].items()]
     if rows:
         lines.append(format_table(["text", "loss", "KL(base||model)"], rows))

@@ -36,3 +36,13 @@ def run(args) -> None:
     print(format_table(["score", "AUC", "members", "non-members"],
                        [[m, f"{result['auc'][m]:.3f}", f"{result['members'][m]:.4f}", f"{result['nonmembers'][m]:.4f}"]
                         for m in METRICS]))
+    print(READING)
+
+
+# how to read the table, printed under it
+READING = ("reading: an AUC of 0.5 means members and non-members are indistinguishable (as for a model that never "
+           "saw the members); towards 1 the members still read as seen, below 0.5 as less likely than unseen text "
+           "(unlearned too far, which also tells them apart).\n"
+           "a good non-member set is text of the same kind and source that the model never saw (the same templates "
+           "about other invented people, facts held out from teaching): text of another kind or length moves the "
+           "AUC by itself.")

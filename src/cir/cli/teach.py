@@ -27,14 +27,14 @@ def run(args) -> None:
     from cir import distributed
     from cir.data import load_facts
     from cir.data.text import load_texts
-    from cir.errors import InputError
+    from cir.errors import DivergedError, InputError
     from cir.evaluation.scoring import evaluate_mcq
     from cir.training.finetune import check_schedule, finetune
-    from cir.outputs import check_output_dir, write_json
+    from cir.outputs import claim_output_dir, write_json
     from cir.runs import run_directory, save_weights
 
     check_schedule(args.epochs, args.lr, ("--epochs", "--lr"))
-    check_output_dir(args.out, args.overwrite)
+    claim_output_dir(args.out, args.overwrite)  # a second run given the same --out is refused from now
     sharded = fsdp(args)
     if sharded and args.keep_text:
         raise InputError("--keep-text needs the whole model before teaching as its teacher, which --fsdp shards: "
@@ -47,8 +47,11 @@ def run(args) -> None:
         distributed.shard_model(model)
     before = evaluate_mcq(model, tokenizer, items).accuracy
     with run_directory(args.out, args.overwrite) as staging:  # from the start: a run that ends refused keeps it
-        finetune(model, tokenizer, [s for item in items for s in item.sentences()], epochs=args.epochs, lr=args.lr,
-                 params=args.params, seed=args.seed, keep=keep, teacher=teacher)
+        try:
+            finetune(model, tokenizer, [s for item in items for s in item.sentences()], epochs=args.epochs,
+                     lr=args.lr, params=args.params, seed=args.seed, keep=keep, teacher=teacher)
+        except DivergedError as error:  # the staging folder goes with the error: nothing is written
+            raise DivergedError(f"{error}; nothing is saved", reason=error.reason) from None
         del teacher
         after = evaluate_mcq(model, tokenizer, items).accuracy
         save_weights(model, tokenizer, staging)

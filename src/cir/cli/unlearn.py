@@ -29,7 +29,7 @@ def run(args) -> None:
     from cir import distributed
     from cir.api import unlearn_to_dir
     from cir.data import load_facts, load_mcq, load_texts
-    from cir.outputs import check_output_dir
+    from cir.outputs import claim_output_dir, stage
     from cir.unlearning.run_config import fsdp_limits
 
     # every input is read before the model loads
@@ -43,7 +43,8 @@ def run(args) -> None:
     retain = load_texts(args.retain) if args.retain else None
     watch = {spec: load_mcq(spec) for spec in args.retain_mcq} or None
     protect = {spec: load_mcq(spec) for spec in args.protect_mcq} or None
-    check_output_dir(args.out, args.overwrite)
+    claim_output_dir(args.out, args.overwrite)  # a second run given the same --out is refused from now
+    stage(f"loading the model {args.model}")
     model, tokenizer = load(args)
     result = unlearn_to_dir(model, tokenizer, items, args.out, overwrite=args.overwrite, config=method_config,
                             loop=run, retain=retain, watch=watch, protect=protect, progress=not args.quiet, shard=sharded,
@@ -66,15 +67,21 @@ def audited(args, unlearned, tokenizer, items, watch) -> list[str]:
 
 
 def summary(result, run, out) -> str:
-    """What a run did, in three lines."""
-    kept, nan = result.kept, float("nan")
-    lines = [f"{run.method}: {result.stop_reason}",
-             f"kept epoch {result.kept_epoch}: forget accuracy {result.metrics[0].get('forget_accuracy', nan):.3f} -> "
-             f"{kept.get('forget_accuracy', nan):.3f} (recall {result.metrics[0].get('forget_recall', nan):.3f} -> "
-             f"{kept.get('forget_recall', nan):.3f}), held-out loss x{kept['loss_ratio']:.4f}; "
+    """What a run did, in words: why it stopped and what it kept, the forget facts before and
+    after, the worst held-out probe and the watched fact set that lost most."""
+    kept, first, nan = result.kept, result.metrics[0], float("nan")
+    lines = [f"unlearning with {run.method} {result.stopped}",
+             f"the forget facts' accuracy {first.get('forget_accuracy', nan):.3f} -> "
+             f"{kept.get('forget_accuracy', nan):.3f} (recall {first.get('forget_recall', nan):.3f} -> "
+             f"{kept.get('forget_recall', nan):.3f}); held-out text loss x{kept['loss_ratio']:.4f} of the original; "
              f"{result.seconds_per_fact:.2f} s per fact; written to {out}"]
     if "probes" in result.extra:
         after = result.extra["probes"]["after"]
-        lines.append(f"worst held-out probe: {after['worst']} {after['worst_accuracy']:.3f}; other facts: largest "
-                     f"drop {kept.get('collateral', nan):.3f} (budget {run.collateral_budget})")
+        lines.append(f"the forget facts' worst held-out probe: {after['worst']} {after['worst_accuracy']:.3f}")
+    if "collateral" in result.extra:
+        collateral = result.extra["collateral"]
+        name, worst = collateral["worst"], collateral["sets"][collateral["worst"]]
+        lines.append(f"the facts kept: {name} lost most, {worst['before']:.3f} -> {worst['after']:.3f} "
+                     f"({worst['lost']} of {worst['questions']} questions lost; the collateral budget allows a drop "
+                     f"of {collateral['budget']:g}; every watched set in result.json and report.md)")
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """What the Python API takes as a fact set or a text corpus, as the command line takes it: the
 questions or texts themselves, or a spec (a file as a str or a Path, a topic, hf:...), read here.
-Anything else is a TypeError naming the argument; an empty set is an InputError."""
+Anything else is an OptionTypeError (an InputError and a TypeError) naming the argument; an empty
+set is an InputError."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from cir.data.mcq import MCQ, load_facts
 from cir.data.text import load_texts
-from cir.errors import InputError
+from cir.errors import InputError, OptionTypeError
 
 
 def is_spec(value) -> bool:
@@ -35,7 +36,7 @@ def questions(value, name: str) -> list[MCQ]:
             return items
         if all(is_spec(item) for item in items):
             return load_facts(items)
-    raise TypeError(f"{name} must be questions (a list of MCQ) or fact set specs (a file, a topic, hf:...), "
+    raise OptionTypeError(f"{name} must be questions (a list of MCQ) or fact set specs (a file, a topic, hf:...), "
                     f"got {_kind(value)}")
 
 
@@ -47,7 +48,7 @@ def texts(value, name: str) -> list[str]:
         if not any(text.strip() for text in value):
             raise InputError(f"{name}: no text")
         return value
-    raise TypeError(f"{name} must be texts (a list of str) or a corpus spec (a .txt or JSONL file, hf:...), "
+    raise OptionTypeError(f"{name} must be texts (a list of str) or a corpus spec (a .txt or JSONL file, hf:...), "
                     f"got {_kind(value)}")
 
 

@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 from cir.data.mcq import MCQ
+from cir.errors import OptionError
 from cir.outputs import to_json, write_file
 
 _FIRST = ["Ada", "Bram", "Cleo", "Dorin", "Elsa", "Farid", "Greta", "Hollis", "Ines", "Jory", "Kaia", "Lorcan",
@@ -73,11 +74,11 @@ def generate_people(n_people: int, seed: int = 0, attributes=tuple(ATTRIBUTES), 
     `distinct_names` no two people share a first or a last name (else names are drawn from all
     pairs, and 48 people share many: an update at one person's name then reaches others)."""
     if question_form not in QUESTION_FORMS:
-        raise ValueError(f"question_form must be one of {', '.join(QUESTION_FORMS)}, got '{question_form}'")
+        raise OptionError(f"question_form must be one of {', '.join(QUESTION_FORMS)}, got '{question_form}'")
     rng = random.Random(seed)
     if distinct_names:
         if n_people > MAX_DISTINCT_PEOPLE:
-            raise ValueError(f"at most {MAX_DISTINCT_PEOPLE} people with distinct names")
+            raise OptionError(f"at most {MAX_DISTINCT_PEOPLE} people with distinct names")
         firsts, lasts = _FIRST + _MORE_FIRST, _LAST + _MORE_LAST
         rng.shuffle(firsts)
         rng.shuffle(lasts)
@@ -85,7 +86,7 @@ def generate_people(n_people: int, seed: int = 0, attributes=tuple(ATTRIBUTES), 
     else:
         names = [f"{f} {l}" for f in _FIRST for l in _LAST]
         if n_people > MAX_PEOPLE:
-            raise ValueError(f"at most {MAX_PEOPLE} people")
+            raise OptionError(f"at most {MAX_PEOPLE} people")
         rng.shuffle(names)
     items = []
     for name in names[:n_people]:

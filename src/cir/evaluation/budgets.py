@@ -9,6 +9,7 @@ import dataclasses
 import math
 
 from cir.data.mcq import MCQ
+from cir.errors import OptionError
 from cir.evaluation.scoring import evaluate_cloze, text_kl, text_loss
 
 
@@ -53,6 +54,18 @@ class Collateral:
         drop = max(self.original[name] - now[name] for name in now)
         return {"collateral": drop, "retain_accuracy": now}
 
+    def summary(self, now: dict[str, float]) -> dict:
+        """Each set's accuracy before and `now` (a row's "retain_accuracy"), its questions and the
+        questions it lost (net: those answered before less those answered now), and `worst`: the
+        set whose accuracy dropped most (the first of a tie), which the collateral budget reads."""
+        sets = {}
+        for name, items in self.sets.items():
+            before, after = self.original[name], now[name]
+            sets[name] = {"before": before, "after": after, "questions": len(items),
+                          "lost": round(before * len(items)) - round(after * len(items))}
+        worst = max(sets, key=lambda name: sets[name]["before"] - sets[name]["after"])
+        return {"sets": sets, "worst": worst}
+
 
 def one_question(sets: dict[str, list]) -> float:
     """The collateral budget that lets the smallest of `sets` (n questions) lose one question and
@@ -60,7 +73,7 @@ def one_question(sets: dict[str, list]) -> float:
     questions, 0.1 for 11, 0.09 for 12) where that is below 1.5/n (under 100 questions), else
     1.5/n; at most 1."""
     if not sets or not all(sets.values()):
-        raise ValueError("one question of a watched set needs at least one non-empty set")
+        raise OptionError("one question of a watched set needs at least one non-empty set")
     n = min(len(items) for items in sets.values())
     return min((math.floor(100 / n) + 1) / 100, 1.5 / n, 1.0)
 

@@ -27,6 +27,7 @@ import random
 
 from dataclasses import dataclass
 
+from cir.errors import OptionError
 from cir.data.mcq import MCQ
 from cir.evaluation.scoring import MCQResult, cloze_prompt, evaluate_letters, evaluate_prompts
 
@@ -59,7 +60,7 @@ def probe_prompts(items: list[MCQ], fmt: str, k: int = 3, seed: int = 0) -> list
     if fmt == "kshot":
         return kshot_prompts(items, k, seed)
     if fmt not in TEMPLATES:
-        raise ValueError(f"unknown probe format '{fmt}' ({', '.join(PROBE_FORMATS)})")
+        raise OptionError(f"unknown probe format '{fmt}' ({', '.join(PROBE_FORMATS)})")
     return [TEMPLATES[fmt](item.question) for item in items]
 
 
@@ -110,6 +111,16 @@ def recall_rows(tokenizer, items: list[MCQ]) -> list[int]:
         return ids[0] if ids else None
 
     return [i for i, item in enumerate(items) if len({first(c) for c in item.choices}) == len(item.choices)]
+
+
+def recall_note(asked: int, total: int) -> str | None:
+    """Why the recall probe asks `asked` of a set's `total` questions, in words (None: it asks all)."""
+    if asked >= total:
+        return None
+    left = total - asked
+    others = "the other one has" if left == 1 else f"the other {left} have"
+    return (f"recall asks {asked} of the {total} questions: {others} choices that begin with the same token, "
+            "which recall (each choice scored by its first token) cannot tell apart")
 
 
 def recall_probe(tokenizer, items: list[MCQ]) -> dict[str, tuple[list[int], list[str]]]:

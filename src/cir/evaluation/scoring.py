@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from cir import distributed
 from cir.architecture import body_and_head, head_logits
 from cir.data.mcq import MCQ
-from cir.errors import InputError
+from cir.errors import InputError, OptionError
 
 LETTERS = string.ascii_uppercase
 
@@ -223,7 +223,7 @@ MCQ_FORMATS = {"cloze": evaluate_cloze, "letters": evaluate_letters, "answer_onl
 
 def evaluate_mcq(model, tokenizer, items: list[MCQ], fmt: str = "cloze", **kwargs) -> MCQResult:
     if fmt not in MCQ_FORMATS:
-        raise ValueError(f"unknown MCQ format '{fmt}' ({', '.join(MCQ_FORMATS)})")
+        raise OptionError(f"unknown MCQ format '{fmt}' ({', '.join(MCQ_FORMATS)})")
     return MCQ_FORMATS[fmt](model, tokenizer, items, **kwargs)
 
 

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from tqdm.auto import tqdm
 
+from cir.errors import OptionError
 from cir import distributed
 from cir.architecture import decoder_layers, mlp_projections
 from cir.training.batches import Batch
@@ -68,19 +70,19 @@ class MethodConfig:
         check_fields(self)
         known = self.own_losses or tuple(FORGET_LOSSES)
         if self.forget_loss not in known:
-            raise ValueError(f"forget_loss must be one of {', '.join(known)}, got '{self.forget_loss}'")
+            raise OptionError(f"forget_loss must be one of {', '.join(known)}, got '{self.forget_loss}'")
         if self.unlearning_rate <= 0:
-            raise ValueError("unlearning_rate must be > 0")
+            raise OptionError("unlearning_rate must be > 0")
         if self.retain_rate < 0:
-            raise ValueError("retain_rate must be >= 0")
+            raise OptionError("retain_rate must be >= 0")
         if self.gu_history < 1:
-            raise ValueError("gu_history must be >= 1")
+            raise OptionError("gu_history must be >= 1")
         if self.retain_every < 0:
-            raise ValueError(f"retain_every must be an integer >= 0, got {self.retain_every}")
+            raise OptionError(f"retain_every must be an integer >= 0, got {self.retain_every}")
         for name in ("train_layers", "loss_layers"):
             layers = getattr(self, name)
             if layers is not None and (not layers or min(layers) < 0):
-                raise ValueError(f"{name} must be a non-empty list of layer numbers >= 0 (or null), got {layers}")
+                raise OptionError(f"{name} must be a non-empty list of layer numbers >= 0 (or null), got {layers}")
 
     def resolve(self, n_layers: int) -> "MethodConfig":
         """A copy with concrete layer lists for a model of `n_layers` layers."""
@@ -160,6 +162,9 @@ class Method:
     Config = MethodConfig
     reference = ""
     shardable = True  # runs with FSDP-sharded weights (a method keeping an unsharded model copy: False)
+    # what `prepare` does, in words, for the line that names it as it begins ("": nothing to name)
+    preparing = ""
+    progress = False  # progress bars over `prepare`'s passes (the loop sets it)
 
     def __init__(self, model, tokenizer, config: MethodConfig, forget: list[Batch], retain: list[Batch],
                  retain_facts: list[Batch] | None = None):
@@ -237,6 +242,10 @@ class Method:
     def prepare(self) -> None:
         """Work before the first update (CIR collects its statistics here). It changes no weight:
         the loop takes epoch 0's row from its measurements of the original model."""
+
+    def bar(self, items, what: str):
+        """`items`, with a progress bar naming `what` where the loop asked for one (`progress`)."""
+        return tqdm(items, desc=what, disable=not self.progress, leave=False)
 
     def forget_gradients(self, index: int) -> tuple[float, dict[str, torch.Tensor]]:
         """(loss value, {module name: gradient of the forget loss w.r.t. its weight})."""

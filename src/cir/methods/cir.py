@@ -29,6 +29,7 @@ from typing import ClassVar
 
 import torch
 
+from cir.errors import OptionError
 from cir import distributed
 from cir.architecture import weight_grad_from
 from cir.methods.collapse import RowMoments, StreamingMoments, collapse, common_basis, orthonormal_rows, soft_basis, soft_collapse
@@ -107,22 +108,22 @@ class CIRConfig(MethodConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.collapse not in ("paper", "soft", "none"):
-            raise ValueError(f"collapse must be paper, soft or none, got '{self.collapse}'")
+            raise OptionError(f"collapse must be paper, soft or none, got '{self.collapse}'")
         if self.statistics not in STATISTICS:
-            raise ValueError(f"statistics must be one of {', '.join(STATISTICS)}, got '{self.statistics}'")
+            raise OptionError(f"statistics must be one of {', '.join(STATISTICS)}, got '{self.statistics}'")
         for name in ("stats_tokens", "retain_tokens"):
             if getattr(self, name) not in ("all", "answer"):
-                raise ValueError(f"{name} must be all or answer, got '{getattr(self, name)}'")
+                raise OptionError(f"{name} must be all or answer, got '{getattr(self, name)}'")
         if self.update_tokens not in UPDATE_TOKENS:
-            raise ValueError(f"update_tokens must be {', '.join(UPDATE_TOKENS[:-1])} or {UPDATE_TOKENS[-1]}, "
+            raise OptionError(f"update_tokens must be {', '.join(UPDATE_TOKENS[:-1])} or {UPDATE_TOKENS[-1]}, "
                              f"got '{self.update_tokens}'")
         if self.retain_components < 0:
-            raise ValueError("retain_components must be >= 0")
+            raise OptionError("retain_components must be >= 0")
 
         if self.act_components < 0 or self.grad_components < 0:
-            raise ValueError("act_components and grad_components must be >= 0")
+            raise OptionError("act_components and grad_components must be >= 0")
         if self.soft_components < 1:
-            raise ValueError(f"soft_components must be an integer >= 1, got {self.soft_components}")
+            raise OptionError(f"soft_components must be an integer >= 1, got {self.soft_components}")
 
 
 class _ModuleStats:
@@ -137,6 +138,7 @@ class _ModuleStats:
 class CIR(Method):
     Config = CIRConfig
     reference = "Sondej & Yang 2025, Collapse of Irrelevant Representations (arXiv 2509.11816)"
+    preparing = "epoch 0: the statistics of the forget facts' activations and gradients, no update yet"
 
     def __init__(self, model, tokenizer, config: CIRConfig, forget, retain, retain_facts=None):
         super().__init__(model, tokenizer, config, forget, retain, retain_facts)
@@ -238,7 +240,7 @@ class CIR(Method):
         """Retain-aware collapse: per module, the mean and top `retain_components` PCs of the
         retain facts' activations and output gradients at their `retain_tokens` positions."""
         self._new_stats()
-        for batch in self.retain_facts:
+        for batch in self.bar(self.retain_facts, "statistics (facts to keep)"):
             self._acts_and_grads(batch, self.forget_loss.reference(self.model, batch),
                                  stats_tokens=self.config.retain_tokens)
         self._reduce_stats()
@@ -257,7 +259,7 @@ class CIR(Method):
         if self.config.retain_components and self.retain_facts and self.config.collapse == "paper":
             self._collect_retain_bases()
         self._new_stats()
-        for index in self.epoch_batches(0):
+        for index in self.bar(self.epoch_batches(0), "statistics (epoch 0)"):
             self._acts_and_grads(self.forget[index], self.forget_refs[index])
         self._finish_stats()
 

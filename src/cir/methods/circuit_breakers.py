@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
+from cir.errors import OptionError
 from cir.methods.losses import HiddenStateRetain
 from cir.methods import register
 from cir.methods.base import Method, MethodConfig
@@ -27,7 +28,7 @@ class CircuitBreakersConfig(MethodConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.retain_layer is not None and self.retain_layer < 0:
-            raise ValueError("retain_layer must be >= 0")
+            raise OptionError("retain_layer must be >= 0")
 
     def resolve(self, n_layers: int) -> "CircuitBreakersConfig":
         resolved = super().resolve(n_layers)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cir.errors import OptionError
 from cir.architecture import body_and_head, decoder_layers, forward_until, head_logits, mlp_of
 from cir.training.batches import Batch
 from cir.distributed import global_mean, is_sharded
@@ -74,7 +75,7 @@ def logits_at(model, batch: Batch, positions: torch.Tensor) -> torch.Tensor:
 
 def make_forget_loss(name: str, model, loss_layers: list[int]):
     if name not in FORGET_LOSSES:
-        raise ValueError(f"unknown forget loss '{name}' (known: {', '.join(FORGET_LOSSES)})")
+        raise OptionError(f"unknown forget loss '{name}' (known: {', '.join(FORGET_LOSSES)})")
     return FORGET_LOSSES[name](model, loss_layers)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from cir.errors import OptionError
 from cir.methods import register
 from cir.methods.base import Method, MethodConfig
 from cir.methods.losses import SaturatingSequence
@@ -29,7 +30,7 @@ class NPOConfig(MethodConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.beta <= 0:
-            raise ValueError("beta must be > 0")
+            raise OptionError("beta must be > 0")
 
 
 @register("npo")

@@ -28,6 +28,7 @@ from typing import ClassVar
 
 import torch
 
+from cir.errors import OptionError
 from cir import distributed
 from cir.architecture import is_transposed, weight_grad_from
 from cir.training.finetune import finetune
@@ -54,9 +55,9 @@ class RepSelectConfig(MethodConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.components < 1:
-            raise ValueError(f"components must be an integer >= 1, got {self.components}")
+            raise OptionError(f"components must be an integer >= 1, got {self.components}")
         if self.adversarial_epochs < 0 or self.adversarial_rank < 1 or self.adversarial_lr <= 0:
-            raise ValueError("adversarial_epochs must be >= 0, adversarial_rank >= 1 and adversarial_lr > 0")
+            raise OptionError("adversarial_epochs must be >= 0, adversarial_rank >= 1 and adversarial_lr > 0")
 
     def resolve(self, n_layers: int) -> "RepSelectConfig":
         if self.all_layers and self.train_layers is None:
@@ -103,6 +104,7 @@ class RepSelect(Method):
     Config = RepSelectConfig
     shardable = False  # not yet run with FSDP-sharded weights
     reference = "Sondej & Yang, RepSelect: CIR's successor with whitened collapse and a line search (open-unlearning)"
+    preparing = "epoch 0: the whitened forget direction of every projection, no update yet"
 
     def fit_adversary(self) -> LowRankAdapters:
         """The low-rank adapter fitted to the forget sentences (`adversarial_epochs` of Adam on
@@ -130,7 +132,7 @@ class RepSelect(Method):
 
     def _accumulate(self) -> None:
         acts_moments, grads_moments, weight_grads = {}, {}, {}
-        for index in self.epoch_batches(0):
+        for index in self.bar(self.epoch_batches(0), "statistics (epoch 0)"):
             batch = self.forget[index]
             acts, grads = {}, {}
             with activations_require_grad(self.model), capture_acts_and_grads(self.modules, acts, grads), \

@@ -19,6 +19,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from cir.errors import OptionError
 from cir.distributed import global_mean
 from cir.methods.losses import ResidualStreamLoss
 from cir.methods import register
@@ -51,11 +52,11 @@ class RMUConfig(MethodConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.steering_coef is not None and self.steering_coef <= 0:
-            raise ValueError("steering_coef must be > 0")
+            raise OptionError("steering_coef must be > 0")
         if self.steering_scale <= 0:
-            raise ValueError("steering_scale must be > 0")
+            raise OptionError("steering_scale must be > 0")
         if self.layer is not None and self.layer < 0:
-            raise ValueError("layer must be >= 0")
+            raise OptionError("layer must be >= 0")
 
     def resolve(self, n_layers: int) -> "RMUConfig":
         layer = self.layer if self.layer is not None else scaled_layers(n_layers, 7, 8)[0]

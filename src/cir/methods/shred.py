@@ -19,6 +19,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from cir.errors import OptionError
 from cir.methods.losses import next_token_targets
 from cir.methods import register
 from cir.methods.base import Method, MethodConfig, frozen_copy
@@ -63,7 +64,7 @@ class SHREDConfig(MethodConfig):
     def __post_init__(self):
         super().__post_init__()
         if not 0 < self.fraction <= 1:
-            raise ValueError("fraction must be in (0, 1]")
+            raise OptionError("fraction must be in (0, 1]")
 
 
 @register("shred")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from cir.errors import OptionError
 from cir.methods.losses import npo_loss, sentences, sequence_logprob
 from cir.methods import register
 from cir.methods.base import Method, MethodConfig
@@ -43,9 +44,9 @@ class SimNPOConfig(MethodConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.beta <= 0:
-            raise ValueError("beta must be > 0")
+            raise OptionError("beta must be > 0")
         if self.gamma < 0:
-            raise ValueError("gamma must be >= 0")
+            raise OptionError("gamma must be >= 0")
 
 
 @register("simnpo")

@@ -21,7 +21,7 @@ from cir.evaluation.budgets import Collateral, Disruption, resolve_collateral
 from cir.methods import get_method
 from cir.methods.base import NonFiniteLoss
 from cir.models import in_float32, restore, snapshot
-from cir.outputs import to_json
+from cir.outputs import stage, to_json
 from cir.evaluation.probes import cloze_and_recall, evaluate_battery
 from cir.unlearning.run_config import RunConfig
 
@@ -39,7 +39,10 @@ class UnlearningResult:
     seconds: float
     original_loss: float  # held-out general text, before unlearning
     n_facts: int = 0
-    extra: dict = field(default_factory=dict)  # "probes": the forget facts in every held-out probe, before and after
+    # "probes": the forget facts in every held-out probe, before and after; "collateral": each
+    # watched fact set before and on the kept weights, and the one that lost most
+    extra: dict = field(default_factory=dict)
+    stopped: str = ""  # why the run stopped and which weights it kept, in words (stop_reason, said for a reader)
 
     @property
     def kept(self) -> dict:
@@ -124,6 +127,9 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
         gradient_checkpointing(model, True)
     reference = reference or {}
     measuring = functools.partial(in_float32, model, run.measure_float32)  # with kl, the original kept as measured
+    stage("reading the original model for the stop rule and the report: " + ", ".join(
+        ["the held-out text's loss"] + ([f"{len(retain_sets)} watched fact set(s)"] if retain_sets else [])
+        + ([f"the {len(forget_items)} forget facts in every held-out probe"] if run.eval_forget else [])), progress)
     with measuring():
         disruption = Disruption(model, tokenizer, heldout_texts, run.disruption, reference.get("text_loss"))
         collateral = Collateral(model, tokenizer, retain_sets, reference.get("retain_accuracy")) if retain_sets else None
@@ -134,6 +140,7 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
                                    phrasings=run.phrasings, seed=run.seed)] if retain_items else []
     method = method_cls(model, tokenizer, method_config, forget, retain, retain_facts)
     method.schedule = schedule
+    method.progress = progress and distributed.is_main()
     params = method.trained_parameters()
     kept = snapshot(params)
     metrics: list[dict] = []
@@ -175,9 +182,11 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
     t0 = time.perf_counter()
     with measuring():
         probes_before = evaluate_battery(model, tokenizer, forget_items) if run.eval_forget else None
+    stage(method.preparing, progress and bool(method.preparing))
     method.prepare()
     record(0, None, t0)
     stop_reason, kept_epoch, failure = f"max_epochs ({run.max_epochs})", 0, None
+    stopped = f"ran all {run.max_epochs} epochs (max_epochs)" if run.max_epochs > 1 else "ran its one epoch (max_epochs)"
     bar = tqdm(range(1, run.max_epochs + 1), desc=f"unlearn [{run.method}]",
                disable=not progress or not distributed.is_main())
     for epoch in bar:
@@ -188,6 +197,7 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
             restore(params, kept)
             failure = f"had a non-finite loss ({error})"
             stop_reason = f"non-finite loss at epoch {epoch} ({error}); kept epoch {kept_epoch}"
+            stopped = f"stopped at epoch {epoch}, whose loss was no longer finite ({error})"
             break
         row = record(epoch, forget_loss, t0)
         bar.set_postfix(forget_loss=f"{forget_loss:.4f}", disruption=f"{row['disruption']:.5f}",
@@ -197,6 +207,7 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
             restore(params, kept)
             failure = "had a non-finite disruption"
             stop_reason = f"non-finite disruption at epoch {epoch}; kept epoch {kept_epoch}"
+            stopped = f"stopped at epoch {epoch}, whose held-out text {run.disruption} was no longer finite"
             break
         if not row["in_budget"]:
             restore(params, kept)
@@ -204,19 +215,29 @@ def run_unlearning(model, tokenizer, forget_items: list[MCQ], retain_texts: list
                       else f"collateral {row['collateral']:.3f} > {run.collateral_budget}")
             failure = f"passed the budget ({passed})"
             stop_reason = f"budget: {passed} at epoch {epoch}; rolled back to epoch {kept_epoch}"
+            stopped = (f"stopped at epoch {epoch}, which passed the disruption budget: the held-out text's "
+                       f"{run.disruption} {row['disruption']:.5f} > {run.budget}" if row["disruption"] > run.budget
+                       else f"stopped at epoch {epoch}, which passed the collateral budget: the facts kept lost "
+                            f"{row['collateral']:.3f} of their accuracy > {run.collateral_budget}")
             break
         kept, kept_epoch = snapshot(params), epoch
     bar.close()
     if run.gradient_checkpointing:
         gradient_checkpointing(model, False)
     extra = {} if kept_epoch else {"nothing_unlearned": True, "warning": nothing_unlearned(failure, method.config)}
+    if collateral is not None:  # each watched set, before and on the kept weights
+        extra["collateral"] = collateral.summary(metrics[kept_epoch]["retain_accuracy"]) | {
+            "budget": run.collateral_budget}
     if probes_before is not None:  # the forget facts in every held-out probe, before and on the kept weights
+        stage(f"measuring the kept weights (epoch {kept_epoch}): the forget facts in every held-out probe", progress)
         with measuring():
             after = evaluate_battery(model, tokenizer, forget_items)
         extra["probes"] = {"before": probes_before.to_json(), "after": after.to_json()}
+    kept_words = (f"kept epoch {kept_epoch}" if kept_epoch == len(metrics) - 1 else f"rolled back to epoch {kept_epoch}"
+                  if kept_epoch else "kept the original weights")
     return UnlearningResult(metrics=metrics, stop_reason=stop_reason, kept_epoch=kept_epoch, method_config=method.config,
-                     seconds=time.perf_counter() - start, original_loss=disruption.original_loss,
-                     n_facts=len(forget_items), extra=extra)
+                            seconds=time.perf_counter() - start, original_loss=disruption.original_loss,
+                            n_facts=len(forget_items), extra=extra, stopped=f"{stopped}; {kept_words}")
 
 
 def nothing_unlearned(failure: str, method_config) -> str:

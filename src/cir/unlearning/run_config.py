@@ -7,7 +7,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 
-from cir.errors import InputError
+from cir.errors import InputError, OptionError, OptionTypeError
 from cir.fields import check_fields, typed_value
 from cir.methods import get_method, method_names
 
@@ -48,22 +48,22 @@ class RunConfig:
     def __post_init__(self):
         check_fields(self)
         if self.disruption not in ("loss_ratio", "kl"):
-            raise ValueError(f"disruption must be loss_ratio or kl, got '{self.disruption}'")
+            raise OptionError(f"disruption must be loss_ratio or kl, got '{self.disruption}'")
         for name in ("max_epochs", "batch_size", "retain_batch_size", "max_length"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)}")
+                raise OptionError(f"{name} must be an integer >= 1, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed}")
+            raise OptionError(f"seed must be an integer in [0, 2**63), got {self.seed}")
         if self.budget <= 0:
-            raise ValueError(f"budget must be > 0, got {self.budget}")
+            raise OptionError(f"budget must be > 0, got {self.budget}")
         if self.collateral_budget is not None and self.collateral_budget < 0:
-            raise ValueError("collateral_budget must be >= 0")
+            raise OptionError("collateral_budget must be >= 0")
         if self.phrasings < 0:
-            raise ValueError("phrasings must be >= 0")
+            raise OptionError("phrasings must be >= 0")
         if self.context < 0:
-            raise ValueError("context must be >= 0")
+            raise OptionError("context must be >= 0")
         if self.answer_tokens not in ("all", "first"):
-            raise ValueError(f"answer_tokens must be all or first, got '{self.answer_tokens}'")
+            raise OptionError(f"answer_tokens must be all or first, got '{self.answer_tokens}'")
 
 
 # ---------------------------------------------------------------- configuration
@@ -98,7 +98,7 @@ def make_configs(method: str | None = None, config=None, options: dict | None = 
     name where it came from (`origins`: name -> file or flag; `where` otherwise)."""
     origins = origins or {}
     if loop is not None and not isinstance(loop, RunConfig):
-        raise TypeError(f"loop must be a RunConfig, got {type(loop).__name__} (a method's config goes in config=)")
+        raise OptionTypeError(f"loop must be a RunConfig, got {type(loop).__name__} (a method's config goes in config=)")
     name = method if method is not None else loop.method if loop is not None else RunConfig.method
     if isinstance(name, str) and not name.strip():
         raise InputError(f"empty method name (known: {', '.join(method_names())})", path=origins.get("method", where))
