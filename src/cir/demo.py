@@ -255,7 +255,8 @@ def demo_table(settings: DemoSettings, rows: dict[str, Row], result: UnlearningR
             def cell(block: dict, key: str, sign: bool = False) -> str:
                 return interval_cell(block.get(key, {}).get(label), sign)
 
-            body.append([label + (" (worst)" if label == worst else ""), cell(prob, "worst probe")]
+            mark = " (worst)" if label == worst else f" (not counted: {rows[label].broken})" if rows[label].broken else ""
+            body.append([label + mark, cell(prob, "worst probe")]
                         + [cell(prob, f"{ref} worst probe") for ref in refs]
                         + [cell(prob, f"residual vs {ref}", True) for ref in refs]
                         + ([cell(prob, "noise floor", True)] if len(refs) == 2 else [])

@@ -162,8 +162,9 @@ def registered(args) -> tuple[str, dict, str]:
               "after": after.to_json(per_question=False)}
     summary = (f"{attack.label}: V {before.V.accuracy:.3f} -> {after.V.accuracy:.3f}, worst probe "
                f"{before.V_worst.accuracy:.3f} -> {after.V_worst.accuracy:.3f} ({len(held_out)} questions)")
-    if after.broken:  # its reading says nothing of what came back
-        summary = f"{attack.label}: {after.broken}; V after it ({after.V.accuracy:.3f}) says nothing of what came back"
+    if after.broken:  # its reading says nothing of what came back: refused as relearn refuses it
+        raise InputError(f"{attack.label}: {after.broken}; V after it ({after.V.accuracy:.3f}) says nothing of what "
+                         "came back")
     return attack.key, result, summary
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from cir.attacks.grids import GRIDS, AttackConfig
 from cir.data.mcq import MCQ
-from cir.errors import InputError
+from cir.errors import InputError, OptionError
 from cir.fields import check_fields
 from cir.evaluation.budgets import one_question
 from cir.methods import get_method, method_names
@@ -54,33 +54,33 @@ class CompareSettings:
         check_fields(self)
         unknown = [m for m in self.methods if m not in method_names()]
         if unknown or not self.methods:
-            raise ValueError(f"methods has unknown method(s) {', '.join(unknown) or '(none given)'} "
+            raise OptionError(f"methods has unknown method(s) {', '.join(unknown) or '(none given)'} "
                              f"(known: {', '.join(method_names())})")
         if len(set(self.methods)) < len(self.methods):
-            raise ValueError("methods names a method twice")
+            raise OptionError("methods names a method twice")
         for name in ("trials", "seeds", "max_epochs"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+                raise OptionError(f"{name} must be >= 1")
         if self.max_facts is not None and self.max_facts < 4:
-            raise ValueError(f"max_facts must be >= 4 (T and V need two questions each), got {self.max_facts}")
+            raise OptionError(f"max_facts must be >= 4 (T and V need two questions each), got {self.max_facts}")
         if self.topic_questions is not None and self.topic_questions < 3:
-            raise ValueError("topic_questions must be >= 3 (a part watched, a part protected, a part reported)")
+            raise OptionError("topic_questions must be >= 3 (a part watched, a part protected, a part reported)")
         if not self.budgets or any(not 0 < b < 10 for b in self.budgets) or list(self.budgets) != sorted(set(self.budgets)):
-            raise ValueError(f"budgets must be rising shares of the text loss, each in (0, 10) (0.001 = 0.1%), "
+            raise OptionError(f"budgets must be rising shares of the text loss, each in (0, 10) (0.001 = 0.1%), "
                              f"got {','.join(map(str, self.budgets))}")
         if self.collateral is not None and len(self.collateral) == 1:
             self.collateral *= len(self.budgets)
         if self.collateral is not None and (len(self.collateral) != len(self.budgets)
                                             or any(not 0 <= c <= 1 for c in self.collateral)
                                             or list(self.collateral) != sorted(self.collateral)):
-            raise ValueError(f"collateral must be one value or one per budget ({len(self.budgets)}), each in [0, 1] "
+            raise OptionError(f"collateral must be one value or one per budget ({len(self.budgets)}), each in [0, 1] "
                              f"and not falling, got {','.join(map(str, self.collateral))}")
         shared = sorted({key.split(".")[-1] for key in self.options} & set(SHARED))
         if shared:
-            raise ValueError(f"options cannot change {', '.join(shared)} in a comparison (the budgets, epochs and "
+            raise OptionError(f"options cannot change {', '.join(shared)} in a comparison (the budgets, epochs and "
                              "seed are the comparison's own settings; the search sets the step)")
         if self.grid is not None and self.grid not in GRIDS:
-            raise ValueError(f"grid must be one of {', '.join(GRIDS)}, got '{self.grid}'")
+            raise OptionError(f"grid must be one of {', '.join(GRIDS)}, got '{self.grid}'")
         for method in self.methods:  # every option must be valid for the methods it applies to
             make_configs(method, options=self.options_for(method))
 
