@@ -111,12 +111,14 @@ def test_compare_settings_own_their_rules():
 def test_every_command_declares_its_options(capsys):
     parser = build_parser()
     listed = next(a for a in parser._actions if a.dest == "command").choices
-    assert list(listed) == list(COMMANDS) and len(COMMANDS) == 11
+    assert list(listed) == list(COMMANDS) and len(COMMANDS) == 12
     run_options = {"--method", "--config", "--set", "--seed", "--out", "--overwrite"}
     for name in ("unlearn", "demo"):
         assert run_options <= set(listed[name]._option_string_actions), name
     assert {"--seed", "--out", "--overwrite"} <= set(listed["teach"]._option_string_actions)
     assert {"--set", "--seed", "--out"} <= set(listed["compare"]._option_string_actions)
+    assert {"--original", "--unlearned", "--forget", "--reference", "--attacks", "--seed", "--out"} <= set(
+        listed["audit"]._option_string_actions)
 
 
 def test_topics_lists_every_builtin_topic(capsys):

@@ -173,9 +173,15 @@ class AuditJournal:
         self.key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
         self.rows: dict[str, dict] = {}
         if self.path.is_file():
-            lines = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+            lines = []
+            for line in self.path.read_text().splitlines():
+                try:
+                    lines.append(json.loads(line))
+                except json.JSONDecodeError:  # a line cut short by an interruption: it is made again
+                    break
             if lines and lines[0].get("audit") == self.key:
                 self.rows = {line["name"]: line["row"] for line in lines[1:]}
+                self.path.write_text("".join(json.dumps(line) + "\n" for line in lines))  # without a cut line
         if not self.rows:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps({"audit": self.key}) + "\n")
