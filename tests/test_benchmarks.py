@@ -301,6 +301,10 @@ def test_a_taught_comparison_continues_from_its_journal(tokenizer, llama, cache,
     first = run()
     kinds = {json.loads(line)["kind"] for line in journal.read_text().splitlines()}
     assert {"header", "trial", "final", "before", "never_taught"} <= kinds
+    # the residual against the never-taught model under the same attack, with its interval
+    intervals = first["methods"]["cir"]["budgets"][0]["summary"]["intervals"]["probability"]
+    estimate, low, high = intervals["residual_V_worst_after_relearning"]
+    assert -1 <= low <= high <= 1 and -1 <= estimate <= 1
 
     def measured_again(*args, **kwargs):
         raise AssertionError("measured again although the journal holds it")

@@ -64,6 +64,10 @@ def test_compare_fills_the_frontier_within_each_budget(taught_dir, inputs, tmp_p
             assert cell["best"] in [t["overrides"] for t in entry["trials"]]
             assert [run["seed"] for run in cell["runs"]] == [1, 2]
             assert not math.isnan(cell["summary"]["V_worst_after_relearning"][1])  # two seeds: an interval
+            # and the bootstrap's, over the questions of both seeds, from the runs' own rows
+            for score in ("probability", "accuracy"):
+                estimate, low, high = cell["summary"]["intervals"][score]["V_worst_after_relearning"]
+                assert 0 <= low <= high <= 1 and 0 <= estimate <= 1
         # each budget keeps the last epoch before its own first violation, never one beyond it
         for record in entry["trials"] + [r for r in _journal(out) if r["kind"] == "final" and r["method"] == name]:
             ratios = [e["loss_ratio"] for e in record["epochs"]]

@@ -12,7 +12,8 @@ from tqdm.auto import tqdm
 from cir.attacks.grids import attack_texts, grid, run_grid, suite, worst_attack
 from cir.comparison.journal import Journal, _Memory
 from cir.comparison.settings import CompareSettings, Evaluation, GRID, as_overrides, distributions, grid_trial, options_of
-from cir.comparison.summary import before_readings, best_trial, objectives, readings, summarise
+from cir.comparison.summary import (before_readings, best_trial, cell_rows, interval_summary, objectives, readings,
+                                   summarise)
 from cir.unlearning.loop import run_unlearning
 from cir.models import restore, snapshot
 from cir.evaluation.protocol import kept_for_attack, measure, residual_of
@@ -107,7 +108,7 @@ class Comparison:
             self._original_rows[key] = found["row"]
         return self._original_rows[key]
 
-    def never_taught_row(self, seed: int) -> dict | None:
+    def never_taught_cell(self, seed: int) -> dict | None:
         """`measure` of the never-taught model on seed `seed`'s split, both attacks (journalled
         once per seed): what "never learned" gives under the same attacks."""
         if self.never_taught is None:
@@ -116,7 +117,12 @@ class Comparison:
         if found is None:
             found = {"kind": "never_taught", "seed": seed, "row": self.measure(self.never_taught, seed, True)}
             self.journal.add(found)
-        return readings(found["row"])
+        return found["row"]
+
+    def never_taught_row(self, seed: int) -> dict | None:
+        """The never-taught model's readings on seed `seed`'s split, by name."""
+        cell = self.never_taught_cell(seed)
+        return None if cell is None else readings(cell)
 
     # ------------------------------------------------------------ one trajectory
     def trajectory(self, method: str, options: dict, seed: int, budgets: list[int], quantize: bool) -> dict:
@@ -202,13 +208,14 @@ class Comparison:
             bar.update(1)
         return trials
 
-    def finals(self, method: str, best: dict[int, dict], bar) -> dict[int, list[dict]]:
+    def finals(self, method: str, best: dict[int, dict], bar) -> tuple[dict[int, list[dict]], dict[int, list]]:
         """Each budget's best setting on seeds 1..K: one run per setting and seed, serving every
-        budget that chose it (journalled). {budget: [row per seed]}"""
+        budget that chose it (journalled). ({budget: [readings per seed]}, {budget: [(the run's rows,
+        the never-taught model's rows) per seed]}: what the intervals resample)"""
         by_trial: dict[int, list[int]] = {}
         for i, trial in best.items():
             by_trial.setdefault(trial["number"], []).append(i)
-        runs = {i: [] for i in best}
+        runs, rows = {i: [] for i in best}, {i: [] for i in best}
         for number, budgets in by_trial.items():
             options = best[budgets[0]]["options"]
             for seed in range(1, self.settings.seeds + 1):
@@ -221,13 +228,16 @@ class Comparison:
                     found["seconds"] = time.perf_counter() - start
                     self.journal.add(found)
                 before, never = self.before(seed), self.never_taught_row(seed)
+                never_cell = self.never_taught_cell(seed)
                 for i in budgets:
+                    rows[i].append((cell_rows(found["budgets"][str(i)]), None if never_cell is None
+                                    else cell_rows(never_cell)))
                     row = readings(found["budgets"][str(i)])
                     runs[i].append({"seed": seed, **{k: before[k] for k in ("V_before", "V_worst_before")},
                                     **row, "topics_change": {t: row["topics"][t] - before["topics"][t]
                                                              for t in row["topics"]}} | residual_of(row, never))
                 bar.update(len(budgets))
-        return runs
+        return runs, rows
 
     def run(self) -> dict:
         import optuna
@@ -240,10 +250,11 @@ class Comparison:
         for method in s.methods:
             trials = self.search(method, bar)
             best = {i: best_trial(trials, i) for i in range(n)}
-            runs = self.finals(method, best, bar)
+            runs, rows = self.finals(method, best, bar)
             methods[method] = {"trials": trials, "budgets": [
                 {"budget": s.budgets[i], "collateral_budget": s.collateral[i], "best_trial": best[i]["number"],
-                 "best": best[i]["overrides"], "runs": runs[i], "summary": summarise(runs[i])} for i in range(n)]}
+                 "best": best[i]["overrides"], "runs": runs[i],
+                 "summary": summarise(runs[i]) | {"intervals": interval_summary(rows[i])}} for i in range(n)]}
         bar.close()
         self._fresh()
         chance = statistics.fmean(1 / len(item.choices) for item in self.evaluation.items)

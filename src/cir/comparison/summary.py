@@ -49,6 +49,31 @@ def before_readings(record: dict) -> dict:
             "topics": {name: score.accuracy for name, score in row.sets.items()}}
 
 
+def interval_summary(per_seed: list[tuple[dict[str, Row], dict[str, Row] | None]]) -> dict:
+    """A budget's 95% intervals over its seeds (cir.evaluation.intervals: V's questions resampled
+    within each seed, seeds as strata), in each score: V in the worst probe after unlearning,
+    after relearning and after 4-bit, and where there is a never-taught model the residual under
+    each attack. {} for runs journalled before cells held rows."""
+    from cir.evaluation import intervals
+
+    if not per_seed or any(not rows for rows, _ in per_seed):
+        return {}
+    stages = {"after unlearning": "V_worst_after_unlearning", "relearn": "V_worst_after_relearning",
+              "quantize": "V_worst_after_quantisation"}
+    out = {}
+    for score in intervals.SCORES:
+        block = {}
+        for row, name in stages.items():
+            if all(row in rows for rows, _ in per_seed):
+                block[name] = intervals.worst([rows[row] for rows, _ in per_seed], score).to_json()
+                if row != "after unlearning" and all(never and row in never for _, never in per_seed):
+                    block[f"residual_{name}"] = intervals.residual([rows[row] for rows, _ in per_seed],
+                                                                   [never[row] for _, never in per_seed],
+                                                                   score).to_json()
+        out[score] = block
+    return out
+
+
 def objectives(trial: dict, n: int) -> list[float]:
     """A trial's value at each budget: V in the worst held-out probe after relearning."""
     return [readings(trial["budgets"][str(i)])["V_worst_after_relearning"] for i in range(n)]

@@ -36,6 +36,11 @@ def budget_table(result: dict, index: int) -> str:
         (f"V after {bits}-bit", lambda s, cell: _cell(s["V_after_quantisation"])),
         ("V worst probe after relearning", lambda s, cell: _cell(s["V_worst_after_relearning"])),
     ]
+    if any(entry["budgets"][index]["summary"].get("intervals") for entry in result["methods"].values()):
+        # the runs' rows: V's worst probe after relearning in P(correct) with its interval over
+        # the questions of every seed (and the residual against the never-taught model beside the drop)
+        columns.append(("P(correct), worst probe after relearning [95%]",
+                        lambda s, cell: _interval_of(s, "probability", "V_worst_after_relearning")))
     if grid is not None:  # the runs also met a grid: V worst after its worst attack (per seed)
         columns.append((f"V worst probe after the worst attack of grid '{grid}'",
                         lambda s, cell: _cell(s["V_worst_after_worst_attack"])))
@@ -44,6 +49,9 @@ def budget_table(result: dict, index: int) -> str:
          lambda s, cell: _cell(s.get("drop_before_attack", (math.nan, math.nan)), sign=True)),
         ("drop (worst probe)", lambda s, cell: _cell(s["drop"], sign=True)),
     ]
+    if residual and any(entry["budgets"][index]["summary"].get("intervals") for entry in result["methods"].values()):
+        columns.append(("residual after relearning, P(correct) [95%]",
+                        lambda s, cell: _interval_of(s, "probability", "residual_V_worst_after_relearning", True)))
     if residual:  # beside the drop: what is left above the never-taught model under each attack
         columns += [("residual, worst probe after relearning",
                      lambda s, cell: _cell(s["residual_V_worst_after_relearning"], sign=True)),
@@ -65,6 +73,14 @@ def budget_table(result: dict, index: int) -> str:
         cell = entry["budgets"][index]
         rows.append([name] + [read(cell["summary"], cell) for _, read in columns[1:]])
     return markdown_table([header for header, _ in columns], rows)
+
+
+def _interval_of(summary: dict, score: str, name: str, sign: bool = False) -> str:
+    """A summary's interval as the tables show it: `0.44 [0.28, 0.61]`; "-" where the runs have none."""
+    from cir.evaluation.statistics import Interval
+
+    found = summary.get("intervals", {}).get(score, {}).get(name)
+    return "-" if found is None else Interval.from_json(found).format(3 if not sign else 2, sign)
 
 
 def _unlearned(cell: dict) -> str:
