@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import os
-import platform
 import re
 import shlex
 import sys
 from pathlib import Path
 
-import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
 def machine() -> str:
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads")
+    from cir.machine import describe
+
+    return describe()
 
 
 def write_section(name: str, body: str) -> None:

@@ -276,7 +276,7 @@ def test_demo_runs_the_four_rows(taught_dir, tmp_path, tiny_cache, capsys):
     rows = demo["rows"]
     attacked = {label: rows[label]["V_worst"]["accuracy"] for label in (relearning, "4-bit quantisation")}
     assert demo["headline"]["worst_attack"] == max(attacked, key=attacked.get)
-    assert f"the worst attack: {max(attacked, key=attacked.get)}" in printed
+    assert f"the worst attack: {max(attacked, key=attacked.get)}" in printed and "- measured on: " in printed
     assert set(rows["before"]["sets"]) >= {"capitals", "languages"} and rows["before"]["stage"] == "before"
     # each column's question count: V is half the topic (T/V), a kept topic its reported half
     assert demo["questions"]["V"] == len(load_mcq("capitals")) // 2

@@ -70,3 +70,15 @@ def test_gpt_neox_projections(tokenizer):
     assert list(mlp_projections(model, [1])) == ["gpt_neox.layers.1.mlp.dense_h_to_4h",
                                                  "gpt_neox.layers.1.mlp.dense_4h_to_h"]
     assert len(decoder_layers(model)) == 2
+
+
+def test_the_machine_is_named_with_its_vector_extensions():
+    """Tables name the CPU and the extensions that change a run's arithmetic (AVX2 against AVX-512)."""
+    from cir.machine import cpu_flags, describe
+
+    zen3 = "model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    zen4 = "model name\t: AMD EPYC 9B14\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+    assert cpu_flags(zen3) == ("AMD EPYC 7B13", {"fpu", "sse2", "avx", "avx2", "fma"})
+    assert describe(zen3).startswith("AMD EPYC 7B13 (avx2), ")
+    assert describe(zen4).startswith("AMD EPYC 9B14 (avx2, avx512f, avx512_bf16), ")
+    assert "torch thread" in describe(zen4)

@@ -22,6 +22,7 @@ from cir.attacks.grids import AttackConfig, ReferenceRows, grid, run_grid, worst
 from cir.attacks.record import record_attack
 from cir.data.general import fingerprint
 from cir.errors import InputError
+from cir.machine import describe as describe_machine
 from cir.outputs import stage
 from cir.tables import markdown_table
 from cir.evaluation import intervals
@@ -287,6 +288,7 @@ def audit(original, unlearned, tokenizer, forget, *, reference=None, kept: dict 
             inference.pop("scores", None)
     extra["headline"] = headline(rows, extra)
     extra["intervals"] = headline_intervals("F", rows, extra)
+    extra["machine"] = describe_machine()
     report = audit_json(rows, extra)
     if out is not None:
         write_audit(Path(out), report, rows, extra)
@@ -391,7 +393,8 @@ def audit_markdown(report: dict, rows: dict[str, Row], extra: dict) -> str:
     return "\n".join(["# Audit", "", *verdict_lines(report["verdict"]), "",
                       f"V: {questions['V']} of F's {questions['F']} questions, none of whose subjects the attacker's "
                       f"T ({questions['T']}) holds; every number with its 95% interval (a paired bootstrap over V's "
-                      "questions, the maximum over probes and attacks inside each replicate).", "",
+                      "questions, the maximum over probes and attacks inside each replicate). Measured on "
+                      f"{extra['machine']}.", "",
                       markdown_table(header, body), "", "![V per attack](attacks.png)", ""])
 
 

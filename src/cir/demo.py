@@ -27,6 +27,7 @@ from cir.benchmarks import Setting, check_benchmark, make_setting, topic_setting
 from cir.data import builtin_topics
 from cir.data.general import general_text_split
 from cir.errors import InputError
+from cir.machine import describe as describe_machine
 from cir.evaluation.membership import mia, privleak, privleak_intervals
 from cir.evaluation.statistics import Interval
 from cir.evaluation.protocol import PROTECTED, REPORTED, WATCHED, kept_for_attack, measure, watched_retain_sets
@@ -139,6 +140,7 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
                            "stop_reason": result.stop_reason}
     extra["headline"] = headline(rows, extra)
     extra["intervals"] = headline_intervals(settings.name, rows, extra)
+    extra["machine"] = describe_machine()
     table = demo_table(settings, rows, result, extra)
     write_demo(Path(out), settings, rows, table, extra)
     for row in attack_rows(rows).values():
@@ -205,7 +207,7 @@ def demo_table(settings: DemoSettings, rows: dict[str, Row], result: UnlearningR
         f"- held-out general-text loss after unlearning: x{result.kept['loss_ratio']:.4f} of the original",
         f"- unlearning: {result.seconds:.0f} s for {result.n_facts} facts "
         f"({result.seconds_per_fact:.2f} s per fact); stopped by: {result.stop_reason}",
-    ]
+    ] + ([f"- measured on: {extra['machine']}"] if "machine" in extra else [])
     floors = {score: found[score].get("noise floor at the worst attack") for score in ("probability", "accuracy")
               if score in found}
     for ref, title in {"never_taught": "never-taught model", "retain": "retain model"}.items():
