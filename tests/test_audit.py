@@ -14,6 +14,7 @@ from cir.attacks import GRIDS, Quantization, Relearning
 from cir.auditing import AuditSettings, audit
 from cir.cli import main
 from cir.data.synthetic import write_mcq
+from cir.errors import InputError
 
 
 @pytest.fixture
@@ -150,3 +151,56 @@ def test_the_bundled_model_unlearned_by_a_method_is_audited_end_to_end(method, t
     before, after = (report["rows"][k]["V"]["probability"] for k in ("before", "after unlearning"))
     assert (after != before) == (kept_epoch > 0)
     assert "| after unlearning |" in (out / "audit" / "report.md").read_text()
+
+
+def test_a_grid_that_trains_on_kept_facts_needs_a_kept_set_and_says_so_before_measuring(taught, people, texts,
+                                                                                       monkeypatch):
+    import cir.auditing
+
+    monkeypatch.setitem(GRIDS, "kept", (Relearning(data="kept", lr=1e-3, epochs=1),))
+    monkeypatch.setattr(cir.auditing, "measure", lambda *a, **k: pytest.fail("measured before refusing"))
+    model, tokenizer = taught
+    with pytest.raises(InputError, match="nothing to train on"):
+        audit(model, model, tokenizer, people[:24], texts=texts, settings=AuditSettings(attacks="kept"),
+              progress=False)
+
+
+def test_another_reference_is_another_audit_and_a_foreign_directory_is_refused(taught, llama, people, texts,
+                                                                               quick_grid, tmp_path, capsys):
+    from cir.auditing import AuditJournal
+
+    model, tokenizer = taught
+    common = dict(texts=texts, settings=AuditSettings(attacks=quick_grid), out=tmp_path / "audit", progress=False)
+    first = audit(model, model, tokenizer, people[:24], reference=llama, **common)
+    journal = (tmp_path / "audit" / AuditJournal.FILENAME).read_text().splitlines()[0]
+    other = copy.deepcopy(llama)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    second = audit(model, model, tokenizer, people[:24], reference=other, **common)
+    assert (tmp_path / "audit" / AuditJournal.FILENAME).read_text().splitlines()[0] != journal  # measured anew
+    assert first["reference"]["before"] != second["reference"]["before"]
+    foreign = tmp_path / "run"
+    foreign.mkdir()
+    (foreign / "report.md").write_text("a run's own report\n")
+    assert main(["audit", "--original", str(tmp_path), "--unlearned", str(tmp_path), "--forget", "capitals",
+                 "--out", str(foreign), "--quiet"]) == 2
+    assert "holds no audit to continue" in capsys.readouterr().err
+    assert (foreign / "report.md").read_text() == "a run's own report\n"
+
+
+def test_the_verdict_reads_never_learned_only_inside_the_margin(people):
+    from cir.auditing import NEVER_LEARNED_MARGIN, audit_verdict
+    from cir.evaluation.statistics import Interval
+
+    def block(residual):
+        intervals = {"probability": {"worst probe": {"before": [0.9, 0.8, 1.0], "after unlearning": [0.3, 0.2, 0.4]},
+                                     "residual vs retain at the worst attack": residual},
+                     "accuracy": {}, "kept sets' change": {}}
+        return audit_verdict({}, {"intervals": intervals, "headline": {"worst_attack": None},
+                                  "text": {"loss_ratio": [1.0, 1.0, 1.0]}})
+
+    assert block([0.0, -0.05, 0.05])["as never learned"] is True
+    wide = block([0.0, -0.25, 0.25])
+    assert wide["as never learned"] is None and "undecided at this size" in wide["reads"]
+    assert block([0.3, 0.2, 0.4])["as never learned"] is False
+    assert Interval(0, -NEVER_LEARNED_MARGIN, NEVER_LEARNED_MARGIN).half_width == pytest.approx(0.1)

@@ -281,3 +281,37 @@ def test_the_demo_reads_every_headline_with_its_interval_and_the_noise_floor():
     import re
 
     assert re.search(r"\| a \(worst\) \| 0\.0\d\d \[0\.0\d\d, 0\.0\d\d\] \|", table)  # each cell with its interval
+
+
+def test_a_model_broken_into_nan_is_not_counted_and_leaves_the_intervals_readable():
+    from cir.auditing import headline, headline_intervals, residuals
+
+    n = 20
+    chance = [1, 0, 0, 0] * 5
+    probs = [0.1 + i / 100 for i in range(n)]
+    rows = {"before": _row("before", [1] * n, [0.9] * n), "after unlearning": _row("after unlearning", chance, probs),
+            "a": _row("attack", chance, probs, "a"),
+            "b": Row("attack", V=Score(float("nan")), V_worst=Score(float("nan")), attack="b", label="b",
+                     broken="the attack broke the model: its weights are no longer finite")}
+    retain = {"before": _row("before", chance, probs), "a": _row("attack", chance, probs, "a"),
+              "b": _row("attack", chance, probs, "b")}
+    extra = {"retain": retain, "residual_retain": residuals({k: v for k, v in rows.items() if k != "b"}, retain)}
+    extra["residual_retain"]["b"] = {"V": float("nan"), "V worst": float("nan")}
+    extra["headline"] = headline(rows, extra)
+    assert extra["headline"]["worst_attack"] == "a" and extra["headline"]["retain"]["largest at"] == "a"
+    found = headline_intervals("taught", rows, extra)
+    assert "b" not in found["probability"]["worst probe"] and "a" in found["probability"]["worst probe"]
+    assert found["probability"]["residual vs retain at the worst attack"][0] == pytest.approx(0.0)
+    assert Row.from_json(rows["b"].to_json()).V.accuracy != Row.from_json(rows["b"].to_json()).V.accuracy  # NaN
+
+
+def test_without_kept_sets_an_attack_is_not_judged_by_v_alone(people):
+    """V may sit far below chance after unlearning (an anti-memory): alone it judges no model."""
+    from cir.attacks.grids import below_chance
+
+    held_out = people[:40]
+    row = _row("attack", [0] * 40, [0.01] * 40, "a", sets={"taught": [0] * 40})
+    assert below_chance(row, {}, held_out) is None
+    kept = people[40:80]
+    row = _row("attack", [0] * 40, [0.01] * 40, "a", sets={"taught": [0] * 40, "kept": [0] * 40})
+    assert "far below" in below_chance(row, {"kept": kept}, held_out)

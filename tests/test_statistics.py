@@ -187,3 +187,17 @@ def test_privleak_intervals_read_every_score_of_two_mia_results():
     assert all(interval.high < 0 for interval in intervals.values())
     with pytest.raises(ValueError, match="scores=True"):
         privleak_intervals({"auc": unlearned["auc"]}, retain)
+
+
+def test_seeds_given_by_key_are_paired_by_key_not_by_order():
+    import numpy as np
+
+    from cir.evaluation.statistics import residual_interval
+
+    rng = np.random.default_rng(0)
+    a = {1: rng.random((3, 20)), 2: rng.random((3, 20)) + 1.0}
+    b = {1: rng.random((3, 20)), 2: rng.random((3, 20)) + 1.0}
+    shuffled = {2: b[2], 1: b[1]}
+    assert residual_interval(a, b, n_resamples=200) == residual_interval(a, shuffled, n_resamples=200)
+    with pytest.raises(ValueError, match="same seeds"):
+        residual_interval(a, {1: b[1], 3: b[2]}, n_resamples=200)

@@ -23,7 +23,7 @@ from cir.attacks.record import record_attack
 from cir.data.general import fingerprint
 from cir.errors import InputError
 from cir.machine import describe as describe_machine
-from cir.outputs import stage
+from cir.outputs import stage, to_json
 from cir.tables import markdown_table
 from cir.evaluation import intervals
 from cir.evaluation.protocol import measure, residual
@@ -70,7 +70,8 @@ def headline(rows: dict[str, Row], extra: dict) -> dict:
     found = {"worst_attack": worst, "V worst": None if worst is None else rows[worst].V_worst.accuracy}
     for ref in ("never_taught", "retain"):
         if ref in extra and worst is not None:
-            residual = {name: r for name, r in extra[f"residual_{ref}"].items() if name in attacks}
+            residual = {name: r for name, r in extra[f"residual_{ref}"].items()
+                        if name in attacks and rows[name].broken is None}
             largest = max(residual, key=lambda name: residual[name]["V worst"])
             found[ref] = {"residual at the worst attack": residual[worst]["V worst"],
                           "largest residual": residual[largest]["V worst"], "largest at": largest}
@@ -85,24 +86,29 @@ def headline_intervals(name: str, rows: dict[str, Row], extra: dict) -> dict:
     unlearning; TOFU's forget quality (KS test of V's probabilities in cloze against the retain
     model's) after unlearning and after each attack. JSON: [estimate, low, high]."""
     refs = [ref for ref in ("never_taught", "retain") if ref in extra]
-    attacks = list(attack_rows(rows))
+    # the worst attack is chosen among the attacks that did not break the model, as worst_attack
+    # chooses it, again in every replicate (by P(correct) in that score's block, by accuracy in its own)
+    attacks = [name for name, row in attack_rows(rows).items() if row.broken is None
+               and all(readable(extra[ref].get(name)) for ref in refs)]
     against = {"after unlearning": "before"}
     found = {}
     for score in intervals.SCORES:
-        block = {"worst probe": {label: intervals.worst([row], score).to_json() for label, row in rows.items()}}
+        block = {"worst probe": {label: intervals.worst([row], score).to_json() for label, row in rows.items()
+                                 if readable(row)}}
         for ref in refs:
             block[f"{ref} worst probe"] = {label: intervals.worst([row], score).to_json()
-                                           for label, row in extra[ref].items()}
+                                           for label, row in extra[ref].items() if readable(row)}
             block[f"residual vs {ref}"] = {label: intervals.residual([row], [extra[ref][against.get(label, label)]],
                                                                      score).to_json()
-                                           for label, row in rows.items() if against.get(label, label) in extra[ref]}
+                                           for label, row in rows.items()
+                                           if readable(row) and readable(extra[ref].get(against.get(label, label)))}
             if attacks:
                 block[f"residual vs {ref} at the worst attack"] = intervals.worst_attack_residual(
                     [[rows[a] for a in attacks]], [[extra[ref][a] for a in attacks]], score).to_json()
         if len(refs) == 2:
             block["noise floor"] = {label: intervals.residual([extra["retain"][label]], [extra["never_taught"][label]],
                                                               score).to_json()
-                                    for label in ["before"] + attacks}
+                                    for label in ["before"] + attacks if label in extra["retain"]}
             if attacks:
                 block["noise floor at the worst attack"] = intervals.noise_floor(
                     [[extra["retain"][a] for a in attacks]], [[extra["never_taught"][a] for a in attacks]],
@@ -115,8 +121,15 @@ def headline_intervals(name: str, rows: dict[str, Row], extra: dict) -> dict:
         found["forget quality"] = {label: forget_quality(intervals.values(row.V, "probability"),
                                                          intervals.values(extra["retain"][against.get(label, label)].V,
                                                                           "probability"))
-                                   for label, row in rows.items() if label != "before"}
+                                   for label, row in rows.items()
+                                   if label != "before" and readable(row)
+                                   and readable(extra["retain"].get(against.get(label, label)))}
     return found
+
+
+def readable(row: Row | None) -> bool:
+    """Whether a row keeps each question's reading (a model an attack broke into NaN keeps none)."""
+    return row is not None and bool(row.V.correct)
 
 
 def interval_cell(data: list | None, sign: bool = False) -> str:
@@ -182,10 +195,10 @@ class AuditJournal:
                     break
             if lines and lines[0].get("audit") == self.key:
                 self.rows = {line["name"]: line["row"] for line in lines[1:]}
-                self.path.write_text("".join(json.dumps(line) + "\n" for line in lines))  # without a cut line
+                self.path.write_text("".join(to_json(line) + "\n" for line in lines))  # without a cut line
         if not self.rows:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps({"audit": self.key}) + "\n")
+            self.path.write_text(to_json({"audit": self.key}) + "\n")
         self.model = "unlearned"
 
     def for_model(self, name: str) -> AuditJournal:
@@ -202,7 +215,7 @@ class AuditJournal:
     def put(self, attack, row: Row) -> None:
         self.rows[self._name(attack)] = row.to_json()
         with self.path.open("a") as journal:
-            journal.write(json.dumps({"name": self._name(attack), "row": row.to_json()}) + "\n")
+            journal.write(to_json({"name": self._name(attack), "row": row.to_json()}) + "\n")
 
     def measured(self, name: str, make) -> Row:
         """A stage's row (not an attack's): from the journal, or made and journalled."""
@@ -243,12 +256,23 @@ def audit(original, unlearned, tokenizer, forget, *, reference=None, kept: dict 
     general = list(texts) if texts else None
     if general is None:
         general = [t for half in general_text_split(original, tokenizer) for t in half]
+    attacks = grid(settings.attacks)
+    data = attack_texts(train, kept_for_attack(kept), general, settings.seed)
+    empty = [attack.label for attack in attacks if getattr(attack, "data", None) is not None
+             and not data.get(attack.data)]
+    if empty:
+        raise InputError(f"the grid '{settings.attacks}' holds {', '.join(empty)}, which has nothing to train on "
+                         "here (relearning on kept facts needs a kept set: give one, or another grid)")
     journal = None
     if out is not None:
-        what = {"forget": [item.question for item in forget], "kept": {k: len(v) for k, v in kept.items()},
-                "settings": asdict(settings), "models": [fingerprint(m) for m in (original, unlearned)]}
+        what = {"forget": [item.question for item in forget],
+                "kept": {name: [item.question for item in items] for name, items in kept.items()},
+                "texts": hashlib.sha256("\n".join(general).encode()).hexdigest(),
+                "nonmembers": hashlib.sha256("\n".join(nonmembers or []).encode()).hexdigest(),
+                "settings": asdict(settings),
+                "models": [fingerprint(m) for m in (original, unlearned)]
+                + ([fingerprint(reference)] if reference is not None else [])}
         journal = AuditJournal(Path(out), what)
-    attacks = grid(settings.attacks)
     stage(f"measuring the original and the unlearned model ({len(forget)} facts: V holds {len(held_out)}, "
           f"{len(kept)} kept sets, every probe)", progress)
 
@@ -258,7 +282,6 @@ def audit(original, unlearned, tokenizer, forget, *, reference=None, kept: dict 
 
     rows = {"before": measured("original", original, "before"),
             "after unlearning": measured("unlearned", unlearned, "after unlearning")}
-    data = attack_texts(train, kept_for_attack(kept), general, settings.seed)
     stage(f"attacking the unlearned model: {len(attacks)} attacks (grid '{settings.attacks}'), each on its own copy",
           progress)
     rows |= attacked(unlearned, tokenizer, topics, data, held_out, attacks, settings.seed, progress,
@@ -295,6 +318,12 @@ def audit(original, unlearned, tokenizer, forget, *, reference=None, kept: dict 
     return report
 
 
+# the audit reads "as never learned" only where the residual's whole interval lies this close to
+# the reference in P(correct) (the target the project set itself); an interval that merely holds 0
+# is undecided at this size
+NEVER_LEARNED_MARGIN = 0.10
+
+
 def _share(after: float, before: float) -> float | None:
     return after / before if before > 0 else None
 
@@ -316,10 +345,12 @@ def audit_verdict(rows: dict[str, Row], extra: dict) -> dict:
     if "residual vs retain at the worst attack" in prob:
         residual = Interval.from_json(prob["residual vs retain at the worst attack"])
         block["residual vs the reference"] = residual.to_json()
-        block["reads"] = verdict(residual)
-        block["as never learned"] = residual.low <= 0 <= residual.high
-        block["reads"] = ("the facts read as never learned at this size (the interval holds 0)"
-                          if block["as never learned"] else "the facts do not read as never learned: " + block["reads"])
+        inside = -NEVER_LEARNED_MARGIN <= residual.low and residual.high <= NEVER_LEARNED_MARGIN
+        block["as never learned"] = True if inside else None if residual.low <= 0 <= residual.high else False
+        block["reads"] = (f"the facts read as never learned: the whole interval lies within "
+                          f"±{NEVER_LEARNED_MARGIN:g} of the reference" if inside
+                          else verdict(residual) if block["as never learned"] is None
+                          else "the facts do not read as never learned: " + verdict(residual))
     else:
         change = intervals.residual([rows[worst] if worst else rows["after unlearning"]], [rows["before"]])
         block["change from the original"] = change.to_json()

@@ -116,7 +116,7 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
     extra["mia"]["after unlearning"] = membership(setting, model)
     attacks = settings.grid()
     # the attacker's texts: T, general text, and kept facts (the first kept set's watched quarter)
-    data = attack_texts(train, kept_for_attack({name: items[WATCHED] for name, items in setting.topics.items()}),
+    data = attack_texts(train, kept_for_attack(watched_retain_sets(setting.forget, setting.topics, WATCHED)),
                         general, settings.seed)
     stage(f"attacking it: {len(attacks)} attacks (grid '{settings.attacks}'), each on its own copy", show)
     rows |= attacked(model, tokenizer, topics, data, held_out, attacks, settings.seed, show)
@@ -201,7 +201,7 @@ def demo_table(settings: DemoSettings, rows: dict[str, Row], result: UnlearningR
                      f"{changes[worst_set].format(3, sign=True)} in accuracy ({lost} of {n} questions lost)"
                      + "".join(f"; {t} {changes[t].format(3, sign=True)}" for t in others if t != worst_set))
     else:
-        drop = min(after.accuracy(t) - before.accuracy(t) for t in others)
+        drop = min((after.accuracy(t) - before.accuracy(t) for t in others), default=0.0)
         lines.append(f"- largest drop on another set after unlearning: {drop:+.3f}")
     lines += [
         f"- held-out general-text loss after unlearning: x{result.kept['loss_ratio']:.4f} of the original",

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 from cir.data.mcq import MCQ
-from cir.errors import InputError
+from cir.errors import InputError, OptionTypeError
 from cir.registry import registrar
 
 ATTACKS: dict[str, type[Attack]] = {}
@@ -84,7 +84,7 @@ def make_attack(kind: str, **options) -> Attack:
     cls = ATTACKS[kind]
     unknown = set(options) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
-        raise InputError(f"the attack '{kind}' has no option {', '.join(sorted(unknown))} "
+        raise OptionTypeError(f"the attack '{kind}' has no option {', '.join(sorted(unknown))} "
                          f"(its options: {', '.join(f.name for f in dataclasses.fields(cls)) or 'none'})")
     return cls(**options)
 

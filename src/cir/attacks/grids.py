@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -156,29 +155,19 @@ def below_chance(row: Row, topics: dict[str, list[MCQ]], held_out: list[MCQ]) ->
     """Why `row`'s model is broken, judged by the questions the attack did not train on (V in
     the cloze probe as the attack left it, and the kept sets of `topics`), in words; None where
     they are not far below chance."""
-    groups = [(row.probes.get("cloze", row.V), held_out)] + [(row.sets[name], items) for name, items in topics.items()
-                                                             if name in row.sets]
+    kept = [(row.sets[name], items) for name, items in topics.items() if name in row.sets]
+    if not kept:  # V alone may sit below chance where the unlearning left an anti-memory: no judge of the model
+        return None
+    groups = [(row.probes.get("cloze", row.V), held_out)] + kept
     n = sum(len(items) for _, items in groups)
     correct = sum(round(score.accuracy * len(items)) for score, items in groups)
     chance = sum(1 / len(item.choices) for _, items in groups for item in items)
-    if not n or correct > chance / 2 or _binomial_lower_tail(correct, n, chance / n) >= BELOW_CHANCE_ODDS:
+    from scipy.stats import binom
+
+    if not n or correct > chance / 2 or binom.cdf(correct, n, chance / n) >= BELOW_CHANCE_ODDS:
         return None
     return (f"it answers {correct} of the {n} questions it did not train on (V and the kept sets), "
             f"far below the {chance:.1f} that chance would")
-
-
-def _binomial_lower_tail(k: int, n: int, p: float) -> float:
-    """P(X <= k) for X ~ Binomial(n, p), summed in logs (no overflow at thousands of questions)."""
-    if p <= 0:
-        return 1.0
-    if p >= 1:
-        return float(k >= n)
-
-    def log_pmf(i: int) -> float:
-        return (math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
-                + i * math.log(p) + (n - i) * math.log1p(-p))
-
-    return min(1.0, sum(math.exp(log_pmf(i)) for i in range(k + 1)))
 
 
 def run_grid(model, tokenizer, attacks: tuple[Attack, ...], data: dict[str, list], held_out: list[MCQ], *,
@@ -193,7 +182,7 @@ def run_grid(model, tokenizer, attacks: tuple[Attack, ...], data: dict[str, list
         row = cache.get(attack) if cache is not None else None
         if row is None:
             row = run_attack(model, tokenizer, attack, data, held_out, topics, seed)
-            if cache is not None:
+            if cache is not None and row.broken is None:  # a broken attack is run again, not kept
                 cache.put(attack, row)
         rows[attack.label] = row
     return rows

@@ -19,7 +19,7 @@ from cir.architecture import decoder_layers, is_transposed
 from cir.evaluation.probes import probe_mcq
 from cir.attacks.base import Attack, AttackInputs, AttackOutcome, register_attack
 from cir.data import given
-from cir.errors import InputError
+from cir.errors import InputError, OptionError
 
 
 def quantize_tensor(weight: torch.Tensor, bits: int, group_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,7 +107,7 @@ class Quantization(Attack):
 
     def __post_init__(self):
         if self.bits not in (4, 8):
-            raise InputError(f"quantisation bits must be 4 or 8, got {self.bits}")
+            raise OptionError(f"quantisation bits must be 4 or 8, got {self.bits}")
 
     @property
     def label(self) -> str:

@@ -15,7 +15,7 @@ from cir.architecture import decoder_layers, is_transposed, mlp_projections
 from cir.attacks.base import Attack, AttackInputs, AttackOutcome, register_attack
 from cir.data import given
 from cir.data.mcq import MCQ
-from cir.errors import InputError
+from cir.errors import InputError, OptionError
 from cir.evaluation.probes import probe_mcq
 from cir.evaluation.splits import check_apart
 from cir.training.finetune import check_schedule, finetune
@@ -107,7 +107,7 @@ class Relearning(Attack):
 
     def __post_init__(self):
         if self.data not in RELEARN_DATA or self.params not in PARAMS:
-            raise InputError(f"unknown relearning data '{self.data}' or parameters '{self.params}' "
+            raise OptionError(f"unknown relearning data '{self.data}' or parameters '{self.params}' "
                              f"(data: {', '.join(RELEARN_DATA)}; parameters: {', '.join(PARAMS)})")
         check_schedule(self.epochs, self.lr)
 

@@ -50,8 +50,11 @@ def _add_registered(sub) -> None:
         for field in dataclasses.fields(cls):
             if field.name == "seed":  # the common --seed sets it
                 continue
-            parser.add_argument(f"--{field.name.replace('_', '-')}", dest=f"option_{field.name}", default=field.default,
-                                help=f"the attack's {field.name} (default: {field.default})")
+            default = (field.default if field.default is not dataclasses.MISSING
+                       else field.default_factory() if field.default_factory is not dataclasses.MISSING else None)
+            parser.add_argument(f"--{field.name.replace('_', '-')}", dest=f"option_{field.name}", default=default,
+                                required=default is None, help=f"the attack's {field.name}"
+                                + ("" if default is None else f" (default: {default})"))
         add_options(parser, "seed", "json", seed={"default": 0})
 
 

@@ -33,11 +33,13 @@ def run(args) -> None:
     from transformers.utils import logging as hf_logging
 
     from cir import distributed
-    from cir.auditing import AuditSettings, audit, check_same_kind, verdict_lines
+    from pathlib import Path
+
+    from cir.auditing import AuditJournal, AuditSettings, audit, check_same_kind, verdict_lines
     from cir.data import load_mcq, load_texts
     from cir.evaluation.membership import load_sentences
     from cir.models import load_model
-    from cir.outputs import check_writable, to_json
+    from cir.outputs import check_writable, claim_output, to_json
 
     if distributed.launched():
         raise InputError("cir audit runs in one process")
@@ -46,7 +48,11 @@ def run(args) -> None:
     kept = {spec: load_mcq(spec) for spec in args.kept}
     texts = load_texts(args.text) if args.text else None
     nonmembers = load_sentences(args.nonmembers) if args.nonmembers else None
-    check_writable(args.out)
+    out = Path(args.out)
+    if out.is_dir() and any(out.iterdir()) and not (out / AuditJournal.FILENAME).is_file():
+        raise InputError("is not empty and holds no audit to continue (give another --out)", path=str(out))
+    check_writable(out)
+    claim_output(out)
     dtype = getattr(torch, args.dtype)
     hf_logging.disable_progress_bar()  # the audit's own bars say what is happening
 

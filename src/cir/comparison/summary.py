@@ -35,8 +35,9 @@ def readings(cell: dict) -> dict:
     out |= {key: cell[key] for key in CELL_FIELDS if key in cell}
     if cell.get("grid") is not None:
         grid = {label: rows[label].V_worst.accuracy for label in cell["grid_attacks"]}
-        out |= {"grid": cell["grid"], "grid_V_worst": grid, "worst_attack": cell["worst_attack"],
-                "V_worst_after_worst_attack": grid[cell["worst_attack"]]}
+        worst = cell["worst_attack"]  # None where every attack broke the model
+        out |= {"grid": cell["grid"], "grid_V_worst": grid, "worst_attack": worst,
+                "V_worst_after_worst_attack": float("nan") if worst is None else grid[worst]}
     return out
 
 

@@ -55,8 +55,10 @@ class Score:
     def from_json(cls, data: dict | float) -> Score:
         if isinstance(data, (int, float)):  # a record written before scores had fields: its accuracy
             return cls(float(data))
+        nan = float("nan")  # JSON writes NaN as null: nothing could be read of the model
         interval = {name: tuple(bounds) for name, bounds in data.get("interval", {}).items()}
-        return cls(data["accuracy"], data.get("probability"), data.get("n", 0), list(data.get("correct", [])),
+        return cls(nan if data["accuracy"] is None else data["accuracy"], data.get("probability"), data.get("n", 0),
+                   list(data.get("correct", [])),
                    list(data.get("probs", [])), interval, data.get("answer_probability"),
                    list(data.get("answer_probs", [])))
 

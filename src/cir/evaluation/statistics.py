@@ -93,7 +93,10 @@ def _strata(models: Sequence) -> list[list[np.ndarray]]:
     """Per seed, each model's readings as (attacks, probes, questions), the same questions for all."""
     if any(isinstance(m, np.ndarray) for m in models):  # one seed's (probes, questions) would read as seeds
         raise TypeError("readings go by seed: pass a list of arrays (one per seed) or a dict keyed by seed")
-    by_model = [list(m.values()) if isinstance(m, Mapping) else list(m) for m in models]
+    keyed = [m for m in models if isinstance(m, Mapping)]
+    if keyed and (len(keyed) < len(models) or any(set(m) != set(keyed[0]) for m in keyed)):
+        raise ValueError("readings keyed by seed must all be keyed by the same seeds")
+    by_model = [[m[key] for key in sorted(m)] if isinstance(m, Mapping) else list(m) for m in models]
     n_seeds = len(by_model[0])
     if n_seeds == 0 or any(len(m) != n_seeds for m in by_model):
         raise ValueError(f"every model needs readings for the same seeds (at least one), got "

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from cir import distributed
 from cir.architecture import mlp_projections, decoder_layers
-from cir.errors import DivergedError, InputError, OptionError
+from cir.errors import DivergedError, OptionError
 from cir.evaluation.scoring import encode_texts, pad
 from cir.models import master_copies, non_finite_count
 
@@ -133,9 +133,9 @@ def check_schedule(epochs: int, lr: float, names: tuple[str, str] = ("epochs", "
     """Refuse, before anything is loaded or trained, a number of epochs below 1 or a learning
     rate that is not a finite number > 0; `names`: how the caller spells the two (--epochs)."""
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise InputError(f"{names[0]} must be an integer >= 1, got {epochs!r}")
+        raise OptionError(f"{names[0]} must be an integer >= 1, got {epochs!r}")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise InputError(f"{names[1]} must be a finite number > 0, got {lr!r}")
+        raise OptionError(f"{names[1]} must be a finite number > 0, got {lr!r}")
 
 
 def _check_finite(loss: float, params: list[torch.nn.Parameter], epoch: int, lr: float) -> None:
