@@ -204,3 +204,14 @@ def test_the_verdict_reads_never_learned_only_inside_the_margin(people):
     assert wide["as never learned"] is None and "undecided at this size" in wide["reads"]
     assert block([0.3, 0.2, 0.4])["as never learned"] is False
     assert Interval(0, -NEVER_LEARNED_MARGIN, NEVER_LEARNED_MARGIN).half_width == pytest.approx(0.1)
+
+
+def test_each_texts_loss_is_the_same_read_in_batches_or_one_by_one(taught, texts):
+    """The text-loss ratio's interval resamples per-text losses: batching them changes nothing."""
+    from cir.evaluation.scoring import text_loss, text_losses
+
+    model, tokenizer = taught
+    batched, single = text_losses(model, tokenizer, texts), text_losses(model, tokenizer, texts, batch_size=1)
+    assert batched == pytest.approx(single, rel=1e-4)
+    tokens = sum(len(tokenizer(t)["input_ids"]) - 1 for t in texts)
+    assert sum(batched) / tokens == pytest.approx(text_loss(model, tokenizer, texts), rel=1e-4)

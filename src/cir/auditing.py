@@ -50,12 +50,16 @@ def reference_rows(model, tokenizer, topics: dict, data: dict, held_out: list, a
     return rows
 
 
+def against(name: str) -> str:
+    """The reference's row that a row of the unlearned model meets: the same attack's, and for the
+    unlearned model unattacked, the reference unattacked."""
+    return "before" if name == "after unlearning" else name
+
+
 def residuals(rows: dict[str, Row], reference: dict[str, Row]) -> dict[str, dict]:
     """Per row, V and V worst minus the reference model's under the same attack (0: as the
     reference); the unlearned model is held against the reference unattacked."""
-    against = {"after unlearning": "before"}  # otherwise a row meets the reference's row of its name
-    paired = {name: against.get(name, name) for name in rows}
-    return {name: residual(rows[name], reference[ref]) for name, ref in paired.items() if ref in reference}
+    return {name: residual(row, reference[against(name)]) for name, row in rows.items() if against(name) in reference}
 
 
 def attack_rows(rows: dict[str, Row]) -> dict[str, Row]:
@@ -90,7 +94,6 @@ def headline_intervals(name: str, rows: dict[str, Row], extra: dict) -> dict:
     # chooses it, again in every replicate (by P(correct) in that score's block, by accuracy in its own)
     attacks = [name for name, row in attack_rows(rows).items() if row.broken is None
                and all(readable(extra[ref].get(name)) for ref in refs)]
-    against = {"after unlearning": "before"}
     found = {}
     for score in intervals.SCORES:
         block = {"worst probe": {label: intervals.worst([row], score).to_json() for label, row in rows.items()
@@ -98,10 +101,10 @@ def headline_intervals(name: str, rows: dict[str, Row], extra: dict) -> dict:
         for ref in refs:
             block[f"{ref} worst probe"] = {label: intervals.worst([row], score).to_json()
                                            for label, row in extra[ref].items() if readable(row)}
-            block[f"residual vs {ref}"] = {label: intervals.residual([row], [extra[ref][against.get(label, label)]],
+            block[f"residual vs {ref}"] = {label: intervals.residual([row], [extra[ref][against(label)]],
                                                                      score).to_json()
                                            for label, row in rows.items()
-                                           if readable(row) and readable(extra[ref].get(against.get(label, label)))}
+                                           if readable(row) and readable(extra[ref].get(against(label)))}
             if attacks:
                 block[f"residual vs {ref} at the worst attack"] = intervals.worst_attack_residual(
                     [[rows[a] for a in attacks]], [[extra[ref][a] for a in attacks]], score).to_json()
@@ -119,21 +122,17 @@ def headline_intervals(name: str, rows: dict[str, Row], extra: dict) -> dict:
                                   for fact_set in before.sets if fact_set != name}
     if "retain" in extra:
         found["forget quality"] = {label: forget_quality(intervals.values(row.V, "probability"),
-                                                         intervals.values(extra["retain"][against.get(label, label)].V,
+                                                         intervals.values(extra["retain"][against(label)].V,
                                                                           "probability"))
                                    for label, row in rows.items()
                                    if label != "before" and readable(row)
-                                   and readable(extra["retain"].get(against.get(label, label)))}
+                                   and readable(extra["retain"].get(against(label)))}
     return found
 
 
 def readable(row: Row | None) -> bool:
     """Whether a row keeps each question's reading (a model an attack broke into NaN keeps none)."""
     return row is not None and bool(row.V.correct)
-
-
-def interval_cell(data: list | None, sign: bool = False) -> str:
-    return "-" if data is None else Interval.from_json(data).format(3 if not sign else 2, sign)
 
 
 def verdict(residual: Interval, floor: Interval | None = None) -> str:
@@ -414,11 +413,11 @@ def audit_markdown(report: dict, rows: dict[str, Row], extra: dict) -> str:
     for name, row in rows.items():
         line = [name + (" (worst)" if name == extra["headline"]["worst_attack"] else "") + (
             f" (broken: {row.broken})" if row.broken else ""),
-            interval_cell(prob["worst probe"][name]), interval_cell(acc["worst probe"][name])]
+            Interval.cell(prob["worst probe"][name]), Interval.cell(acc["worst probe"][name])]
         if has_ref:
             ref_name = "before" if name == "after unlearning" else name
-            line += [interval_cell(prob["retain worst probe"].get(ref_name)),
-                     interval_cell(prob["residual vs retain"].get(name), sign=True)]
+            line += [Interval.cell(prob["retain worst probe"].get(ref_name)),
+                     Interval.cell(prob["residual vs retain"].get(name), sign=True)]
         body.append(line + [f"{score.accuracy:.3f}" for set_name, score in row.sets.items() if set_name != "F"])
     questions = extra["questions"]
     return "\n".join(["# Audit", "", *verdict_lines(report["verdict"]), "",

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cir.api import unlearn_to_dir
-from cir.auditing import (attack_rows, attacked, headline, headline_intervals, interval_cell, reference_rows, residuals,
-                       verdict)
+from cir.auditing import (attack_rows, attacked, headline, headline_intervals, reference_rows, residuals, verdict)
 from cir.attacks.grids import GRIDS, AttackConfig, attack_texts, grid
 from cir.attacks.record import record_attack
 from cir.benchmarks import Setting, check_benchmark, make_setting, topic_setting
@@ -165,8 +164,8 @@ def demo_table(settings: DemoSettings, rows: dict[str, Row], result: UnlearningR
 
     def line(label: str, row: Row, key: str = "worst probe", stage: str | None = None) -> list[str]:
         stage = stage or label
-        return ([label, f"{row.V.accuracy:.3f}", interval_cell(prob.get(key, {}).get(stage)),
-                 interval_cell(acc.get(key, {}).get(stage)), f"{row.accuracy(name):.3f}"]
+        return ([label, f"{row.V.accuracy:.3f}", Interval.cell(prob.get(key, {}).get(stage)),
+                 Interval.cell(acc.get(key, {}).get(stage)), f"{row.accuracy(name):.3f}"]
                 + [f"{row.accuracy(t):.3f}" for t in others])
 
     table = [line(label if label != worst else "after the worst attack", rows[label], stage=label) for label in shown]
@@ -255,7 +254,7 @@ def demo_table(settings: DemoSettings, rows: dict[str, Row], result: UnlearningR
         body = []
         for label in grid_rows:
             def cell(block: dict, key: str, sign: bool = False) -> str:
-                return interval_cell(block.get(key, {}).get(label), sign)
+                return Interval.cell(block.get(key, {}).get(label), sign)
 
             mark = " (worst)" if label == worst else f" (not counted: {rows[label].broken})" if rows[label].broken else ""
             body.append([label + mark, cell(prob, "worst probe")]

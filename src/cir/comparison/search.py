@@ -227,8 +227,8 @@ class Comparison:
                     found |= self.trajectory(method, options, seed, budgets, quantize=True)
                     found["seconds"] = time.perf_counter() - start
                     self.journal.add(found)
-                before, never = self.before(seed), self.never_taught_row(seed)
-                never_cell = self.never_taught_cell(seed)
+                before, never_cell = self.before(seed), self.never_taught_cell(seed)
+                never = None if never_cell is None else readings(never_cell)
                 for i in budgets:
                     rows[i].append((cell_rows(found["budgets"][str(i)]), None if never_cell is None
                                     else cell_rows(never_cell)))

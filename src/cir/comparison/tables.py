@@ -79,8 +79,7 @@ def _interval_of(summary: dict, score: str, name: str, sign: bool = False) -> st
     """A summary's interval as the tables show it: `0.44 [0.28, 0.61]`; "-" where the runs have none."""
     from cir.evaluation.statistics import Interval
 
-    found = summary.get("intervals", {}).get(score, {}).get(name)
-    return "-" if found is None else Interval.from_json(found).format(3 if not sign else 2, sign)
+    return Interval.cell(summary.get("intervals", {}).get(score, {}).get(name), sign)
 
 
 def _unlearned(cell: dict) -> str:

@@ -254,15 +254,16 @@ def text_loss(model, tokenizer, texts: list[str], max_length: int = 128, batch_s
 
 
 @torch.no_grad()
-def text_losses(model, tokenizer, texts: list[str], max_length: int = 128) -> list[float]:
-    """Each text's summed next-token cross-entropy (over its own tokens, one text at a time): the
-    per-text values an interval of the text-loss ratio resamples."""
+def text_losses(model, tokenizer, texts: list[str], max_length: int = 128, batch_size: int = 16) -> list[float]:
+    """Each text's summed next-token cross-entropy over its own tokens (the texts in the order
+    text_loss reads them, the same for any model): the per-text values an interval of the
+    text-loss ratio resamples."""
     device = next(model.parameters()).device
     losses = []
-    for ids, mask in _text_batches(tokenizer, texts, max_length, 1, device):
-        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
-        valid = mask[:, 1:].bool()
-        losses.append(float(F.cross_entropy(logits[valid], ids[:, 1:][valid], reduction="sum")))
+    for ids, mask in _text_batches(tokenizer, texts, max_length, batch_size, device):
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()  # (B, T-1, V)
+        per_token = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")  # (B, T-1)
+        losses += (per_token * mask[:, 1:]).sum(1).tolist()
     return losses
 
 

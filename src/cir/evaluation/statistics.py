@@ -75,6 +75,11 @@ class Interval:
         estimate, low, high = data
         return cls(float(estimate), float(low), float(high))
 
+    @classmethod
+    def cell(cls, data: Sequence[float] | None, sign: bool = False) -> str:
+        """A JSON interval as a table cell: 3 digits, a signed one (a residual, a change) 2; "-" for none."""
+        return "-" if data is None else cls.from_json(data).format(2 if sign else 3, sign)
+
 
 # ---------------------------------------------------------------- the stratified paired bootstrap
 def _as_grid(values, seed_index: int) -> np.ndarray:
