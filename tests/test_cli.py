@@ -292,6 +292,11 @@ def test_demo_runs_the_four_rows(taught_dir, tmp_path, tiny_cache, capsys):
     assert rows["before"]["sets"]["languages"]["accuracy"] == evaluate_cloze(model, tokenizer, languages[REPORTED]).accuracy
     assert len(json.loads((out / "attacks.json").read_text())["relearn:T:mlp:3e-05:6"]["per_epoch"]) == 6
     assert (out / "report.md").is_file() and (out / "demo.md").is_file()
+    # the demo is an audit of what it unlearned: the audit's report holds the demo's rows, verdict first
+    audit = json.loads((out / "audit" / "report.json").read_text())
+    assert audit["rows"] == rows and list(audit)[0] == "verdict"
+    assert audit["verdict"]["worst attack"] == demo["headline"]["worst_attack"]
+    assert (out / "audit" / "report.md").read_text().startswith("# Audit")
 
 
 def test_eval_loads_the_base_on_the_models_device_and_dtype(taught_dir, forget_file, tmp_path, capsys, monkeypatch):
@@ -335,10 +340,11 @@ def test_demo_takes_a_benchmark(taught_dir, tmp_path, tiny_cache, capsys, monkey
     printed = captured.out
     # each step without a progress bar of its own is named on one line as it begins
     said = [line.split(" ")[1] for line in captured.err.splitlines() if line.startswith("cir: ")]
-    # the general text is sampled (into this test's empty cache) as unlearning begins, which names
-    # its own steps (reading the original, epoch 0's statistics, the kept weights, writing); `subjects`
-    # has no never-taught model to attack
-    assert said == ["measuring", "sampling", "reading", "epoch", "measuring", "writing", "measuring", "attacking"]
+    # the general text is sampled (into this test's empty cache) first; unlearning names its own
+    # steps (reading the original, epoch 0's statistics, the kept weights, writing); then the audit
+    # (the original and the unlearned model measured, attacked, the general text read); `subjects`
+    # has no reference model to attack and no non-members
+    assert said == ["sampling", "reading", "epoch", "measuring", "writing", "measuring", "attacking", "the"]
     assert "| subjects V |" in printed and "| after the worst attack |" in printed
     demo = json.loads((out / "demo.json").read_text())
     assert demo["benchmark"] == "subjects" and len(demo["notes"]["countries"]) == 12
@@ -364,7 +370,12 @@ def test_demo_runs_the_taught_benchmark_unless_told_otherwise(taught_dir, tmp_pa
 
     def spy(model, tokenizer, out, settings, **kwargs):
         asked.append((settings.benchmark, settings.name, kwargs["config"]))
-        return "| table |", {}, {}
+        reading = [0.5, 0.4, 0.6]
+        verdict = {"worst attack": None, "V worst before": reading, "V worst after the worst attack": reading,
+                   "share of the original's": 1.0, "change from the original": [0.0, -0.1, 0.1],
+                   "reads": "nothing forgotten at this size", "text loss ratio": [1.0, 1.0, 1.0],
+                   "broken attacks": {}}
+        return "| table |", {"_extra": {"verdict": verdict}}, {}
 
     monkeypatch.setattr(cir.demo, "run_demo", spy)
     common = ["--model", str(taught_dir), "--quiet"]

@@ -418,6 +418,7 @@ def test_the_grid_reads_the_suites_4_bit_row_instead_of_quantising_again(taught,
 def test_the_kept_facts_attack_trains_on_the_same_part_in_the_demo_and_the_comparison(taught, people, tmp_path,
                                                                                      monkeypatch):
     """Both give the attacker the first kept set's watched quarter, never the reported half."""
+    import cir.attacks.grids
     import cir.comparison.search
     import cir.demo
     from cir.benchmarks import Setting
@@ -445,7 +446,7 @@ def test_the_kept_facts_attack_trains_on_the_same_part_in_the_demo_and_the_compa
     with pytest.raises(StopIteration):
         comparison.grid_rows(model, 1)
     setting = Setting("toy", model, tokenizer, forget, topics, general=general)
-    monkeypatch.setattr(cir.demo, "attack_texts", capture)
+    monkeypatch.setattr(cir.attacks.grids, "attack_texts", capture)  # as the demo's audit reads it
     monkeypatch.setattr(cir.demo, "unlearn_to_dir", lambda *args, **kwargs: None)
     monkeypatch.setattr(cir.demo.DemoSettings, "setting", lambda self, model, tokenizer, progress=True: setting)
     with pytest.raises(StopIteration):

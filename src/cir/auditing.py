@@ -236,6 +236,28 @@ def audit(original, unlearned, tokenizer, forget, *, reference=None, kept: dict 
     Every attack of the grid meets B and R on their own copies. With `out`, each row is
     journalled there as it is made and report.md, report.json and attacks.png are written.
     Returns the report (audit_json)."""
+    rows, extra = audit_rows(original, unlearned, tokenizer, forget,
+                             references={"retain": reference} if reference is not None else None, kept=kept,
+                             texts=texts, nonmembers=nonmembers, settings=settings, out=out, progress=progress)
+    report = audit_json(rows, extra)
+    if out is not None:
+        write_audit(Path(out), report, rows, extra)
+    return report
+
+
+def audit_rows(original, unlearned, tokenizer, forget, *, references: dict | None = None, kept: dict | None = None,
+               attacker_kept: dict | None = None, texts: list[str] | None = None, attack_text: list[str] | None = None,
+               nonmembers: list[str] | None = None, settings: AuditSettings | None = None,
+               out: str | Path | None = None, progress: bool = True, name: str = "F",
+               cache_references: bool = False) -> tuple[dict[str, Row], dict]:
+    """What audit() measures, as rows (by stage and attack) and the rest (`extra`), for audit()
+    and for the demo (cir.demo: a benchmark made, unlearned, then this). `references`: models that
+    never learned F, by name ("retain": the verdict's reference; "never_taught": beside it, the
+    noise floor between the two); `attacker_kept`: the kept facts that relearning on kept facts
+    trains on (default: `kept`, which every row reads); `attack_text`: the general text the
+    attacks train on (default: `texts`, on which the loss ratio and KL are read); `name`: F's
+    name in the rows; `cache_references`: the references' rows kept in the user cache for later
+    runs on the same split (cir.attacks.grids.ReferenceRows) rather than in the journal."""
     from cir.attacks.grids import attack_texts
     from cir.data import given
     from cir.data.general import general_text_split
@@ -245,18 +267,21 @@ def audit(original, unlearned, tokenizer, forget, *, reference=None, kept: dict 
     from cir.evaluation.statistics import ratio_interval
 
     settings = settings or AuditSettings()
+    references = {ref: model for ref, model in (references or {}).items() if model is not None}
     check_same_kind(original, unlearned)
-    if reference is not None:
-        check_same_kind(original, reference, names=("the original model", "the reference model"))
+    for ref, model in references.items():
+        check_same_kind(original, model, names=("the original model", f"the {REFERENCE_NAMES.get(ref, ref)}"))
     forget = given.questions(forget, "forget")
     kept = given.named(kept, "kept", given.questions)
+    attacker_kept = kept if attacker_kept is None else given.named(attacker_kept, "attacker_kept", given.questions)
     train, held_out = AttackConfig(split_ratio=settings.split_ratio, seed=settings.seed).split(forget)
-    topics = {"F": forget} | kept
+    topics = {name: forget} | kept
     general = list(texts) if texts else None
     if general is None:
         general = [t for half in general_text_split(original, tokenizer) for t in half]
     attacks = grid(settings.attacks)
-    data = attack_texts(train, kept_for_attack(kept), general, settings.seed)
+    data = attack_texts(train, kept_for_attack(attacker_kept), list(attack_text) if attack_text else general,
+                        settings.seed)
     empty = [attack.label for attack in attacks if getattr(attack, "data", None) is not None
              and not data.get(attack.data)]
     if empty:
@@ -270,14 +295,18 @@ def audit(original, unlearned, tokenizer, forget, *, reference=None, kept: dict 
                 "nonmembers": hashlib.sha256("\n".join(nonmembers or []).encode()).hexdigest(),
                 "settings": asdict(settings),
                 "models": [fingerprint(m) for m in (original, unlearned)]
-                + ([fingerprint(reference)] if reference is not None else [])}
+                + [fingerprint(m) for m in references.values()]}
+        if attack_text or attacker_kept is not kept:  # only where they differ, so that older journals still match
+            what["attacker"] = {"text": hashlib.sha256("\n".join(attack_text or general).encode()).hexdigest(),
+                                "kept": {name: [item.question for item in items]
+                                         for name, items in attacker_kept.items()}}
         journal = AuditJournal(Path(out), what)
     stage(f"measuring the original and the unlearned model ({len(forget)} facts: V holds {len(held_out)}, "
           f"{len(kept)} kept sets, every probe)", progress)
 
-    def measured(name: str, model, stage_name: str) -> Row:
+    def measured(model_name: str, model, stage_name: str) -> Row:
         make = lambda: measure(model, tokenizer, topics, held_out, stage=stage_name)  # noqa: E731
-        return journal.for_model(name).measured(stage_name, make) if journal else make()
+        return journal.for_model(model_name).measured(stage_name, make) if journal else make()
 
     rows = {"before": measured("original", original, "before"),
             "after unlearning": measured("unlearned", unlearned, "after unlearning")}
@@ -285,36 +314,47 @@ def audit(original, unlearned, tokenizer, forget, *, reference=None, kept: dict 
           progress)
     rows |= attacked(unlearned, tokenizer, topics, data, held_out, attacks, settings.seed, progress,
                      journal=journal.for_model("unlearned") if journal else None)
-    extra = {"questions": {name: len(items) for name, items in topics.items()} | {"V": len(held_out), "T": len(train)},
+    extra = {"forget_name": name,
+             "questions": {name: len(items) for name, items in topics.items()} | {"V": len(held_out), "T": len(train)},
              "attacks": [attack.to_json() for attack in attacks], "settings": asdict(settings)}
-    if reference is not None:
-        stage("the reference model: the same measurements and attacks", progress)
-        extra["retain"] = {"before": measured("reference", reference, "before")}
-        extra["retain"] |= attacked(reference, tokenizer, topics, data, held_out, attacks, settings.seed, progress,
-                                    journal=journal.for_model("reference") if journal else None)
-        extra["residual_retain"] = residuals(rows, extra["retain"])
+    for ref, model in references.items():
+        title = REFERENCE_NAMES.get(ref, ref)
+        stage(f"the {title}: the same measurements and attacks"
+              + (" (kept in the cache for later runs)" if cache_references else ""), progress)
+        # the journal's names for the verdict's reference are "reference", as audit() has always written them
+        journal_name = "reference" if ref == "retain" else ref
+        if cache_references:
+            extra[ref] = reference_rows(model, tokenizer, topics, data, held_out, attacks, settings.seed, progress)
+        else:
+            extra[ref] = {"before": measured(journal_name, model, "before")}
+            extra[ref] |= attacked(model, tokenizer, topics, data, held_out, attacks, settings.seed, progress,
+                                   journal=journal.for_model(journal_name) if journal else None)
+        extra[f"residual_{ref}"] = residuals(rows, extra[ref])
     stage("the general text: loss ratio and KL against the original model", progress)
     before_losses, after_losses = text_losses(original, tokenizer, general), text_losses(unlearned, tokenizer, general)
     extra["text"] = {"loss_ratio": ratio_interval(after_losses, before_losses).to_json(),
                      "kl": text_kl(original, unlearned, tokenizer, general), "texts": len(general)}
     if nonmembers:
+        stage("membership inference: F's sentences against sentences no model saw", progress)
         members = [s for item in forget for s in item.sentences()]
-        extra["mia"] = {name: mia(model, tokenizer, members, nonmembers, scores=True)
-                        for name, model in (("before", original), ("after unlearning", unlearned), ("retain", reference))
+        extra["mia"] = {stage_name: mia(model, tokenizer, members, nonmembers, scores=True)
+                        for stage_name, model in (("before", original), ("after unlearning", unlearned),
+                                                  ("retain", references.get("retain")))
                         if model is not None}
         if "retain" in extra["mia"]:
             extra["privleak"] = privleak(extra["mia"]["after unlearning"], extra["mia"]["retain"])
             extra["privleak_muse"] = {metric: interval.to_json() for metric, interval in privleak_intervals(
                 extra["mia"]["after unlearning"], extra["mia"]["retain"], "muse").items()}
         for inference in extra["mia"].values():
-            inference.pop("scores", None)
+            inference.pop("scores", None)  # each sentence's scores: what the intervals resampled, not kept
     extra["headline"] = headline(rows, extra)
-    extra["intervals"] = headline_intervals("F", rows, extra)
+    extra["intervals"] = headline_intervals(name, rows, extra)
     extra["machine"] = describe_machine()
-    report = audit_json(rows, extra)
-    if out is not None:
-        write_audit(Path(out), report, rows, extra)
-    return report
+    return rows, extra
+
+
+# what each reference is called in words
+REFERENCE_NAMES = {"retain": "reference model", "never_taught": "never-taught model"}
 
 
 # the audit reads "as never learned" only where the residual's whole interval lies this close to
@@ -399,16 +439,20 @@ def audit_json(rows: dict[str, Row], extra: dict) -> dict:
     if "retain" in rest:
         rest["reference"] = {name: row.to_json() for name, row in rest.pop("retain").items()}
         rest["residual_reference"] = rest.pop("residual_retain")
+    for ref in set(REFERENCE_NAMES) - {"retain"}:
+        if ref in rest:
+            rest[ref] = {name: row.to_json() for name, row in rest[ref].items()}
     return out | rest
 
 
 def audit_markdown(report: dict, rows: dict[str, Row], extra: dict) -> str:
     """report.md: the verdict in words, then V in the worst probe per row and per attack."""
     prob, acc = extra["intervals"]["probability"], extra["intervals"]["accuracy"]
+    forget = extra.get("forget_name", "F")
     has_ref = "retain" in extra
     header = ["row", "V, worst probe: P(correct)", "V, worst probe: accuracy"] + (
         ["reference: P(correct)", "residual vs reference"] if has_ref else []) + [
-        name for name in rows["before"].sets if name != "F"]
+        name for name in rows["before"].sets if name != forget]
     body = []
     for name, row in rows.items():
         line = [name + (" (worst)" if name == extra["headline"]["worst_attack"] else "") + (
@@ -418,10 +462,10 @@ def audit_markdown(report: dict, rows: dict[str, Row], extra: dict) -> str:
             ref_name = "before" if name == "after unlearning" else name
             line += [Interval.cell(prob["retain worst probe"].get(ref_name)),
                      Interval.cell(prob["residual vs retain"].get(name), sign=True)]
-        body.append(line + [f"{score.accuracy:.3f}" for set_name, score in row.sets.items() if set_name != "F"])
+        body.append(line + [f"{score.accuracy:.3f}" for set_name, score in row.sets.items() if set_name != forget])
     questions = extra["questions"]
     return "\n".join(["# Audit", "", *verdict_lines(report["verdict"]), "",
-                      f"V: {questions['V']} of F's {questions['F']} questions, none of whose subjects the attacker's "
+                      f"V: {questions['V']} of {forget}'s {questions[forget]} questions, none of whose subjects the attacker's "
                       f"T ({questions['T']}) holds; every number with its 95% interval (a paired bootstrap over V's "
                       "questions, the maximum over probes and attacks inside each replicate). Measured on "
                       f"{extra['machine']}.", "",

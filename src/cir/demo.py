@@ -1,5 +1,5 @@
-"""The demo: unlearn a benchmark's forget set (or one built-in topic) from a model, then try to
-bring it back with a grid of attacks.
+"""The demo: make a benchmark (or take one built-in topic), unlearn its forget set from a model,
+then audit the result (cir.auditing): one code path with `cir audit`.
 
 Rows: before, after unlearning, after each attack of the grid (cir.attacks.grids: relearning at
 several learning rates, weights, epochs and texts; 4- and 8-bit quantisation). The topic's
@@ -10,28 +10,27 @@ quarter of each and the method is given another quarter to keep, as in cir.compa
 headline is the worst attack (the highest V in the worst probe). Where the benchmark has them,
 the never-taught and the retain model (taught all but F) meet the same attacks, and the residual
 is V on the unlearned model minus theirs; PrivLeak compares membership inference with the
-retain model's.
+retain model's. demo.md shows it as tables; the audit's report (OUT/audit) gives the verdict.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
 from cir.api import unlearn_to_dir
-from cir.auditing import (attack_rows, attacked, headline, headline_intervals, reference_rows, residuals, verdict)
-from cir.attacks.grids import GRIDS, AttackConfig, attack_texts, grid
+from cir.auditing import AuditSettings, attack_rows, audit_json, audit_rows, verdict, write_audit
+from cir.attacks.grids import GRIDS, AttackConfig, grid
 from cir.attacks.record import record_attack
 from cir.benchmarks import Setting, check_benchmark, make_setting, topic_setting
 from cir.data import builtin_topics
 from cir.data.general import general_text_split
 from cir.errors import InputError
-from cir.machine import describe as describe_machine
-from cir.evaluation.membership import mia, privleak, privleak_intervals
 from cir.evaluation.statistics import Interval
-from cir.evaluation.protocol import PROTECTED, REPORTED, WATCHED, kept_for_attack, measure, watched_retain_sets
+from cir.evaluation.protocol import PROTECTED, REPORTED, WATCHED, watched_retain_sets
 from cir.evaluation.rows import Row
-from cir.outputs import stage, write_json
+from cir.outputs import write_json
 from cir.tables import markdown_table
 from cir.unlearning.loop import UnlearningResult
 
@@ -71,75 +70,48 @@ class DemoSettings:
         return topic_setting(self.topic, model, tokenizer)
 
 
-def membership(setting: Setting, model) -> dict | None:
-    """Membership inference, F's sentences against never-taught facts' (AUC of each score)."""
-    if not setting.nonmembers:
-        return None
-    members = [s for item in setting.forget for s in item.sentences()]
-    return mia(model, setting.tokenizer, members, setting.nonmembers, scores=True)
-
-
 def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlearning) -> tuple[str, dict, UnlearningResult]:
-    """Make the benchmark on `model`, measure, unlearn its forget set into the run directory
-    `out` (`unlearning`: as for cir.unlearn_to_dir), measure again, attack with the grid; where
-    the benchmark has a never-taught reference and a retain model, attack those too and report
-    the residuals and PrivLeak. Writes demo.md, demo.json and the relearning attacks
-    (attacks.json) into `out`; returns (table, {name: row} with the rest under "_extra", unlearning result)."""
+    """Make the benchmark on `model`, unlearn its forget set into the run directory `out`
+    (`unlearning`: as for cir.unlearn_to_dir), then audit the result against the model as it was
+    (cir.auditing.audit_rows: the probes, the attack grid, and the benchmark's never-taught and
+    retain models where it has them, under the same attacks; their rows kept in the user cache).
+    Writes demo.md, demo.json and the relearning attacks (attacks.json) into `out` and the audit's
+    report and journal into `out/audit`; returns (table, {name: row} with the rest under
+    "_extra", unlearning result). The model as it was is kept as a copy beside the one unlearned."""
     show = unlearning.get("progress", True)
     setting = settings.setting(model, tokenizer, progress=show)
     model = setting.model
+    original = copy.deepcopy(model)  # A, which the audit reads "before" on and holds the text loss against
     # each kept topic in the comparison's three parts (cir.comparison): a quarter watched by the
     # collateral budget (unlearn_to_dir watches the even half of what it is given: of the even
     # half, WATCHED), another given to the method to keep, and the reported half the table
-    # shows, which nothing reads before (unlearn_to_dir leaves out what restates a forget fact)
+    # shows, which nothing reads before (unlearn_to_dir leaves out what restates a forget fact);
+    # the attacker's kept facts come from the watched quarter
     watch = {name: items[0::2] for name, items in setting.topics.items()}
     protect = {name: items[PROTECTED] for name, items in setting.topics.items()}
-    topics = {settings.name: setting.forget} | watched_retain_sets(setting.forget, setting.topics, REPORTED)
-    train, held_out = settings.split(setting.forget)
-    stage(f"measuring the model before unlearning ({len(setting.forget)} facts to forget, "
-          f"{len(topics) - 1} kept sets, every probe)", show)
-    rows = {"before": measure(model, tokenizer, topics, held_out)}
-    # the questions behind each column's accuracy
-    extra = {"benchmark": settings.name, "notes": setting.notes,
-             "questions": {name: len(items) for name, items in topics.items()} | {"V": len(held_out)}}
-    extra["mia"] = {"before": membership(setting, model)}
+    reported = watched_retain_sets(setting.forget, setting.topics, REPORTED)
+    attacker_kept = watched_retain_sets(setting.forget, setting.topics, WATCHED)
     unlearning.setdefault("sources", {})["benchmark"] = settings.name
     if setting.general is not None:
         unlearning["sources"]["retain"] = "sampled from the model before teaching"
         unlearning["retain"], unlearning["heldout"] = setting.general
-    # the relearning attack's general text: the retain half the unlearning is given
-    general = setting.general[0] if setting.general is not None else general_text_split(model, tokenizer)[0]
+    # the attacks train on the general text's retain half (what the unlearning is given); the
+    # loss ratio is read on the held-out half
+    attack_text, heldout = setting.general if setting.general is not None else general_text_split(model, tokenizer)
     result = unlearn_to_dir(model, tokenizer, setting.forget, out, watch=watch, protect=protect, **unlearning)
-    stage("measuring the unlearned model", show)
-    rows["after unlearning"] = measure(model, tokenizer, topics, held_out, stage="after unlearning")
-    extra["mia"]["after unlearning"] = membership(setting, model)
-    attacks = settings.grid()
-    # the attacker's texts: T, general text, and kept facts (the first kept set's watched quarter)
-    data = attack_texts(train, kept_for_attack(watched_retain_sets(setting.forget, setting.topics, WATCHED)),
-                        general, settings.seed)
-    stage(f"attacking it: {len(attacks)} attacks (grid '{settings.attacks}'), each on its own copy", show)
-    rows |= attacked(model, tokenizer, topics, data, held_out, attacks, settings.seed, show)
     references = {"never_taught": setting.reference, "retain": setting.retain()}
-    for ref, reference in references.items():
-        if reference is None:
-            continue
-        stage(f"the {ref.replace('_', '-')} model: the same measurements and attacks (kept for later runs)", show)
-        extra[ref] = reference_rows(reference, tokenizer, topics, data, held_out, attacks, settings.seed, show)
-        extra[f"residual_{ref}"] = residuals(rows, extra[ref])
-    if references["retain"] is not None and extra["mia"]["after unlearning"]:
-        extra["mia"]["retain"] = membership(setting, references["retain"])
-        extra["privleak"] = privleak(extra["mia"]["after unlearning"], extra["mia"]["retain"])
-        extra["privleak_muse"] = {metric: interval.to_json() for metric, interval in privleak_intervals(
-            extra["mia"]["after unlearning"], extra["mia"]["retain"], "muse").items()}
-    for inference in extra["mia"].values():
-        if inference:
-            inference.pop("scores", None)  # each sentence's scores: what the intervals resampled, not kept
-    extra["attacks"] = [attack.to_json() for attack in attacks]
-    extra["unlearning"] = {"loss_ratio": result.kept["loss_ratio"], "seconds": result.seconds,
-                           "stop_reason": result.stop_reason}
-    extra["headline"] = headline(rows, extra)
-    extra["intervals"] = headline_intervals(settings.name, rows, extra)
-    extra["machine"] = describe_machine()
+    rows, extra = audit_rows(original, model, tokenizer, setting.forget, references=references, kept=reported,
+                             attacker_kept=attacker_kept, texts=heldout, attack_text=attack_text,
+                             nonmembers=setting.nonmembers or None,
+                             settings=AuditSettings(settings.attacks, settings.seed, settings.split_ratio),
+                             out=Path(out) / "audit", progress=show, name=settings.name, cache_references=True)
+    del original
+    extra |= {"benchmark": settings.name, "notes": setting.notes,
+              "unlearning": {"loss_ratio": result.kept["loss_ratio"], "seconds": result.seconds,
+                             "stop_reason": result.stop_reason}}
+    report = audit_json(rows, extra)
+    write_audit(Path(out) / "audit", report, rows, extra)
+    extra["verdict"] = report["verdict"]
     table = demo_table(settings, rows, result, extra)
     write_demo(Path(out), settings, rows, table, extra)
     for row in attack_rows(rows).values():

@@ -38,6 +38,7 @@ DEMO_COLLATERAL = None
 
 def run(args) -> None:
     from cir import distributed
+    from cir.auditing import verdict_lines
     from cir.demo import DemoSettings, run_demo
     from cir.outputs import claim_output_dir
 
@@ -52,7 +53,10 @@ def run(args) -> None:
     settings = DemoSettings(topic=args.topic or "capitals", benchmark=benchmark, seed=run.seed, attacks=args.attacks)
     claim_output_dir(args.out, args.overwrite)  # a second run given the same --out is refused from now
     model, tokenizer = load(args)
-    table, _, _ = run_demo(model, tokenizer, args.out, settings, overwrite=args.overwrite, config=method_config,
-                           loop=run, progress=not args.quiet, sources={"model": args.model})
+    table, rows, _ = run_demo(model, tokenizer, args.out, settings, overwrite=args.overwrite, config=method_config,
+                              loop=run, progress=not args.quiet, sources={"model": args.model})
     print(table)
-    print(f"run directory: {args.out} (report.md, demo.md); plots: cir report {args.out}")
+    print(f"run directory: {args.out} (report.md, demo.md; the audit in {args.out}/audit); "
+          f"plots: cir report {args.out}")
+    print(f"audit ({args.out}/audit/report.md):")
+    print("\n".join(verdict_lines(rows["_extra"]["verdict"])))
