@@ -59,6 +59,26 @@ def test_no_two_invented_people_share_a_name():
         generate_people(MAX_DISTINCT_PEOPLE + 1, distinct_names=True)
 
 
+def test_the_powered_form_adds_people_and_attributes_and_leaves_the_smaller_recipes_people_as_they_were(monkeypatch):
+    """60 taught people x 5 attributes (a third forgotten: 100 questions), 20 strangers, no name
+    shared; a recipe of at most 50 people draws no extra name, so its people (and the taught
+    model cached for it) are who they were before the extra names existed."""
+    import cir.data.synthetic as synthetic
+    from cir.benchmarks.taught import POWERED
+
+    forget, kept, strangers = invented_people(POWERED)
+    assert (len(forget), len(kept), len(strangers)) == (100, 200, 100)
+    assert {item.question.split(" ")[0] for item in forget} >= {"What", "In", "Which"}
+    names = _subjects(forget + kept + strangers)
+    words = [word for name in names for word in name.split()]
+    assert len(names) == 80 and len(words) == len(set(words)) == 160
+    assert len(_subjects(forget)) == 20
+    small = invented_people(TeachRecipe())
+    monkeypatch.setattr(synthetic, "_EXTRA_FIRST", [])
+    monkeypatch.setattr(synthetic, "_EXTRA_LAST", [])
+    assert invented_people(TeachRecipe()) == small
+
+
 def test_questions_without_subjects_split_as_before():
     """A question without a subject is a subject of its own: the split is the seeded draw of old."""
     items = [item.__class__(item.question, item.choices, item.answer, item.facts) for item in generate_people(8, question_form="cloze")]

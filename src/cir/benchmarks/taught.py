@@ -165,16 +165,33 @@ def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True,
 # the update from the people's own name tokens, not the answer positions, and the saturating
 # logit, which stops at a margin instead of pushing V below chance (a model that avoids the
 # right answers still knows them): chosen on seed 0's split (docs/sweep.md, "Benchmark `taught`")
-@register_benchmark("taught", method_defaults={"cir.update_tokens": "subject", "cir.forget_loss": "saturating_logit",
-                                               "cir.unlearning_rate": 1.5})
+TAUGHT_DEFAULTS = {"cir.update_tokens": "subject", "cir.forget_loss": "saturating_logit", "cir.unlearning_rate": 1.5}
+
+# the powered form: 60 people x all five attributes (F: 20 people, 100 questions; V: 50 a
+# seed), so that a residual pooled over three seeds has a 95% half-width near 0.05 in P(correct)
+# where the demo's form (36 x 3: V 18 a seed) has one near 0.13 a seed (docs/protocol.md, "Power")
+POWERED = TeachRecipe(people=60, strangers=20, attributes=("profession", "city", "instrument", "pet", "sport"))
+
+
+@register_benchmark("taught", method_defaults=TAUGHT_DEFAULTS)
 def taught(model, tokenizer, recipe: TeachRecipe | None = None, progress: bool = True, **_) -> Setting:
-    recipe = recipe or TeachRecipe()
+    return taught_setting("taught", model, tokenizer, recipe or TeachRecipe(), progress)
+
+
+@register_benchmark("taught-powered", method_defaults=TAUGHT_DEFAULTS)
+def taught_powered(model, tokenizer, recipe: TeachRecipe | None = None, progress: bool = True, **_) -> Setting:
+    return taught_setting("taught-powered", model, tokenizer, recipe or POWERED, progress)
+
+
+def taught_setting(name: str, model, tokenizer, recipe: TeachRecipe, progress: bool = True) -> Setting:
+    """The people of `recipe` taught (cached), a third forgotten; the model before teaching as
+    the never-taught reference and the retain model made on first use."""
     forget, kept, strangers = invented_people(recipe)
     from cir.data.general import general_text_split
 
     student, record = taught_model(model, tokenizer, recipe, progress)
     topics = {"people (kept)": kept} | topic_sets()
-    return Setting("taught", student, tokenizer, forget, topics, reference=model,
+    return Setting(name, student, tokenizer, forget, topics, reference=model,
                    nonmembers=[s for item in strangers for s in item.sentences()], notes={"teaching": record},
                    general=general_text_split(model, tokenizer),
                    retain_maker=lambda: taught_model(model, tokenizer, recipe, progress, retain=True)[0])

@@ -26,7 +26,21 @@ _MORE_LAST = ["Abernath", "Bellcourt", "Corrigan", "Dunmore", "Elswick", "Farrow
               "Kilbride", "Larkspur", "Merriweather", "Northcote", "Ostrander", "Penhallow", "Quarrie", "Redvers",
               "Stroud", "Thistlewood", "Underhay", "Vantongeren", "Whitlock", "Yardley", "Ashgrove", "Blythe",
               "Cavendor", "Dellacourt", "Everholt", "Fairbrook", "Gildersleeve"]
-MAX_DISTINCT_PEOPLE = min(len(_FIRST) + len(_MORE_FIRST), len(_LAST) + len(_MORE_LAST))
+# and more again, for the powered `taught` (cir.benchmarks.taught); drawn only where the pools
+# above run out, so that the people of a smaller recipe stay who they were (no extra name's first
+# token is another name's first token in the bundled model's tokenizer: an update at a forgotten
+# name's first token would reach the other person)
+_EXTRA_FIRST = ["Aldous", "Briony", "Cosima", "Desmond", "Florian", "Gwendal", "Hesper", "Leopold", "Maelis", "Niamh",
+                "Oswin", "Perpetua", "Rosalind", "Silas", "Thea", "Ursel", "Valentin", "Winslow", "Zelda", "Amias",
+                "Beatrix", "Caspian", "Delphine", "Evander", "Gustav", "Honora", "Ignatius", "Lysander", "Octavia",
+                "Cassius", "Benedikt", "Sorrel", "Ottilie", "Rowena"]
+_EXTRA_LAST = ["Arkwright", "Brackwell", "Calloway", "Drummond", "Emberley", "Fitzwarren", "Greaves", "Hawthorne",
+               "Inchbald", "Kettering", "Lockhart", "Mortimer", "Ravenscroft", "Saltmarsh", "Tregarth", "Upcott",
+               "Venables", "Wolverton", "Yelland", "Zouche", "Alderney", "Birchall", "Coldridge", "Eastleigh",
+               "Foxley", "Glanville", "Hollingsworth", "Ironside", "Blackmore", "Carrow", "Dorrington", "Egremont",
+               "Fenwick", "Hartigan"]
+_DISTINCT = (_FIRST + _MORE_FIRST, _LAST + _MORE_LAST)
+MAX_DISTINCT_PEOPLE = min(len(_DISTINCT[0]) + len(_EXTRA_FIRST), len(_DISTINCT[1]) + len(_EXTRA_LAST))
 
 # attribute: (question, fact templates, value pool)
 ATTRIBUTES = {
@@ -79,7 +93,9 @@ def generate_people(n_people: int, seed: int = 0, attributes=tuple(ATTRIBUTES), 
     if distinct_names:
         if n_people > MAX_DISTINCT_PEOPLE:
             raise OptionError(f"at most {MAX_DISTINCT_PEOPLE} people with distinct names")
-        firsts, lasts = _FIRST + _MORE_FIRST, _LAST + _MORE_LAST
+        firsts, lasts = list(_DISTINCT[0]), list(_DISTINCT[1])
+        if n_people > min(len(firsts), len(lasts)):  # the extra pools, only where the first run out
+            firsts, lasts = firsts + _EXTRA_FIRST, lasts + _EXTRA_LAST
         rng.shuffle(firsts)
         rng.shuffle(lasts)
         names = [f"{f} {l}" for f, l in zip(firsts, lasts)]
