@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 import shutil
+import time
 from dataclasses import asdict, dataclass
 
 from cir.benchmarks.base import Setting, register_benchmark
@@ -145,9 +146,10 @@ def taught_model(model, tokenizer, recipe: TeachRecipe, progress: bool = True,
         stage(f"teaching the {'retain ' if retain else ''}model {people} invented people x "
               f"{len(recipe.attributes)} attributes ({recipe.epochs} epochs; once: kept in {target})", progress)
         student = copy.deepcopy(model)
+        started = time.perf_counter()
         record = teach(student, tokenizer, recipe, progress, teacher=model, retain=retain,
                        on_epoch=None if on_epoch is None else lambda epoch, loss: on_epoch(student, epoch, loss))
-        record |= {"recipe": asdict(recipe)}
+        record |= {"recipe": asdict(recipe), "seconds": time.perf_counter() - started}
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = new_directory(target.parent, f".{target.name}-")
         try:
