@@ -87,6 +87,43 @@ def test_against_a_reference_the_residual_carries_its_interval_and_an_interrupte
 
 
 
+def test_two_references_give_the_noise_floor_and_cached_reference_rows_are_not_made_again(
+        taught, llama, people, texts, quick_grid, tmp_path, monkeypatch):
+    """The demo's audit: the never-taught and the retain model meet the same attacks, the noise
+    floor between them is read at the worst attack, the attacker's kept facts are not the read
+    ones, and the references' rows kept in the cache are read back, not made again."""
+    import cir.attacks.grids
+    from cir.auditing import audit_rows
+
+    monkeypatch.setenv("CIR_CACHE", str(tmp_path / "cache"))  # the references' rows are kept here
+    model, tokenizer = taught
+    unlearned, retain = copy.deepcopy(model), copy.deepcopy(llama)
+    with torch.no_grad():
+        for p in retain.parameters():
+            p.mul_(1.01)
+    seen = []
+    attack_texts = cir.attacks.grids.attack_texts
+    monkeypatch.setattr(cir.attacks.grids, "attack_texts",
+                        lambda train, kept, general, seed: seen.append(list(kept)) or attack_texts(train, kept, general, seed))
+    options = dict(references={"never_taught": llama, "retain": retain}, kept={"others": people[40:56]},
+                   attacker_kept={"others": people[56:60]}, texts=texts[:8], attack_text=texts[8:],
+                   settings=AuditSettings(attacks=quick_grid), progress=False, name="people", cache_references=True)
+    rows, extra = audit_rows(model, unlearned, tokenizer, people[:24], **options)
+    assert seen == [people[56:60]] and extra["forget_name"] == "people" and "people" in rows["before"].sets
+    prob = extra["intervals"]["probability"]
+    floor = prob["noise floor at the worst attack"]
+    assert floor[1] <= floor[2] and set(extra) >= {"never_taught", "retain", "residual_never_taught", "residual_retain"}
+    assert extra["text"]["texts"] == 8
+    # the unlearned model is the original: its residual against each reference is the references' own difference
+    assert prob["residual vs retain"]["before"] != prob["residual vs never_taught"]["before"]
+    made = []
+    run_attack = cir.attacks.grids.run_attack
+    monkeypatch.setattr(cir.attacks.grids, "run_attack", lambda *a, **k: made.append(a[0]) or run_attack(*a, **k))
+    again_rows, again = audit_rows(model, unlearned, tokenizer, people[:24], **options)
+    assert made and all(m is unlearned for m in made)  # the references' attacks came from the cache
+    assert again["retain"][GRIDS[quick_grid][0].label].V.probs == extra["retain"][GRIDS[quick_grid][0].label].V.probs
+
+
 def test_models_of_two_architectures_or_tokenizers_are_refused_in_one_line(taught_dir, model_dir, tmp_path, people,
                                                                           tokenizer, gpt2, capsys):
     facts = tmp_path / "facts.jsonl"
