@@ -124,6 +124,22 @@ def test_two_references_give_the_noise_floor_and_cached_reference_rows_are_not_m
     assert again["retain"][GRIDS[quick_grid][0].label].V.probs == extra["retain"][GRIDS[quick_grid][0].label].V.probs
 
 
+def test_an_update_to_weights_the_fingerprint_does_not_sample_is_another_audit(taught):
+    """The journal's key reads every weight: a model changed in one weight of one layer is not
+    resumed from the journal of the model before the change."""
+    from cir.data.general import fingerprint
+    from cir.models import weights_digest
+
+    model, _ = taught
+    changed = copy.deepcopy(model)
+    name, param = list(changed.named_parameters())[1]  # a tensor the fingerprint does not sample
+    with torch.no_grad():
+        param.view(-1)[-1] += 1e-3
+    assert fingerprint(changed) == fingerprint(model)
+    assert weights_digest(changed) != weights_digest(model)
+    assert weights_digest(copy.deepcopy(model)) == weights_digest(model)
+
+
 def test_models_of_two_architectures_or_tokenizers_are_refused_in_one_line(taught_dir, model_dir, tmp_path, people,
                                                                           tokenizer, gpt2, capsys):
     facts = tmp_path / "facts.jsonl"

@@ -23,6 +23,7 @@ from cir.attacks.record import record_attack
 from cir.data.general import fingerprint
 from cir.errors import InputError
 from cir.machine import describe as describe_machine
+from cir.models import weights_digest
 from cir.outputs import stage, to_json
 from cir.tables import markdown_table
 from cir.evaluation import intervals
@@ -295,7 +296,9 @@ def audit_rows(original, unlearned, tokenizer, forget, *, references: dict | Non
                 "nonmembers": hashlib.sha256("\n".join(nonmembers or []).encode()).hexdigest(),
                 "settings": asdict(settings),
                 "models": [fingerprint(m) for m in (original, unlearned)]
-                + [fingerprint(m) for m in references.values()]}
+                + [fingerprint(m) for m in references.values()],
+                # every weight: an update to weights the fingerprints do not sample is another model
+                "weights": [weights_digest(m) for m in (original, unlearned, *references.values())]}
         if attack_text or attacker_kept is not kept:  # only where they differ, so that older journals still match
             what["attacker"] = {"text": hashlib.sha256("\n".join(attack_text or general).encode()).hexdigest(),
                                 "kept": {name: [item.question for item in items]

@@ -239,6 +239,20 @@ def save_model(model, tokenizer, out_dir: str | Path, state_dict: dict | None = 
     tokenizer.save_pretrained(out_dir)
 
 
+@torch.no_grad()
+def weights_digest(model) -> str:
+    """A short hash of every weight (each tensor's name, shape, sum and sum of absolute values in
+    float64): two models that differ in any weight differ here, where a fingerprint of sampled
+    weights (cir.data.general.fingerprint) may miss an update to weights it does not sample."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, param in model.named_parameters():
+        total, size = param.sum(dtype=torch.float64), param.abs().sum(dtype=torch.float64)
+        h.update(f"{name}{tuple(param.shape)}{float(total)!r}{float(size)!r}".encode())
+    return h.hexdigest()[:16]
+
+
 def non_finite_count(tensors) -> int:
     """How many values of `tensors` are NaN or infinite (of a sharded weight: this process's slice)."""
     return sum(int((~torch.isfinite(t.to_local() if hasattr(t, "to_local") else t)).sum())
