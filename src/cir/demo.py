@@ -21,7 +21,6 @@ from pathlib import Path
 
 from cir.api import unlearn_to_dir
 from cir.auditing import AuditSettings, attack_rows, audit_json, audit_rows, verdict, write_audit
-from cir.attacks.grids import GRIDS, AttackConfig, grid
 from cir.attacks.record import record_attack
 from cir.benchmarks import Setting, check_benchmark, make_setting, topic_setting
 from cir.data import builtin_topics
@@ -51,18 +50,11 @@ class DemoSettings:
             check_benchmark(self.benchmark)
         elif self.topic not in builtin_topics():
             raise InputError(f"unknown built-in topic '{self.topic}' (known: {', '.join(builtin_topics())})")
-        grid(self.attacks)
-        self.attack_config = AttackConfig(split_ratio=self.split_ratio, seed=self.seed)
+        self.audit = AuditSettings(self.attacks, self.seed, self.split_ratio)  # checks the grid and the ratio
 
     @property
     def name(self) -> str:
         return self.benchmark or self.topic
-
-    def grid(self):
-        return GRIDS[self.attacks]
-
-    def split(self, items: list):
-        return self.attack_config.split(items)
 
     def setting(self, model, tokenizer, progress: bool = True) -> Setting:
         if self.benchmark is not None:
@@ -103,7 +95,7 @@ def run_demo(model, tokenizer, out: str | Path, settings: DemoSettings, **unlear
     rows, extra = audit_rows(original, model, tokenizer, setting.forget, references=references, kept=reported,
                              attacker_kept=attacker_kept, texts=heldout, attack_text=attack_text,
                              nonmembers=setting.nonmembers or None,
-                             settings=AuditSettings(settings.attacks, settings.seed, settings.split_ratio),
+                             settings=settings.audit,
                              out=Path(out) / "audit", progress=show, name=settings.name, cache_references=True)
     del original
     extra |= {"benchmark": settings.name, "notes": setting.notes,
@@ -245,7 +237,7 @@ def write_demo(out: Path, settings: DemoSettings, rows: dict[str, Row], table: s
     for ref in ("never_taught", "retain"):
         if ref in extra:
             extra[ref] = {name: row.to_json() for name, row in extra[ref].items()}
-    settings_json = {key: value for key, value in settings.__dict__.items() if key != "attack_config"}
+    settings_json = {key: value for key, value in settings.__dict__.items() if key != "audit"}
     (out / "demo.md").write_text(f"# Demo: forgetting `{settings.name}`\n\n{table}\n")
     write_json(out / "demo.json", {"settings": settings_json, "rows": {name: row.to_json() for name, row in rows.items()}}
                | extra)
