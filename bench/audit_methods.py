@@ -55,12 +55,12 @@ def table(records: list[dict]) -> str:
 
     header = ["benchmark", "method", "seed", "V worst P(correct): before", "after unlearning", "after the worst attack",
               "the worst attack", "residual vs the retain model", "noise floor", "reads", "kept sets: largest drop",
-              "text loss", "PrivLeak (MUSE, loss)", "stopped"]
+              "text loss", "PrivLeak (MUSE, min-k)", "stopped"]
     body = []
     for r in records:
         v = r["verdict"]
         kept = v.get("kept sets") or {}
-        leak = (r.get("privleak_muse") or {}).get("loss")
+        leak = (r.get("privleak_muse") or {}).get("min_k")
         body.append([r["benchmark"], r["method"], str(r["seed"]), Interval.cell(v["V worst before"]),
                      Interval.cell(v["V worst after unlearning"]), Interval.cell(v["V worst after the worst attack"]),
                      v["worst attack"] or "-", Interval.cell(v.get("residual vs the reference"), sign=True),
@@ -82,8 +82,8 @@ def write_table(records: list[dict]) -> None:
         "under the same attacks. V's worst probe in P(correct) (the correct choice's probability renormalised "
         "over the choices), every number with its 95% interval (a paired bootstrap over V's questions, the "
         "maximum over probes and attacks inside each replicate); residual: the unlearned model's minus the "
-        "retain model's under the worst attack; noise floor: the retain model's minus the never-taught model's "
-        "there. \"as never learned\" needs the residual's whole interval within +-0.10 of the retain model.\n\n"
+        "retain model's under the worst attack, chosen again in each replicate (so wider than one attack's); "
+        "noise floor: the retain model's minus the never-taught model's there. \"as never learned\" needs the residual's whole interval within +-0.10 of the retain model.\n\n"
         f"Written by `python bench/audit_methods.py --table-only` from {RECORDS.name} (one line a run). "
         f"Measured on: {'; '.join(machines)}.\n\n{table(records)}\n\nCommands:\n\n{commands}\n")
 
