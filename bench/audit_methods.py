@@ -72,7 +72,10 @@ def table(records: list[dict]) -> str:
 
 
 def write_table(records: list[dict]) -> None:
+    from cir.methods import method_names
+
     machines = sorted({r["machine"] for r in records})
+    missing = sorted(set(method_names()) - {r["method"] for r in records})
     commands = "\n".join(f"- {r['method']}, seed {r['seed']} ({r['seconds']} s): `{r['command']}`" for r in records)
     TABLE.write_text(
         "# Every method's kept model, audited\n\n"
@@ -85,15 +88,18 @@ def write_table(records: list[dict]) -> None:
         "retain model's under the worst attack, chosen again in each replicate (so wider than one attack's); "
         "noise floor: the retain model's minus the never-taught model's there. \"as never learned\" needs the residual's whole interval within +-0.10 of the retain model.\n\n"
         f"Written by `python bench/audit_methods.py --table-only` from {RECORDS.name} (one line a run). "
-        f"Measured on: {'; '.join(machines)}.\n\n{table(records)}\n\nCommands:\n\n{commands}\n")
+        f"Measured on: {'; '.join(machines)}.\n\n{table(records)}\n\n"
+        + (f"Not yet audited: {', '.join(missing)} (`python bench/audit_methods.py` runs what is missing).\n\n"
+           if missing else "")
+        + f"Commands:\n\n{commands}\n")
 
 
 def main() -> None:
-    from cir.methods import METHODS
+    from cir.methods import method_names
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", default="taught")
-    parser.add_argument("--methods", nargs="*", default=sorted(METHODS))
+    parser.add_argument("--methods", nargs="*", default=sorted(method_names()))
     parser.add_argument("--seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--attacks", default="default", help="the attack grid (cir demo --attacks)")
     parser.add_argument("--runs", default="runs/audits", help="where the run directories go")
