@@ -45,7 +45,7 @@ def main() -> None:
 
 {STEPS} steps of 16 taught sentences (MLP weights, Adam) and the pass that reads the starting loss:
 
-| torch threads | seconds | a step |
+| torch threads | seconds | a step, the starting pass shared out |
 |---|---|---|
 | 1 | {seconds[1]:.1f} | {seconds[1] / STEPS:.2f} s |
 | 2 | {seconds[2]:.1f} | {seconds[2] / STEPS:.2f} s |
