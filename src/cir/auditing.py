@@ -298,11 +298,10 @@ def audit_rows(original, unlearned, tokenizer, forget, *, references: dict | Non
                 "models": [fingerprint(m) for m in (original, unlearned)]
                 + [fingerprint(m) for m in references.values()],
                 # every weight: an update to weights the fingerprints do not sample is another model
-                "weights": [weights_digest(m) for m in (original, unlearned, *references.values())]}
-        if attack_text or attacker_kept is not kept:  # only where they differ, so that older journals still match
-            what["attacker"] = {"text": hashlib.sha256("\n".join(attack_text or general).encode()).hexdigest(),
-                                "kept": {name: [item.question for item in items]
-                                         for name, items in attacker_kept.items()}}
+                "weights": [weights_digest(m) for m in (original, unlearned, *references.values())],
+                "attacker": {"text": hashlib.sha256("\n".join(attack_text or general).encode()).hexdigest(),
+                             "kept": {name: [item.question for item in items]
+                                      for name, items in attacker_kept.items()}}}
         journal = AuditJournal(Path(out), what)
     stage(f"measuring the original and the unlearned model ({len(forget)} facts: V holds {len(held_out)}, "
           f"{len(kept)} kept sets, every probe)", progress)
