@@ -87,11 +87,12 @@ def test_against_a_reference_the_residual_carries_its_interval_and_an_interrupte
 
 
 
-def test_two_references_give_the_noise_floor_and_cached_reference_rows_are_not_made_again(
+def test_two_references_give_the_noise_floor_and_cached_rows_are_not_made_again(
         taught, llama, people, texts, quick_grid, tmp_path, monkeypatch):
     """The demo's audit: the never-taught and the retain model meet the same attacks, the noise
     floor between them is read at the worst attack, the attacker's kept facts are not the read
-    ones, and the references' rows kept in the cache are read back, not made again."""
+    ones, and rows kept in the cache are read back, not made again: the references' by their
+    fingerprint, the unlearned model's by every weight."""
     import cir.attacks.grids
     from cir.auditing import audit_rows
 
@@ -107,7 +108,7 @@ def test_two_references_give_the_noise_floor_and_cached_reference_rows_are_not_m
                         lambda train, kept, general, seed: seen.append(list(kept)) or attack_texts(train, kept, general, seed))
     options = dict(references={"never_taught": llama, "retain": retain}, kept={"others": people[40:56]},
                    attacker_kept={"others": people[56:60]}, texts=texts[:8], attack_text=texts[8:],
-                   settings=AuditSettings(attacks=quick_grid), progress=False, name="people", cache_references=True)
+                   settings=AuditSettings(attacks=quick_grid), progress=False, name="people", cache=True)
     rows, extra = audit_rows(model, unlearned, tokenizer, people[:24], **options)
     assert seen == [people[56:60]] and extra["forget_name"] == "people" and "people" in rows["before"].sets
     prob = extra["intervals"]["probability"]
@@ -120,8 +121,14 @@ def test_two_references_give_the_noise_floor_and_cached_reference_rows_are_not_m
     run_attack = cir.attacks.grids.run_attack
     monkeypatch.setattr(cir.attacks.grids, "run_attack", lambda *a, **k: made.append(a[0]) or run_attack(*a, **k))
     again_rows, again = audit_rows(model, unlearned, tokenizer, people[:24], **options)
-    assert made and all(m is unlearned for m in made)  # the references' attacks came from the cache
-    assert again["retain"][GRIDS[quick_grid][0].label].V.probs == extra["retain"][GRIDS[quick_grid][0].label].V.probs
+    assert made == []  # every model's rows came from the cache, the unlearned model's too
+    label = GRIDS[quick_grid][0].label
+    assert again["retain"][label].V.probs == extra["retain"][label].V.probs
+    assert again_rows[label].V.probs == rows[label].V.probs
+    with torch.no_grad():  # one weight changed: another unlearned model, attacked again; the references are not
+        next(unlearned.parameters()).view(-1)[0] += 1e-3
+    audit_rows(model, unlearned, tokenizer, people[:24], **options)
+    assert made and all(m is unlearned for m in made)
 
 
 def test_an_update_to_weights_the_fingerprint_does_not_sample_is_another_audit(taught):

@@ -79,6 +79,31 @@ def test_the_powered_form_adds_people_and_attributes_and_leaves_the_smaller_reci
     assert invented_people(TeachRecipe()) == small
 
 
+def test_each_draw_teaches_people_of_its_own_whose_forget_sets_share_no_question(monkeypatch, tmp_path):
+    """A judging seed with facts of its own: the draw is the recipe's seed (another key, so another
+    taught model in the cache), its people and answers drawn anew; the draws 0-3 of either form
+    share no forget question, so their seeds pool as independent strata. A benchmark with nothing
+    drawn refuses a draw."""
+    import dataclasses
+
+    import cir.benchmarks.taught as taught
+    from cir.benchmarks.taught import POWERED, drawn
+    from cir.demo import DemoSettings
+
+    assert drawn(POWERED, None) is POWERED and drawn(POWERED, 2) == dataclasses.replace(POWERED, seed=2)
+    assert drawn(POWERED, 2).key() != POWERED.key()
+    for recipe in (TeachRecipe(), POWERED):
+        forgets = [{item.question for item in invented_people(drawn(recipe, k))[0]} for k in range(4)]
+        assert all(not forgets[i] & forgets[j] for i in range(4) for j in range(i + 1, 4))
+    made = []
+    monkeypatch.setattr(taught, "taught_setting", lambda name, model, tok, recipe, progress: made.append(recipe))
+    DemoSettings(benchmark="taught-powered", draw=3).setting(None, None)
+    DemoSettings(benchmark="taught").setting(None, None)
+    assert [r.seed for r in made] == [3, 0] and made[0].people == 60
+    with pytest.raises(InputError, match="draw: capitals has nothing drawn"):
+        DemoSettings(benchmark="capitals", draw=1)
+
+
 def test_questions_without_subjects_split_as_before():
     """A question without a subject is a subject of its own: the split is the seeded draw of old."""
     items = [item.__class__(item.question, item.choices, item.answer, item.facts) for item in generate_people(8, question_form="cloze")]

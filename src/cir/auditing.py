@@ -33,11 +33,12 @@ from cir.evaluation.statistics import Interval, forget_quality
 
 
 def attacked(model, tokenizer, topics: dict, data: dict, held_out: list, attacks: tuple, seed: int, show: bool,
-             cache: bool = False, journal=None) -> dict[str, Row]:
-    """The grid's rows (each attack on its own copy), by the attack's label; `cache`: the model is
-    a reference, its rows kept for later runs on the same split (cir.attacks.grids.ReferenceRows);
-    `journal`: rows kept in a run directory's journal instead, so an interrupted run continues."""
-    rows_cache = ReferenceRows(model, data, held_out, topics, seed) if cache else journal
+             cache: bool = False, journal=None, weights: str | None = None) -> dict[str, Row]:
+    """The grid's rows (each attack on its own copy), by the attack's label; `cache`: the rows kept
+    in the user cache for later runs on the same split (cir.attacks.grids.ReferenceRows; `weights`:
+    keyed by that digest of every weight too); `journal`: rows kept in a run directory's journal
+    instead, so an interrupted run continues."""
+    rows_cache = ReferenceRows(model, data, held_out, topics, seed, weights=weights) if cache else journal
     return run_grid(model, tokenizer, attacks, data, held_out, topics=topics, seed=seed, progress=show, cache=rows_cache)
 
 
@@ -250,15 +251,17 @@ def audit_rows(original, unlearned, tokenizer, forget, *, references: dict | Non
                attacker_kept: dict | None = None, texts: list[str] | None = None, attack_text: list[str] | None = None,
                nonmembers: list[str] | None = None, settings: AuditSettings | None = None,
                out: str | Path | None = None, progress: bool = True, name: str = "F",
-               cache_references: bool = False) -> tuple[dict[str, Row], dict]:
+               cache: bool = False) -> tuple[dict[str, Row], dict]:
     """What audit() measures, as rows (by stage and attack) and the rest (`extra`), for audit()
     and for the demo (cir.demo: a benchmark made, unlearned, then this). `references`: models that
     never learned F, by name ("retain": the verdict's reference; "never_taught": beside it, the
     noise floor between the two); `attacker_kept`: the kept facts that relearning on kept facts
     trains on (default: `kept`, which every row reads); `attack_text`: the general text the
     attacks train on (default: `texts`, on which the loss ratio and KL are read); `name`: F's
-    name in the rows; `cache_references`: the references' rows kept in the user cache for later
-    runs on the same split (cir.attacks.grids.ReferenceRows) rather than in the journal."""
+    name in the rows; `cache`: the grid's rows kept in the user cache for later runs on the same
+    split (cir.attacks.grids.ReferenceRows) rather than in the journal: the references' by their
+    fingerprint, the unlearned model's by every weight (a method that kept the original weights, or
+    a run repeated, meets the attacks once)."""
     from cir.attacks.grids import attack_texts
     from cir.data import given
     from cir.data.general import general_text_split
@@ -314,18 +317,19 @@ def audit_rows(original, unlearned, tokenizer, forget, *, references: dict | Non
             "after unlearning": measured("unlearned", unlearned, "after unlearning")}
     stage(f"attacking the unlearned model: {len(attacks)} attacks (grid '{settings.attacks}'), each on its own copy",
           progress)
-    rows |= attacked(unlearned, tokenizer, topics, data, held_out, attacks, settings.seed, progress,
-                     journal=journal.for_model("unlearned") if journal else None)
+    rows |= attacked(unlearned, tokenizer, topics, data, held_out, attacks, settings.seed, progress, cache=cache,
+                     journal=journal.for_model("unlearned") if journal else None,
+                     weights=weights_digest(unlearned) if cache else None)
     extra = {"forget_name": name,
              "questions": {name: len(items) for name, items in topics.items()} | {"V": len(held_out), "T": len(train)},
              "attacks": [attack.to_json() for attack in attacks], "settings": asdict(settings)}
     for ref, model in references.items():
         title = REFERENCE_NAMES.get(ref, ref)
         stage(f"the {title}: the same measurements and attacks"
-              + (" (kept in the cache for later runs)" if cache_references else ""), progress)
+              + (" (kept in the cache for later runs)" if cache else ""), progress)
         # the journal's names for the verdict's reference are "reference", as audit() has always written them
         journal_name = "reference" if ref == "retain" else ref
-        if cache_references:
+        if cache:
             extra[ref] = reference_rows(model, tokenizer, topics, data, held_out, attacks, settings.seed, progress)
         else:
             extra[ref] = {"before": measured(journal_name, model, "before")}

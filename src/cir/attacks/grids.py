@@ -189,12 +189,14 @@ def run_grid(model, tokenizer, attacks: tuple[Attack, ...], data: dict[str, list
 
 
 class ReferenceRows:
-    """Attack rows of a reference model, kept in one JSON file under the user cache, keyed by the
-    model's fingerprint, the questions (T's data, V, the topics), the seed and each attack."""
+    """Attack rows of a model, kept in one JSON file under the user cache, keyed by the model's
+    fingerprint (with `weights`, also by that digest of every weight: cir.models.weights_digest),
+    the questions (T's data, V, the topics), the seed and each attack."""
 
     VERSION = 3  # raised when an attack or a measurement changes what a row holds
 
-    def __init__(self, model, data: dict[str, list], held_out: list[MCQ], topics: dict[str, list[MCQ]], seed: int):
+    def __init__(self, model, data: dict[str, list], held_out: list[MCQ], topics: dict[str, list[MCQ]], seed: int,
+                 weights: str | None = None):
         from cir.data.general import fingerprint
         from cir.models import cache_dir
 
@@ -204,6 +206,8 @@ class ReferenceRows:
         what = {"version": self.VERSION, "model": fingerprint(model), "seed": seed, "V": questions(held_out),
                 "data": {name: questions(items) for name, items in data.items()},
                 "topics": {name: questions(items) for name, items in topics.items()}}
+        if weights is not None:  # a reference's key stays as it was: its rows cached before stay found
+            what["weights"] = weights
         key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
         self.path = cache_dir() / "attacks" / f"{what['model']}-{key}.json"
         self.rows = json.loads(self.path.read_text()) if self.path.is_file() else {}

@@ -12,7 +12,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from cir.benchmarks.base import Setting, register_benchmark
 from cir.data.mcq import MCQ, topic_sets
@@ -176,13 +176,22 @@ POWERED = TeachRecipe(people=60, strangers=20, attributes=("profession", "city",
 
 
 @register_benchmark("taught", method_defaults=TAUGHT_DEFAULTS)
-def taught(model, tokenizer, recipe: TeachRecipe | None = None, progress: bool = True, **_) -> Setting:
-    return taught_setting("taught", model, tokenizer, recipe or TeachRecipe(), progress)
+def taught(model, tokenizer, recipe: TeachRecipe | None = None, progress: bool = True, seed: int | None = None,
+           **_) -> Setting:
+    """`seed`: the draw of the people (the recipe's seed; default its own, 0): people of their own,
+    taught anew (and cached) for each."""
+    return taught_setting("taught", model, tokenizer, drawn(recipe or TeachRecipe(), seed), progress)
 
 
 @register_benchmark("taught-powered", method_defaults=TAUGHT_DEFAULTS)
-def taught_powered(model, tokenizer, recipe: TeachRecipe | None = None, progress: bool = True, **_) -> Setting:
-    return taught_setting("taught-powered", model, tokenizer, recipe or POWERED, progress)
+def taught_powered(model, tokenizer, recipe: TeachRecipe | None = None, progress: bool = True,
+                   seed: int | None = None, **_) -> Setting:
+    return taught_setting("taught-powered", model, tokenizer, drawn(recipe or POWERED, seed), progress)
+
+
+def drawn(recipe: TeachRecipe, seed: int | None) -> TeachRecipe:
+    """`recipe` with its people drawn (and taught) with `seed` (None: as it is)."""
+    return recipe if seed is None else replace(recipe, seed=seed)
 
 
 def taught_setting(name: str, model, tokenizer, recipe: TeachRecipe, progress: bool = True) -> Setting:

@@ -24,6 +24,10 @@ def add_arguments(parser) -> None:
                         help="the attack grid: suite (relearning on T at 3e-5 and 4-bit), default (one attack per "
                              "axis at its strongest: learning rate, weights, epochs, text, 4- and 8-bit), full (the "
                              "whole grid; hours on a CPU) (default: default)")
+    parser.add_argument("--draw", type=int, default=None, metavar="N",
+                        help="the benchmark's own draw: taught's people (taught anew for each N, then cached), "
+                             "subjects' countries; judging seeds with facts of their own (default: the "
+                             "benchmark's, 0)")
     add_options(parser, "method", "config", "set", "seed", "out", "overwrite", "quiet",
                 out={"required": False, "default": "runs/demo"},
                 overwrite={"default": True, "help": argparse.SUPPRESS})
@@ -51,7 +55,8 @@ def run(args) -> None:
         raise InputError("give --benchmark or --topic, not both")
     benchmark = args.benchmark or (DEFAULT_BENCHMARK if args.topic is None else None)
     run, method_config = run_configs(args, {"collateral_budget": DEMO_COLLATERAL} | method_defaults(benchmark))
-    settings = DemoSettings(topic=args.topic or "capitals", benchmark=benchmark, seed=run.seed, attacks=args.attacks)
+    settings = DemoSettings(topic=args.topic or "capitals", benchmark=benchmark, seed=run.seed, attacks=args.attacks,
+                            draw=args.draw)
     claim_output_dir(args.out, args.overwrite)  # a second run given the same --out is refused from now
     model, tokenizer = load(args)
     table, rows, _ = run_demo(model, tokenizer, args.out, settings, overwrite=args.overwrite, config=method_config,
