@@ -125,6 +125,16 @@ def test_two_references_give_the_noise_floor_and_cached_rows_are_not_made_again(
     label = GRIDS[quick_grid][0].label
     assert again["retain"][label].V.probs == extra["retain"][label].V.probs
     assert again_rows[label].V.probs == rows[label].V.probs
+    # pooled over two seeds that are one seed twice, each interval's estimate is that seed's own; the
+    # unlearned model is the original: the drop is before minus the worst attack's, which relearning
+    # raises, so nothing was dropped
+    from cir.auditing import pooled_intervals
+
+    both = pooled_intervals([(rows, extra), (again_rows, again)])
+    assert both["residual"].estimate == pytest.approx(prob["residual vs retain at the worst attack"][0])
+    assert both["noise floor"].estimate == pytest.approx(floor[0])
+    assert both["drop"].estimate == pytest.approx(both["before"].estimate - both["after the worst attack"].estimate)
+    assert both["drop"].estimate <= 0
     with torch.no_grad():  # one weight changed: another unlearned model, attacked again; the references are not
         next(unlearned.parameters()).view(-1)[0] += 1e-3
     audit_rows(model, unlearned, tokenizer, people[:24], **options)

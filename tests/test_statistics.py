@@ -201,3 +201,28 @@ def test_seeds_given_by_key_are_paired_by_key_not_by_order():
     assert residual_interval(a, b, n_resamples=200) == residual_interval(a, shuffled, n_resamples=200)
     with pytest.raises(ValueError, match="same seeds"):
         residual_interval(a, {1: b[1], 3: b[2]}, n_resamples=200)
+
+
+def test_a_drop_is_before_minus_the_worst_attack_and_a_ratio_of_drops_covers_the_true_ratio():
+    """The drop that survives the attacks: a model that kept its before readings drops 0 with zero
+    width; a simulated method whose answers fall from 0.9 to 0.5 after its worst attack (of three)
+    drops about 0.4, another from 0.9 to 0.7 about 0.2, and the ratio of the two, read on the same
+    questions, holds 2 at about the nominal rate. Seeds pool as strata."""
+    from cir.evaluation.statistics import drop_interval, drop_ratio_interval
+
+    rng = np.random.default_rng(4)
+    before = [rng.uniform(0.85, 0.95, (3, 60)) for _ in range(2)]  # (probes, questions), two seeds
+    same = drop_interval(before, [np.stack([b, b]) for b in before], n_resamples=500)
+    assert same.estimate == same.low == same.high == 0
+
+    def method(level: float) -> np.ndarray:  # three attacks; the last brings most back
+        return np.stack([np.full((3, 60), 0.3), np.full((3, 60), 0.4), rng.normal(level, 0.1, (3, 60))])
+
+    hits = []
+    for _ in range(60):
+        before = [np.full((3, 60), 0.9) + rng.normal(0, 0.02, (3, 60)) for _ in range(2)]
+        a, b = [method(0.5) for _ in range(2)], [method(0.7) for _ in range(2)]
+        drop = drop_interval(before, a, n_resamples=300)
+        assert 0.3 < drop.estimate < 0.5
+        hits.append(2.0 in drop_ratio_interval(before, a, before, b, n_resamples=300))
+    assert np.mean(hits) >= 0.8

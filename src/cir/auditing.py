@@ -29,7 +29,7 @@ from cir.tables import markdown_table
 from cir.evaluation import intervals
 from cir.evaluation.protocol import measure, residual
 from cir.evaluation.rows import Row
-from cir.evaluation.statistics import Interval, forget_quality
+from cir.evaluation.statistics import Interval, forget_quality, worst_interval
 
 
 def attacked(model, tokenizer, topics: dict, data: dict, held_out: list, attacks: tuple, seed: int, show: bool,
@@ -130,6 +130,33 @@ def headline_intervals(name: str, rows: dict[str, Row], extra: dict) -> dict:
                                    if label != "before" and readable(row)
                                    and readable(extra["retain"].get(against(label)))}
     return found
+
+
+def pooled_intervals(runs: list[tuple[dict[str, Row], dict]]) -> dict:
+    """One method's audits on several judging seeds, pooled (a stratified bootstrap over V's
+    questions, the seeds as strata), in P(correct), V's worst probe: before, after unlearning, after
+    the worst attack; the drop that survives the attacks (before minus after the worst attack);
+    the residual against the retain model at the worst attack and the noise floor there. `runs`:
+    each seed's (rows, extra) as audit_rows returns them, with both references. Each seed's worst
+    attack is chosen among its attacks that broke no model, again inside each replicate. "_rows":
+    the (before, grids) the drop read, for a ratio of drops (intervals.drop_ratio)."""
+    before, after, grids, retain, never = [], [], [], [], []
+    for rows, extra in runs:
+        attacks = [name for name, row in attack_rows(rows).items() if row.broken is None
+                   and all(readable(extra[ref].get(name)) for ref in ("retain", "never_taught"))]
+        if not attacks:
+            raise InputError("a seed's audit has no attack that every model met unbroken: nothing to pool")
+        before.append(rows["before"])
+        after.append(rows["after unlearning"])
+        grids.append([rows[a] for a in attacks])
+        retain.append([extra["retain"][a] for a in attacks])
+        never.append([extra["never_taught"][a] for a in attacks])
+    return {"before": intervals.worst(before), "after unlearning": intervals.worst(after),
+            "after the worst attack": worst_interval([intervals.grid(rows) for rows in grids]),
+            "drop": intervals.drop(before, grids),
+            "residual": intervals.worst_attack_residual(grids, retain),
+            "noise floor": intervals.noise_floor(retain, never, grids),
+            "_rows": (before, grids)}
 
 
 def readable(row: Row | None) -> bool:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from cir.evaluation.rows import Row, Score
-from cir.evaluation.statistics import Interval, noise_floor_interval, residual_interval, worst_interval
+from cir.evaluation.statistics import (Interval, drop_interval, drop_ratio_interval, noise_floor_interval,
+                                       residual_interval, worst_interval)
 
 SCORES = {"accuracy": "correct", "probability": "probs"}
 
@@ -76,3 +77,17 @@ def change(after: list[Row], before: list[Row], fact_set: str, name: str = "accu
     """A fact set's change from `before` to `after` (paired over its questions), one pair per seed."""
     return residual_interval([values(row.sets[fact_set], name) for row in after],
                              [values(row.sets[fact_set], name) for row in before], **options)
+
+
+def drop(before: list[Row], grids: list[list[Row]], name: str = "probability", **options) -> Interval:
+    """V's worst probe before unlearning minus the worst reading after a grid's attacks (the worst
+    attack chosen again in each replicate): what stayed forgotten; a row and a grid per seed."""
+    return drop_interval([readings(row, name) for row in before], [grid(rows, name) for rows in grids], **options)
+
+
+def drop_ratio(before: list[Row], grids: list[list[Row]], other_before: list[Row], other_grids: list[list[Row]],
+               name: str = "probability", **options) -> Interval:
+    """One method's drop over another's on the same questions (RepSelect's robustness ratio)."""
+    return drop_ratio_interval([readings(row, name) for row in before], [grid(rows, name) for rows in grids],
+                               [readings(row, name) for row in other_before],
+                               [grid(rows, name) for rows in other_grids], **options)

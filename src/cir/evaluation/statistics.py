@@ -184,6 +184,28 @@ def noise_floor_interval(retain_by_seed, never_taught_by_seed, select_by_seed=No
                              confidence)
 
 
+def drop_interval(before_by_seed, after_by_seed, n_resamples: int = N_RESAMPLES, seed: int = 0,
+                  confidence: float = CONFIDENCE) -> Interval:
+    """What an unlearning took away that no attack brought back: the model's worst probe before
+    unlearning minus its worst reading after the attacks (the worst attack's worst probe, chosen
+    again inside each replicate), on the same questions."""
+    return stratified_bootstrap([before_by_seed, after_by_seed], lambda a, b: _worst(a) - _worst(b),
+                                n_resamples, seed, confidence)
+
+
+def drop_ratio_interval(before_by_seed, after_by_seed, other_before_by_seed, other_after_by_seed,
+                        n_resamples: int = N_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE) -> Interval:
+    """RepSelect's robustness ratio: one method's drop (drop_interval) over another's, both read on
+    the same questions and resampled together. Where the other's drop can be 0 the ratio has no
+    bound: read it only where the other's drop interval excludes 0."""
+    def statistic(a, b, c, d):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (_worst(a) - _worst(b)) / (_worst(c) - _worst(d))
+
+    return stratified_bootstrap([before_by_seed, after_by_seed, other_before_by_seed, other_after_by_seed],
+                                statistic, n_resamples, seed, confidence)
+
+
 # ---------------------------------------------------------------- plain means and ratios (scipy)
 def _scipy_interval(data: tuple, statistic, paired: bool, n_resamples: int, seed: int, confidence: float) -> Interval:
     from scipy.stats import bootstrap
