@@ -53,7 +53,8 @@ def test_shared_context_scores_equal_one_sequence_per_pair(arch, request, tokeni
     assert multi and all(fast[i] > plain_continuation_logprobs(model, tokenizer, [pairs[i]])[0] for i in multi)
 
 
-@pytest.mark.parametrize("loss_name", ["true_logit", "neg_cross_entropy", "saturating_logit", "saturating_sequence"])
+@pytest.mark.parametrize("loss_name", ["true_logit", "neg_cross_entropy", "saturating_logit", "bounded_logit",
+                                       "saturating_sequence"])
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_head_at_answer_positions_gives_the_whole_heads_loss_and_gradient(arch, loss_name, request, tokenizer,
                                                                            people, monkeypatch):

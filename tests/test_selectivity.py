@@ -148,6 +148,44 @@ def test_saturating_logit_gradient_shrinks_as_the_true_logit_falls(monkeypatch):
     assert margins.grad[0] > margins.grad[1] > margins.grad[2]
 
 
+def test_the_bounded_logit_stops_each_token_at_the_models_best_alternative(taught, people, monkeypatch):
+    """A token still the most likely is pushed down (its margin over the best other token is the
+    loss, and the step lowers it); one that another token already matches or beats adds nothing
+    and takes no gradient: the answers are pushed to the level of an alternative, not below it."""
+    from cir.methods.losses import BoundedLogit
+
+    logits = torch.nn.Parameter(torch.tensor([[5.0, 1.0, 0.5], [1.0, 3.0, 0.0], [2.0, 2.0, -1.0]]))
+    targets = torch.tensor([0, 0, 0])  # the first: top by 4; the second: beaten by 2; the third: tied
+    monkeypatch.setattr(BoundedLogit, "answer_logits", staticmethod(lambda model, batch: (logits, targets)))
+    loss = BoundedLogit(None)(None, None)
+    monkeypatch.undo()
+    loss.backward()
+    assert float(loss) == pytest.approx(4.0 / 3)
+    assert logits.grad[0, 0] > 0 and logits.grad[0, 1] < 0  # the true logit down, the best rival up
+    assert not logits.grad[1:].any()
+    model, tokenizer = taught  # on a model: a positive loss where it knows the answers, never below 0
+    batch = forget_batches(tokenizer, people[:8], batch_size=32)[0]
+    with torch.no_grad():
+        assert float(BoundedLogit(model)(model, batch)) >= 0
+
+
+def test_with_name_marks_the_names_continuations_beside_the_answer(tokenizer, people):
+    """answer_tokens=with_name: the losses read the answer's tokens and each of the subject's
+    tokens that follows another of its tokens (the name's later tokens), never its first."""
+    from cir.training.batches import name_continuations
+
+    plain = forget_batches(tokenizer, people[:4], batch_size=32)[0]
+    named = forget_batches(tokenizer, people[:4], batch_size=32, with_name=True)[0]
+    added = named.answer_mask & ~plain.answer_mask
+    assert (named.answer_mask >= plain.answer_mask).all() and added.any()
+    assert (added <= plain.subject_mask).all()  # only the name's tokens are added
+    first = plain.subject_mask.clone()
+    first[:, 1:] &= ~plain.subject_mask[:, :-1]  # each mention's first token
+    assert not (named.answer_mask & first & ~plain.answer_mask).any()
+    assert torch.equal(name_continuations(torch.tensor([[0, 1, 1, 1, 0, 1]], dtype=torch.bool)),
+                       torch.tensor([[0, 0, 1, 1, 0, 0]], dtype=torch.bool))
+
+
 def test_saturating_losses_start_at_their_reference(taught, people):
     """On the original model each loss sits at its known starting value: softplus(2) per token,
     and NPO's -(2/beta) log sigmoid(0) = 2 log 2 per sentence."""

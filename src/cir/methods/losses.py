@@ -10,6 +10,8 @@ pass and compares against references taken from the original model once, at setu
     true_logit         the answer token's logit above the mean logit, clipped at 0.
     saturating_logit   per answer token, softplus of that margin's change from the original
                        model's plus 2: its gradient fades once the token is forgotten.
+    bounded_logit      per answer token, the true logit above the best other token's, clipped
+                       at 0: stops once another token is as likely (no retain model needed).
     saturating_sequence  per sentence, NPO's loss of the answer's log-likelihood ratio to the
                        original model: its gradient fades once the sentence is forgotten.
 
@@ -185,6 +187,21 @@ class SaturatingLogit(_AnswerTokenLoss):
 
     def __call__(self, model, batch: Batch, reference: torch.Tensor) -> torch.Tensor:
         return F.softplus(self.margins(model, batch) - reference + self.offset).mean()
+
+
+@register_loss("bounded_logit")
+class BoundedLogit(_AnswerTokenLoss):
+    """Per answer token, max(0, z - z_alt): its logit z above the best other token's, z_alt. Its
+    gradient is 0 once another token is at least as likely: each forgotten token is pushed to the
+    level of the model's own best alternative under the same prompt, not below it (an answer far
+    less likely than a stranger's betrays the erasure to a membership test), and needs no retain
+    model to know where to stop."""
+
+    def __call__(self, model, batch: Batch, reference=None) -> torch.Tensor:
+        logits, targets = self.answer_logits(model, batch)
+        true = logits.gather(1, targets[:, None])[:, 0]
+        others = logits.scatter(1, targets[:, None], float("-inf"))
+        return torch.relu(true - others.max(-1).values).mean()  # a tie takes no gradient
 
 
 @register_loss("saturating_sequence")

@@ -129,12 +129,14 @@ def with_context(texts: list[str], owners: list[int], banks: list[tuple[str, ...
 
 def forget_batches(tokenizer, items: list[MCQ], batch_size: int = 32, max_length: int = 64,
                    min_size: int = 1, phrasings: int = 0, seed: int = 0, context: int = 0,
-                   first_token: bool = False) -> list[Batch]:
+                   first_token: bool = False, with_name: bool = False) -> list[Batch]:
     """The fact sentences of every item (all, or `phrasings` each drawn with `seed`), in file
     order, with their answer tokens marked. With `context`, each is preceded by that many
     sentences of other facts (see `with_context`); only its own answer is marked, and
     `max_length` grows with the context so that the fact itself is never cut. With
-    `first_token`, only the first token of each answer is marked (see `encode`)."""
+    `first_token`, only the first token of each answer is marked (see `encode`). With
+    `with_name`, the tokens that continue each mention of the fact's subject are marked as well
+    (`name_continuations`): a loss on the marked tokens then reads what completes the name too."""
     drawn = [(owner, sentence) for owner, bank in enumerate(draw_phrasings(items, phrasings, seed))
              for sentence in bank]
     owners = [owner for owner, _ in drawn]
@@ -144,8 +146,20 @@ def forget_batches(tokenizer, items: list[MCQ], batch_size: int = 32, max_length
     if context:
         texts = with_context(texts, owners, [item.sentences() for item in items], context, seed)
         max_length *= context + 1
-    return [encode(tokenizer, texts[c], answers[c], max_length, first_token, subjects[c])
-            for c in chunks(len(texts), batch_size, min_size)]
+    batches = [encode(tokenizer, texts[c], answers[c], max_length, first_token, subjects[c])
+               for c in chunks(len(texts), batch_size, min_size)]
+    if with_name:
+        for batch in batches:
+            batch.answer_mask |= name_continuations(batch.subject_mask)
+    return batches
+
+
+def name_continuations(subject_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: the subject's tokens that follow another of its tokens (a name's second and
+    later tokens: what a model that learnt the name predicts from its first)."""
+    marks = torch.zeros_like(subject_mask)
+    marks[:, 1:] = subject_mask[:, 1:] & subject_mask[:, :-1]
+    return marks
 
 
 def text_batches(tokenizer, texts: list[str], batch_size: int = 16, max_length: int = 128,

@@ -12,6 +12,9 @@ from cir.fields import check_fields, typed_value
 from cir.methods import get_method, method_names
 
 
+ANSWER_TOKENS = ("all", "first", "with_name")
+
+
 @dataclass
 class RunConfig:
     """Options of the shared loop. Method options live in the method's own config."""
@@ -36,8 +39,10 @@ class RunConfig:
     context: int = 0
     # answer tokens the losses and answer positions read: all, or first: only each answer's
     # first token, the prediction that recalls the fact (the rest of a multi-token answer is
-    # spelling, which an update can break without removing the fact); the retain facts that
-    # CIR's retain-aware collapse reads keep all their answer tokens
+    # spelling, which an update can break without removing the fact), or with_name: all, and the
+    # tokens that continue the fact's subject (a name's second and later tokens), so that a
+    # forgotten person's name is unlearnt with the answers; the retain facts that CIR's
+    # retain-aware collapse reads keep all their answer tokens
     answer_tokens: str = "all"
     # weights in bfloat16 or float16: take the measurements the stop rule reads (text loss, forget
     # accuracy, watched topics) with the weights cast to float32 for the measurement, which
@@ -62,8 +67,9 @@ class RunConfig:
             raise OptionError("phrasings must be >= 0")
         if self.context < 0:
             raise OptionError("context must be >= 0")
-        if self.answer_tokens not in ("all", "first"):
-            raise OptionError(f"answer_tokens must be all or first, got '{self.answer_tokens}'")
+        if self.answer_tokens not in ANSWER_TOKENS:
+            raise OptionError(f"answer_tokens must be {', '.join(ANSWER_TOKENS[:-1])} or {ANSWER_TOKENS[-1]}, "
+                              f"got '{self.answer_tokens}'")
 
 
 # ---------------------------------------------------------------- configuration
