@@ -13,6 +13,7 @@ at this size, and what it cost the kept sets.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -319,6 +320,7 @@ def audit_rows(original, unlearned, tokenizer, forget, *, references: dict | Non
         raise InputError(f"the grid '{settings.attacks}' holds {', '.join(empty)}, which has nothing to train on "
                          "here (relearning on kept facts needs a kept set: give one, or another grid)")
     journal = None
+    digest = functools.cache(lambda: weights_digest(unlearned))  # read once: every weight of a large model
     if out is not None:
         what = {"forget": [item.question for item in forget],
                 "kept": {name: [item.question for item in items] for name, items in kept.items()},
@@ -328,7 +330,7 @@ def audit_rows(original, unlearned, tokenizer, forget, *, references: dict | Non
                 "models": [fingerprint(m) for m in (original, unlearned)]
                 + [fingerprint(m) for m in references.values()],
                 # every weight: an update to weights the fingerprints do not sample is another model
-                "weights": [weights_digest(m) for m in (original, unlearned, *references.values())],
+                "weights": [weights_digest(original), digest(), *map(weights_digest, references.values())],
                 "attacker": {"text": hashlib.sha256("\n".join(attack_text or general).encode()).hexdigest(),
                              "kept": {name: [item.question for item in items]
                                       for name, items in attacker_kept.items()}}}
@@ -346,7 +348,7 @@ def audit_rows(original, unlearned, tokenizer, forget, *, references: dict | Non
           progress)
     rows |= attacked(unlearned, tokenizer, topics, data, held_out, attacks, settings.seed, progress, cache=cache,
                      journal=journal.for_model("unlearned") if journal else None,
-                     weights=weights_digest(unlearned) if cache else None)
+                     weights=digest() if cache else None)
     extra = {"forget_name": name,
              "questions": {name: len(items) for name, items in topics.items()} | {"V": len(held_out), "T": len(train)},
              "attacks": [attack.to_json() for attack in attacks], "settings": asdict(settings)}
