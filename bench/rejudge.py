@@ -7,6 +7,7 @@ worst probe and the worst attack chosen inside each replicate) is docs/results/t
 
     python bench/rejudge.py                      # the next missing runs of the plan, in order
     python bench/rejudge.py --draws 1 --methods cir npo
+    python bench/rejudge.py --methods cir --setting with-name --set answer_tokens=with_name
     python bench/rejudge.py --table-only         # the table again from the records and run directories
 
 A run in the records is not run again; an interrupted run is made again, its attacks' rows read
@@ -46,19 +47,30 @@ SEARCHED = {
 }
 
 
-def run_dir(runs: str, benchmark: str, method: str, budget: float, draw: int, attacks: str) -> Path:
-    return ROOT / runs / f"{benchmark}-{method}-b{budget:g}-d{draw}-{attacks}"
+# a run's setting when it is the searched one (records written before settings were named have none)
+SEARCHED_SETTING = "searched"
 
 
-def run(benchmark: str, method: str, budget: float, draw: int, attacks: str, out: Path) -> dict:
-    options = {"budget": round(1 + budget, 6)} | SEARCHED[method]
+def setting_of(record: dict) -> str:
+    return record.get("setting", SEARCHED_SETTING)
+
+
+def run_dir(runs: str, benchmark: str, method: str, budget: float, draw: int, attacks: str,
+            setting: str = SEARCHED_SETTING) -> Path:
+    label = "" if setting == SEARCHED_SETTING else f"-{setting}"
+    return ROOT / runs / f"{benchmark}-{method}{label}-b{budget:g}-d{draw}-{attacks}"
+
+
+def run(benchmark: str, method: str, budget: float, draw: int, attacks: str, out: Path,
+        setting: str = SEARCHED_SETTING, extra: dict | None = None) -> dict:
+    options = {"budget": round(1 + budget, 6)} | SEARCHED[method] | (extra or {})
     command = [sys.executable, "-m", "cir.cli", "demo", "--benchmark", benchmark, "--method", method,
                "--draw", str(draw), "--seed", str(draw), "--attacks", attacks, "--out", str(out), "--quiet"]
     command += [a for key, value in options.items() for a in ("--set", f"{key}={value}")]
     started = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     record = record_of(out, benchmark, method, draw, attacks, command, time.perf_counter() - started)
-    return record | {"budget": budget, "draw": draw, "options": options,
+    return record | {"budget": budget, "draw": draw, "options": options, "setting": setting,
                      "out": os.path.relpath(out, ROOT)}
 
 
@@ -82,17 +94,19 @@ def table(records: list[dict], runs: str) -> str:
     body = []
     for budget in sorted({r["budget"] for r in records}):
         at = [r for r in records if r["budget"] == budget]
-        methods = [m for m in SEARCHED if any(r["method"] == m for r in at)]
         found = {}
-        for method in methods:
-            mine = sorted((r for r in at if r["method"] == method), key=lambda r: r["draw"])
-            found[method] = (mine, pooled([ROOT / r["out"] for r in mine]))
-        baselines = {m: v for m, v in found.items() if m != "cir"}
+        for method in SEARCHED:
+            for setting in dict.fromkeys(setting_of(r) for r in at if r["method"] == method):
+                mine = sorted((r for r in at if r["method"] == method and setting_of(r) == setting),
+                              key=lambda r: r["draw"])
+                name = method if setting == SEARCHED_SETTING else f"{method} ({setting})"
+                found[name] = (mine, pooled([ROOT / r["out"] for r in mine]))
+        baselines = {m: v for m, v in found.items() if m in SEARCHED and m != "cir"}
         best = max(baselines, key=lambda m: baselines[m][1]["drop"].estimate) if baselines else None
         for method, (mine, p) in found.items():
             ratio = "-"
             draws = [r["draw"] for r in mine]
-            if method == "cir" and best is not None and [r["draw"] for r in found[best][0]] == draws:
+            if method.startswith("cir") and best is not None and [r["draw"] for r in found[best][0]] == draws:
                 other = found[best][1]
                 # a model that kept every weight drops about +0.01 after relearning (the attack's own
                 # shift): a ratio is read only against a baseline that forgot something measurable
@@ -122,7 +136,8 @@ def write_table(records: list[dict], benchmark: str, attacks: str, runs: str) ->
     chosen = [r for r in records if r["benchmark"] == benchmark and r["attacks"] == attacks]
     path = TABLES / f"rejudge-{benchmark}-{attacks}.md"
     machines = sorted({r["machine"] for r in chosen})
-    commands = "\n".join(f"- {r['method']}, budget {r['budget']:.1%}, draw {r['draw']} ({r['seconds']} s): "
+    commands = "\n".join(f"- {r['method']} ({setting_of(r)}), budget {r['budget']:.1%}, draw {r['draw']} "
+                         f"({r['seconds']} s): "
                          f"`{r['command']}`" for r in chosen)
     path.write_text(
         f"# `{benchmark}` re-judged: every method, grid `{attacks}`, pooled over draws\n\n"
@@ -151,8 +166,15 @@ def main() -> None:
     parser.add_argument("--draws", type=int, nargs="*", default=[1, 2, 3])
     parser.add_argument("--attacks", default="default", help="the attack grid (cir demo --attacks)")
     parser.add_argument("--runs", default="runs/rejudge", help="where the run directories go")
+    parser.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option beside the searched ones (cir demo --set); needs --setting")
+    parser.add_argument("--setting", default=SEARCHED_SETTING,
+                        help="the name of the runs' setting in the records and the table (with --set)")
     parser.add_argument("--table-only", action="store_true", help="rewrite the table from the records, run nothing")
     args = parser.parse_args()
+    if bool(args.options) != (args.setting != SEARCHED_SETTING):
+        parser.error("--set and --setting go together: a setting other than the searched one has a name")
+    extra = dict(option.split("=", 1) for option in args.options)
 
     def records() -> list[dict]:
         return [json.loads(line) for line in RECORDS.read_text().splitlines()] if RECORDS.is_file() else []
@@ -161,12 +183,12 @@ def main() -> None:
         for draw in args.draws:
             for budget in args.budgets:
                 for method in args.methods:
-                    key = (args.benchmark, method, budget, draw, args.attacks)
-                    if any((r["benchmark"], r["method"], r["budget"], r["draw"], r["attacks"]) == key
+                    key = (args.benchmark, method, budget, draw, args.attacks, args.setting)
+                    if any((r["benchmark"], r["method"], r["budget"], r["draw"], r["attacks"], setting_of(r)) == key
                            for r in records()):
                         continue
-                    out = run_dir(args.runs, args.benchmark, method, budget, draw, args.attacks)
-                    record = run(args.benchmark, method, budget, draw, args.attacks, out)
+                    out = run_dir(args.runs, args.benchmark, method, budget, draw, args.attacks, args.setting)
+                    record = run(args.benchmark, method, budget, draw, args.attacks, out, args.setting, extra)
                     with RECORDS.open("a") as f:
                         f.write(json.dumps(record) + "\n")
                     print(json.dumps({k: record[k] for k in ("method", "budget", "draw", "seconds")}
