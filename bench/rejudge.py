@@ -74,12 +74,25 @@ def run(benchmark: str, method: str, budget: float, draw: int, attacks: str, out
                      "out": os.path.relpath(out, ROOT)}
 
 
-def pooled(outs: list[Path]) -> dict:
-    """One method at one budget over its draws (one run directory each): cir.auditing.pooled_intervals."""
+def pooled(records: list[dict], by_person: bool = False) -> dict:
+    """One method at one budget over its draws (one run each): cir.auditing.pooled_intervals, over
+    V's questions, or (`by_person`) over V's people, a person's questions resampled together."""
     from cir.auditing import pooled_intervals
     from cir.demo import read_demo
 
-    return pooled_intervals([read_demo(out / "demo.json") for out in outs])
+    runs = [read_demo(ROOT / r["out"] / "demo.json") for r in records]
+    return pooled_intervals(runs, clusters=[people_of_V(r) for r in records] if by_person else None)
+
+
+def people_of_V(record: dict) -> list[str]:
+    """The person each of a run's V questions asks about, in the rows' order: the benchmark's draw
+    split again as the audit splits it (by subject, with the run's seed)."""
+    from cir.attacks.grids import AttackConfig
+    from cir.benchmarks.taught import POWERED, TeachRecipe, drawn, invented_people
+
+    recipe = {"taught": TeachRecipe(), "taught-powered": POWERED}[record["benchmark"]]
+    forget = invented_people(drawn(recipe, record["draw"]))[0]
+    return [item.subject for item in AttackConfig(split_ratio=0.5, seed=record["seed"]).split(forget)[1]]
 
 
 def table(records: list[dict], runs: str) -> str:
@@ -89,7 +102,8 @@ def table(records: list[dict], runs: str) -> str:
     from cir.tables import markdown_table
 
     header = ["budget", "method", "draws", "V worst P(correct): before", "after unlearning", "after the worst attack",
-              "drop that survives the attacks", "residual vs the retain model", "noise floor", "reads",
+              "drop that survives the attacks", "residual vs the retain model",
+              "the same, people resampled", "noise floor", "reads",
               "ratio of drops to the best baseline's", "per draw: text loss / kept sets' largest drop / PrivLeak (MUSE, min-k) / stopped"]
     body = []
     for budget in sorted({r["budget"] for r in records}):
@@ -100,7 +114,7 @@ def table(records: list[dict], runs: str) -> str:
                 mine = sorted((r for r in at if r["method"] == method and setting_of(r) == setting),
                               key=lambda r: r["draw"])
                 name = method if setting == SEARCHED_SETTING else f"{method} ({setting})"
-                found[name] = (mine, pooled([ROOT / r["out"] for r in mine]))
+                found[name] = (mine, pooled(mine) | {"by person": pooled(mine, by_person=True)["residual"]})
         baselines = {m: v for m, v in found.items() if m in SEARCHED and m != "cir"}
         best = max(baselines, key=lambda m: baselines[m][1]["drop"].estimate) if baselines else None
         for method, (mine, p) in found.items():
@@ -127,7 +141,8 @@ def table(records: list[dict], runs: str) -> str:
                                 + f" / {r['stop_reason'].split(';')[0]}")
             body.append([f"{budget:.1%}", method, ", ".join(map(str, draws)), p["before"].format(3),
                          p["after unlearning"].format(3), p["after the worst attack"].format(3),
-                         p["drop"].signed(3), p["residual"].signed(3), p["noise floor"].signed(3),
+                         p["drop"].signed(3), p["residual"].signed(3), p["by person"].signed(3),
+                         p["noise floor"].signed(3),
                          verdict(p["residual"], p["noise floor"]), ratio, "<br>".join(per_draw)])
     return markdown_table(header, body)
 
@@ -148,7 +163,9 @@ def write_table(records: list[dict], benchmark: str, attacks: str, runs: str) ->
         "interval is a stratified bootstrap over V's questions (draws as strata; the maximum over probes and "
         "attacks taken inside each replicate). Drop: before minus after the worst attack. Residual: the "
         "unlearned model's minus the retain model's at the worst attack; noise floor: the retain model's minus "
-        "the never-taught model's there. Ratio of drops: CIR's over the baseline whose drop is largest, "
+        "the never-taught model's there; beside it, the same residual with V's people resampled instead of its "
+        "questions (a person's questions are forgotten or kept together, so this is the honest width where they "
+        "are). Ratio of drops: CIR's over the baseline whose drop is largest, "
         "resampled together (RepSelect's robustness ratio), read only where that baseline forgot something "
         "measurable (its drop's interval excludes 0 and its V after unlearning lies below its V before): a "
         "model that kept every weight drops about +0.01 after relearning, the attack's own shift.\n\n"

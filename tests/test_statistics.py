@@ -226,3 +226,21 @@ def test_a_drop_is_before_minus_the_worst_attack_and_a_ratio_of_drops_covers_the
         assert 0.3 < drop.estimate < 0.5
         hits.append(2.0 in drop_ratio_interval(before, a, before, b, n_resamples=300))
     assert np.mean(hits) >= 0.8
+
+
+def test_resampling_whole_people_widens_the_interval_where_a_persons_questions_move_together():
+    """Five questions per person that are copies of one another carry one person's information:
+    resampled as questions the interval is about sqrt(5) too narrow; resampled by person it is as
+    wide as one question per person's. Labels must name every question."""
+    rng = np.random.default_rng(5)
+    people = rng.binomial(1, 0.4, 20).astype(float)
+    copies = np.repeat(people, 5)  # 100 questions, 20 people
+    labels = np.repeat(np.arange(20), 5)
+    by_question = worst_interval([copies], n_resamples=2000)
+    by_person = worst_interval([copies], n_resamples=2000, clusters=[labels])
+    one_each = worst_interval([people], n_resamples=2000)
+    assert by_person.estimate == by_question.estimate == pytest.approx(people.mean())
+    assert by_person.half_width > 1.8 * by_question.half_width
+    assert by_person.half_width == pytest.approx(one_each.half_width, rel=0.2)
+    with pytest.raises(ValueError, match="one label per question"):
+        worst_interval([copies], clusters=[labels[:50]])

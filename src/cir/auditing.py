@@ -133,14 +133,15 @@ def headline_intervals(name: str, rows: dict[str, Row], extra: dict) -> dict:
     return found
 
 
-def pooled_intervals(runs: list[tuple[dict[str, Row], dict]]) -> dict:
+def pooled_intervals(runs: list[tuple[dict[str, Row], dict]], clusters=None) -> dict:
     """One method's audits on several judging seeds, pooled (a stratified bootstrap over V's
     questions, the seeds as strata), in P(correct), V's worst probe: before, after unlearning, after
     the worst attack; the drop that survives the attacks (before minus after the worst attack);
     the residual against the retain model at the worst attack and the noise floor there. `runs`:
     each seed's (rows, extra) as audit_rows returns them, with both references. Each seed's worst
     attack is chosen among its attacks that broke no model, again inside each replicate. "_rows":
-    the (before, grids) the drop read, for a ratio of drops (intervals.drop_ratio)."""
+    the (before, grids) the drop read, for a ratio of drops (intervals.drop_ratio). `clusters`:
+    per seed, a label per question of V (its person): people are resampled instead of questions."""
     before, after, grids, retain, never = [], [], [], [], []
     for rows, extra in runs:
         attacks = [name for name, row in attack_rows(rows).items() if row.broken is None
@@ -152,11 +153,12 @@ def pooled_intervals(runs: list[tuple[dict[str, Row], dict]]) -> dict:
         grids.append([rows[a] for a in attacks])
         retain.append([extra["retain"][a] for a in attacks])
         never.append([extra["never_taught"][a] for a in attacks])
-    return {"before": intervals.worst(before), "after unlearning": intervals.worst(after),
-            "after the worst attack": worst_interval([intervals.grid(rows) for rows in grids]),
-            "drop": intervals.drop(before, grids),
-            "residual": intervals.worst_attack_residual(grids, retain),
-            "noise floor": intervals.noise_floor(retain, never, grids),
+    options = {"clusters": clusters}
+    return {"before": intervals.worst(before, **options), "after unlearning": intervals.worst(after, **options),
+            "after the worst attack": worst_interval([intervals.grid(rows) for rows in grids], **options),
+            "drop": intervals.drop(before, grids, **options),
+            "residual": intervals.worst_attack_residual(grids, retain, **options),
+            "noise floor": intervals.noise_floor(retain, never, grids, **options),
             "_rows": (before, grids)}
 
 

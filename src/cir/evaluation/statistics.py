@@ -116,22 +116,41 @@ def _strata(models: Sequence) -> list[list[np.ndarray]]:
     return strata
 
 
+def _weights(n: int, clusters, n_resamples: int, rng) -> np.ndarray:
+    """(replicates, questions): each question's weight in a replicate's mean. Without `clusters`,
+    the times it was drawn over n; with them (a label per question), whole clusters are drawn and
+    a question weighs as often as its cluster was drawn, over the questions drawn."""
+    if clusters is None:
+        return rng.multinomial(n, np.full(n, 1 / n), size=n_resamples) / n
+    labels, index = np.unique(np.asarray(clusters), return_inverse=True)
+    if len(index) != n:
+        raise ValueError(f"clusters: one label per question, got {len(index)} for {n} questions")
+    counts = rng.multinomial(len(labels), np.full(len(labels), 1 / len(labels)), size=n_resamples)
+    drawn = counts[:, index].astype(float)  # (replicates, questions)
+    return drawn / drawn.sum(1, keepdims=True)
+
+
 def stratified_bootstrap(models: Sequence, statistic: Callable[..., np.ndarray], n_resamples: int = N_RESAMPLES,
-                         seed: int = 0, confidence: float = CONFIDENCE) -> Interval:
+                         seed: int = 0, confidence: float = CONFIDENCE, clusters=None) -> Interval:
     """The paired bootstrap over questions, stratified by seed. `models`: per model, its readings
     by seed (a list, or a dict keyed by seed), each (questions,), (probes, questions) or
     (attacks, probes, questions). `statistic(*means)` takes each model's means over questions,
     (attacks, probes, replicates), and returns one value per replicate: the maximum over probes
     and attacks belongs there. A replicate resamples each seed's questions within the seed, the
     same for every model; the pooled value is the mean over seeds of each seed's statistic. The
-    interval is the replicates' percentile interval."""
+    interval is the replicates' percentile interval. `clusters`: per seed, a label per question
+    (the person it asks about): whole clusters are resampled instead, for questions that move
+    together (a person's questions are forgotten, or kept, together)."""
     rng = np.random.default_rng(seed)
     estimates, replicates = [], []
-    for grids in _strata(models):
+    strata = _strata(models)
+    if clusters is not None and len(clusters) != len(strata):
+        raise ValueError(f"clusters: one list of labels per seed ({len(strata)}), got {len(clusters)}")
+    for index, grids in enumerate(strata):
         n = grids[0].shape[-1]
-        counts = rng.multinomial(n, np.full(n, 1 / n), size=n_resamples)  # (replicates, questions): times drawn
+        weights = _weights(n, None if clusters is None else clusters[index], n_resamples, rng)
         estimates.append(statistic(*[g.mean(-1, keepdims=True) for g in grids])[0])
-        replicates.append(statistic(*[g @ counts.T / n for g in grids]))  # (attacks, probes, replicates)
+        replicates.append(statistic(*[g @ weights.T for g in grids]))  # (attacks, probes, replicates)
     low, high = np.percentile(np.mean(replicates, axis=0), [50 * (1 - confidence), 50 * (1 + confidence)])
     return Interval(float(np.mean(estimates)), float(low), float(high))
 
@@ -146,15 +165,16 @@ def _worst(means: np.ndarray) -> np.ndarray:
 
 
 def worst_interval(readings_by_seed, n_resamples: int = N_RESAMPLES, seed: int = 0,
-                   confidence: float = CONFIDENCE) -> Interval:
+                   confidence: float = CONFIDENCE, clusters=None) -> Interval:
     """One model's worst reading (the highest mean over questions among its probes and attacks),
     the maximum taken inside each replicate; pooled over seeds as the mean of each seed's worst.
     A single reading per seed, (questions,), gives a plain mean stratified by seed."""
-    return stratified_bootstrap([readings_by_seed], _worst, n_resamples, seed, confidence)
+    return stratified_bootstrap([readings_by_seed], _worst, n_resamples, seed, confidence, clusters)
 
 
 def residual_interval(a_by_seed, b_by_seed, select_by_seed=None, pick: str = "worst",
-                      n_resamples: int = N_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE) -> Interval:
+                      n_resamples: int = N_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE,
+                      clusters=None) -> Interval:
     """Model a's worst probe minus model b's under the same attack, on the same questions (paired).
     Over a grid (attacks, probes, questions) the attack is chosen inside each replicate:
     `pick="worst"`, the attack where `select_by_seed`'s worst probe is highest (default: a's, the
@@ -170,31 +190,33 @@ def residual_interval(a_by_seed, b_by_seed, select_by_seed=None, pick: str = "wo
         chosen = chooser.argmax(axis=0)  # the first of a tie
         return np.take_along_axis(residual, chosen[None], axis=0)[0]
 
-    return stratified_bootstrap(models, statistic, n_resamples, seed, confidence)
+    return stratified_bootstrap(models, statistic, n_resamples, seed, confidence, clusters)
 
 
 def noise_floor_interval(retain_by_seed, never_taught_by_seed, select_by_seed=None, pick: str = "worst",
-                         n_resamples: int = N_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE) -> Interval:
+                         n_resamples: int = N_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE,
+                         clusters=None) -> Interval:
     """The measurement's own noise floor: the residual between the two references, the retain model
     minus the never-taught model, both of which never learned F, under the same attack and on the
     same questions. Shown beside every residual; a residual inside it is indistinguishable from
     "never learned". Pass the unlearned model's readings as `select_by_seed` to read it at the
     unlearned model's worst attack, as its residual is."""
     return residual_interval(retain_by_seed, never_taught_by_seed, select_by_seed, pick, n_resamples, seed,
-                             confidence)
+                             confidence, clusters)
 
 
 def drop_interval(before_by_seed, after_by_seed, n_resamples: int = N_RESAMPLES, seed: int = 0,
-                  confidence: float = CONFIDENCE) -> Interval:
+                  confidence: float = CONFIDENCE, clusters=None) -> Interval:
     """What an unlearning took away that no attack brought back: the model's worst probe before
     unlearning minus its worst reading after the attacks (the worst attack's worst probe, chosen
     again inside each replicate), on the same questions."""
     return stratified_bootstrap([before_by_seed, after_by_seed], lambda a, b: _worst(a) - _worst(b),
-                                n_resamples, seed, confidence)
+                                n_resamples, seed, confidence, clusters)
 
 
 def drop_ratio_interval(before_by_seed, after_by_seed, other_before_by_seed, other_after_by_seed,
-                        n_resamples: int = N_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE) -> Interval:
+                        n_resamples: int = N_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE,
+                        clusters=None) -> Interval:
     """RepSelect's robustness ratio: one method's drop (drop_interval) over another's, both read on
     the same questions and resampled together. Where the other's drop can be 0 the ratio has no
     bound: read it only where the other's drop interval excludes 0."""
@@ -203,7 +225,7 @@ def drop_ratio_interval(before_by_seed, after_by_seed, other_before_by_seed, oth
             return (_worst(a) - _worst(b)) / (_worst(c) - _worst(d))
 
     return stratified_bootstrap([before_by_seed, after_by_seed, other_before_by_seed, other_after_by_seed],
-                                statistic, n_resamples, seed, confidence)
+                                statistic, n_resamples, seed, confidence, clusters)
 
 
 # ---------------------------------------------------------------- plain means and ratios (scipy)
