@@ -12,7 +12,9 @@ worst probe and the worst attack chosen inside each replicate) is docs/results/t
 
 A run in the records is not run again; an interrupted run is made again, its attacks' rows read
 from the user cache where its unlearning gave the same weights (as it does on one machine), as are
-the references' rows and those of a method that kept the original weights. The pooled
+the references' rows and those of a method that kept the original weights. A run that stopped at
+max_epochs under the smaller budget is not made again under the larger one: no epoch passed the
+smaller, so none passes the larger, and the budget is read only by the stop rule. The pooled
 table reads each run's demo.json (the per-question readings) from its run directory, which stays
 on the machine that ran it; the records keep each run's own verdict.
 """
@@ -72,6 +74,20 @@ def run(benchmark: str, method: str, budget: float, draw: int, attacks: str, out
     record = record_of(out, benchmark, method, draw, attacks, command, time.perf_counter() - started)
     return record | {"budget": budget, "draw": draw, "options": options, "setting": setting,
                      "out": os.path.relpath(out, ROOT)}
+
+
+def same_run(records: list[dict], key: tuple, extra: dict) -> dict | None:
+    """The record of this run under a smaller budget that it would repeat weight for weight: one that
+    stopped at max_epochs, no epoch past its budget, so none past a larger one (the budget is read
+    only by the stop rule)."""
+    benchmark, method, budget, draw, attacks, setting = key
+    for r in records:
+        if ((r["benchmark"], r["method"], r["draw"], r["attacks"], setting_of(r)) == (benchmark, method, draw, attacks,
+                                                                                       setting)
+                and r["budget"] < budget and r["stop_reason"].startswith("max_epochs") and "same_as" not in r
+                and {k: v for k, v in r["options"].items() if k != "budget"} == SEARCHED[method] | extra):
+            return r
+    return None
 
 
 def pooled(records: list[dict], by_person: bool = False) -> dict:
@@ -152,8 +168,9 @@ def write_table(records: list[dict], benchmark: str, attacks: str, runs: str) ->
     path = TABLES / f"rejudge-{benchmark}-{attacks}.md"
     machines = sorted({r["machine"] for r in chosen})
     commands = "\n".join(f"- {r['method']} ({setting_of(r)}), budget {r['budget']:.1%}, draw {r['draw']} "
-                         f"({r['seconds']} s): "
-                         f"`{r['command']}`" for r in chosen)
+                         + (f"(the run at {r['same_as']}, which stopped at max_epochs within either budget): "
+                            if "same_as" in r else f"({r['seconds']} s): ")
+                         + f"`{r['command']}`" for r in chosen)
     path.write_text(
         f"# `{benchmark}` re-judged: every method, grid `{attacks}`, pooled over draws\n\n"
         "Each run is `cir demo --benchmark B --draw K --seed K --method NAME --set budget=...` with the step "
@@ -204,8 +221,13 @@ def main() -> None:
                     if any((r["benchmark"], r["method"], r["budget"], r["draw"], r["attacks"], setting_of(r)) == key
                            for r in records()):
                         continue
-                    out = run_dir(args.runs, args.benchmark, method, budget, draw, args.attacks, args.setting)
-                    record = run(args.benchmark, method, budget, draw, args.attacks, out, args.setting, extra)
+                    same = same_run(records(), key, extra)
+                    if same is not None:  # stopped by max_epochs under a smaller budget: this run is that one
+                        record = same | {"budget": budget, "seconds": 0, "same_as": f"budget {same['budget']:.1%}",
+                                         "options": same["options"] | {"budget": round(1 + budget, 6)}}
+                    else:
+                        out = run_dir(args.runs, args.benchmark, method, budget, draw, args.attacks, args.setting)
+                        record = run(args.benchmark, method, budget, draw, args.attacks, out, args.setting, extra)
                     with RECORDS.open("a") as f:
                         f.write(json.dumps(record) + "\n")
                     print(json.dumps({k: record[k] for k in ("method", "budget", "draw", "seconds")}
