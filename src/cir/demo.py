@@ -22,7 +22,7 @@ from pathlib import Path
 from cir.api import unlearn_to_dir
 from cir.auditing import AuditSettings, attack_rows, audit_json, audit_rows, verdict, write_audit
 from cir.attacks.record import record_attack
-from cir.benchmarks import Setting, check_benchmark, make_setting, topic_setting
+from cir.benchmarks import DRAWN, Setting, check_benchmark, make_setting, topic_setting
 from cir.data import builtin_topics
 from cir.data.general import general_text_split
 from cir.errors import InputError
@@ -32,10 +32,6 @@ from cir.evaluation.rows import Row
 from cir.outputs import write_json
 from cir.tables import markdown_table
 from cir.unlearning.loop import UnlearningResult
-
-
-# the benchmarks whose facts are drawn with a seed of their own (DemoSettings.draw)
-DRAWN = ("taught", "taught-powered", "subjects")
 
 
 @dataclass
@@ -60,7 +56,7 @@ class DemoSettings:
         elif self.topic not in builtin_topics():
             raise InputError(f"unknown built-in topic '{self.topic}' (known: {', '.join(builtin_topics())})")
         if self.draw is not None and self.benchmark not in DRAWN:
-            raise InputError(f"draw: {self.name} has nothing drawn (benchmarks with a draw: {', '.join(DRAWN)})")
+            raise InputError(f"draw: {self.name} has nothing drawn (benchmarks with a draw: {', '.join(sorted(DRAWN))})")
         self.audit = AuditSettings(self.attacks, self.seed, self.split_ratio)  # checks the grid and the ratio
 
     @property

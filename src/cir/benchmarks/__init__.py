@@ -24,14 +24,14 @@ A benchmark is one module with a maker registered by `@register_benchmark` (cir.
 read alike.
 """
 
-from cir.benchmarks.base import (BENCHMARKS, METHOD_DEFAULTS, Setting, benchmark_names, check_benchmark,
+from cir.benchmarks.base import (BENCHMARKS, DRAWN, METHOD_DEFAULTS, Setting, benchmark_names, check_benchmark,
                                  make_setting, method_defaults, register_benchmark)
 from cir.benchmarks import capitals, subjects, taught  # each registers itself
 from cir.benchmarks.capitals import topic_setting
 from cir.benchmarks.subjects import COUNTRY_TOPICS, SUBJECT_COUNTRIES, country_facts
 from cir.benchmarks.taught import TeachRecipe, invented_people, knowledge, teach, taught_model
 
-__all__ = ["BENCHMARKS", "COUNTRY_TOPICS", "METHOD_DEFAULTS", "SUBJECT_COUNTRIES", "Setting", "TeachRecipe",
+__all__ = ["BENCHMARKS", "COUNTRY_TOPICS", "DRAWN", "METHOD_DEFAULTS", "SUBJECT_COUNTRIES", "Setting", "TeachRecipe",
            "benchmark_names", "capitals", "check_benchmark", "country_facts", "invented_people", "knowledge",
            "make_setting", "method_defaults", "register_benchmark", "subjects", "taught", "taught_model", "teach",
            "topic_setting"]

@@ -43,14 +43,22 @@ BENCHMARKS: dict[str, Callable[..., Setting]] = {}
 METHOD_DEFAULTS: dict[str, dict] = {}
 
 
-def register_benchmark(name: str, method_defaults: dict | None = None):
+# the benchmarks whose facts are drawn with a seed (their maker's `seed=`: taught's people,
+# subjects' countries), so that judging seeds can have forget sets of their own
+DRAWN: set[str] = set()
+
+
+def register_benchmark(name: str, method_defaults: dict | None = None, drawn: bool = False):
     """Register a benchmark's maker, `maker(model, tokenizer, **options) -> Setting`, under `name`,
-    with its own defaults for methods (`METHOD.option`: value); a second maker of one name is refused."""
+    with its own defaults for methods (`METHOD.option`: value); `drawn`: its maker takes `seed=`,
+    the draw of its facts. A second maker of one name is refused."""
     def add(maker: Callable[..., Setting]) -> Callable[..., Setting]:
         if name in BENCHMARKS:
             raise ValueError(f"benchmark '{name}' is registered twice")
         BENCHMARKS[name] = maker
         METHOD_DEFAULTS[name] = dict(method_defaults or {})
+        if drawn:
+            DRAWN.add(name)
         return maker
 
     return add

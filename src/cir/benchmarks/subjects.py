@@ -25,7 +25,7 @@ def country_facts() -> dict[str, list[MCQ]]:
             for country in common}
 
 
-@register_benchmark("subjects")
+@register_benchmark("subjects", drawn=True)
 def subjects(model, tokenizer, countries: int = SUBJECT_COUNTRIES, seed: int = 0, **_) -> Setting:
     """F: every country-topic fact about `countries` countries drawn with `seed`; the other
     countries' facts (per topic) and the other built-in topics are kept."""

@@ -175,7 +175,7 @@ TAUGHT_DEFAULTS = {"cir.update_tokens": "subject", "cir.forget_loss": "saturatin
 POWERED = TeachRecipe(people=60, strangers=20, attributes=("profession", "city", "instrument", "pet", "sport"))
 
 
-@register_benchmark("taught", method_defaults=TAUGHT_DEFAULTS)
+@register_benchmark("taught", method_defaults=TAUGHT_DEFAULTS, drawn=True)
 def taught(model, tokenizer, recipe: TeachRecipe | None = None, progress: bool = True, seed: int | None = None,
            **_) -> Setting:
     """`seed`: the draw of the people (the recipe's seed; default its own, 0): people of their own,
@@ -183,7 +183,7 @@ def taught(model, tokenizer, recipe: TeachRecipe | None = None, progress: bool =
     return taught_setting("taught", model, tokenizer, drawn(recipe or TeachRecipe(), seed), progress)
 
 
-@register_benchmark("taught-powered", method_defaults=TAUGHT_DEFAULTS)
+@register_benchmark("taught-powered", method_defaults=TAUGHT_DEFAULTS, drawn=True)
 def taught_powered(model, tokenizer, recipe: TeachRecipe | None = None, progress: bool = True,
                    seed: int | None = None, **_) -> Setting:
     return taught_setting("taught-powered", model, tokenizer, drawn(recipe or POWERED, seed), progress)
