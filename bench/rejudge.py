@@ -90,25 +90,27 @@ def same_run(records: list[dict], key: tuple, extra: dict) -> dict | None:
     return None
 
 
-def pooled(records: list[dict], by_person: bool = False) -> dict:
-    """One method at one budget over its draws (one run each): cir.auditing.pooled_intervals, over
-    V's questions, or (`by_person`) over V's people, a person's questions resampled together."""
+def pooled(records: list[dict]) -> dict:
+    """One method at one budget over its draws (one run each): cir.auditing.pooled_intervals over
+    V's questions, and under "by person" its residual with V's people resampled instead (a
+    person's questions move together)."""
     from cir.auditing import pooled_intervals
     from cir.demo import read_demo
 
     runs = [read_demo(ROOT / r["out"] / "demo.json") for r in records]
-    return pooled_intervals(runs, clusters=[people_of_V(r) for r in records] if by_person else None)
+    people = [people_of_V(r, extra["settings"]["split_ratio"]) for r, (_, extra) in zip(records, runs)]
+    return pooled_intervals(runs) | {"by person": pooled_intervals(runs, clusters=people)["residual"]}
 
 
-def people_of_V(record: dict) -> list[str]:
+def people_of_V(record: dict, split_ratio: float) -> list[str]:
     """The person each of a run's V questions asks about, in the rows' order: the benchmark's draw
-    split again as the audit splits it (by subject, with the run's seed)."""
+    split again as the audit splits it (by subject, with the run's seed and split ratio)."""
     from cir.attacks.grids import AttackConfig
     from cir.benchmarks.taught import POWERED, TeachRecipe, drawn, invented_people
 
     recipe = {"taught": TeachRecipe(), "taught-powered": POWERED}[record["benchmark"]]
     forget = invented_people(drawn(recipe, record["draw"]))[0]
-    return [item.subject for item in AttackConfig(split_ratio=0.5, seed=record["seed"]).split(forget)[1]]
+    return [item.subject for item in AttackConfig(split_ratio=split_ratio, seed=record["seed"]).split(forget)[1]]
 
 
 def table(records: list[dict], runs: str) -> str:
@@ -130,7 +132,7 @@ def table(records: list[dict], runs: str) -> str:
                 mine = sorted((r for r in at if r["method"] == method and setting_of(r) == setting),
                               key=lambda r: r["draw"])
                 name = method if setting == SEARCHED_SETTING else f"{method} ({setting})"
-                found[name] = (mine, pooled(mine) | {"by person": pooled(mine, by_person=True)["residual"]})
+                found[name] = (mine, pooled(mine))
         baselines = {m: v for m, v in found.items() if m in SEARCHED and m != "cir"}
         best = max(baselines, key=lambda m: baselines[m][1]["drop"].estimate) if baselines else None
         for method, (mine, p) in found.items():

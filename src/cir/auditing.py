@@ -95,8 +95,7 @@ def headline_intervals(name: str, rows: dict[str, Row], extra: dict) -> dict:
     refs = [ref for ref in ("never_taught", "retain") if ref in extra]
     # the worst attack is chosen among the attacks that did not break the model, as worst_attack
     # chooses it, again in every replicate (by P(correct) in that score's block, by accuracy in its own)
-    attacks = [name for name, row in attack_rows(rows).items() if row.broken is None
-               and all(readable(extra[ref].get(name)) for ref in refs)]
+    attacks = counted_attacks(rows, extra, refs)
     found = {}
     for score in intervals.SCORES:
         block = {"worst probe": {label: intervals.worst([row], score).to_json() for label, row in rows.items()
@@ -144,8 +143,7 @@ def pooled_intervals(runs: list[tuple[dict[str, Row], dict]], clusters=None) -> 
     per seed, a label per question of V (its person): people are resampled instead of questions."""
     before, after, grids, retain, never = [], [], [], [], []
     for rows, extra in runs:
-        attacks = [name for name, row in attack_rows(rows).items() if row.broken is None
-                   and all(readable(extra[ref].get(name)) for ref in ("retain", "never_taught"))]
+        attacks = counted_attacks(rows, extra, ("retain", "never_taught"))
         if not attacks:
             raise InputError("a seed's audit has no attack that every model met unbroken: nothing to pool")
         before.append(rows["before"])
@@ -160,6 +158,13 @@ def pooled_intervals(runs: list[tuple[dict[str, Row], dict]], clusters=None) -> 
             "residual": intervals.worst_attack_residual(grids, retain, **options),
             "noise floor": intervals.noise_floor(retain, never, grids, **options),
             "_rows": (before, grids)}
+
+
+def counted_attacks(rows: dict[str, Row], extra: dict, refs) -> list[str]:
+    """The attacks an interval counts: those that broke no model, the unlearned one and each of
+    the references `refs` (whose rows are in `extra`)."""
+    return [name for name, row in attack_rows(rows).items() if row.broken is None
+            and all(readable(extra[ref].get(name)) for ref in refs)]
 
 
 def readable(row: Row | None) -> bool:

@@ -80,15 +80,13 @@ def gradient_checkpointing(model, on: bool) -> None:
 def _forget_schedule(tokenizer, items: list[MCQ], run: RunConfig, processes: int):
     """(forget batches, the batch indices of each epoch): with `phrasings`, every epoch draws its
     own phrasings of each fact (seeded by the run's seed and the epoch); else one set for all."""
+    marks = {"first_token": run.answer_tokens == "first", "with_name": run.answer_tokens == "with_name"}
     if not run.context and (not run.phrasings or all(len(item.sentences()) <= run.phrasings for item in items)):
-        return forget_batches(tokenizer, items, run.batch_size, run.max_length, min_size=processes,
-                              first_token=run.answer_tokens == "first",
-                              with_name=run.answer_tokens == "with_name"), None
+        return forget_batches(tokenizer, items, run.batch_size, run.max_length, min_size=processes, **marks), None
     batches, schedule = [], []
     for epoch in range(1, run.max_epochs + 1):
         drawn = forget_batches(tokenizer, items, run.batch_size, run.max_length, min_size=processes,
-                               phrasings=run.phrasings, seed=run.seed * 10_007 + epoch, context=run.context,
-                               first_token=run.answer_tokens == "first", with_name=run.answer_tokens == "with_name")
+                               phrasings=run.phrasings, seed=run.seed * 10_007 + epoch, context=run.context, **marks)
         schedule.append(list(range(len(batches), len(batches) + len(drawn))))
         batches += drawn
     return batches, schedule
